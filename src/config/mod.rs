@@ -1,0 +1,536 @@
+//! Configuration: YAML text to a validated [`Config`].
+//!
+//! A bad file is reported in one go: every problem, each with the path of the value it is
+//! about (`models[0].targets[1].weight`), so fixing a config is one edit-run cycle, not many.
+
+mod decode;
+pub mod env;
+mod suggest;
+pub mod types;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use decode::parse_size;
+pub use suggest::suggest;
+pub use types::*;
+
+use crate::providers::presets::{Preset, PRESETS};
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Where: `listen`, `providers.openai.base_url`, `models[2].targets[0].provider`, or
+    /// `<file>` for the file as a whole (YAML syntax).
+    pub path: String,
+    /// What, never including a secret's value.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Every problem found, in file order. Never empty.
+    #[error("{}", format_problems(.0))]
+    Invalid(Vec<ConfigProblem>),
+}
+
+impl ConfigError {
+    /// The validation problems; empty for a read error.
+    pub fn problems(&self) -> &[ConfigProblem] {
+        match self {
+            ConfigError::Invalid(problems) => problems,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+fn format_problems(problems: &[ConfigProblem]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
+/// Parses and validates config text. `env` looks up variables for `${NAME}` expansion (tests
+/// pass a closure; [`load_file`] uses the process environment). Relative `ca_file` paths are
+/// taken relative to the working directory.
+pub fn parse_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    parse_with_base(text, env, None)
+}
+
+/// Reads and validates a config file, expanding `${NAME}` from the process environment.
+/// Relative `ca_file` paths are taken relative to the file's directory, so a config works the
+/// same whatever directory the gateway is started from.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+    parse_with_base(&text, &env::process_env, base)
+}
+
+fn parse_with_base(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    base_dir: Option<&Path>,
+) -> Result<Config, ConfigError> {
+    let syntax = |e: serde_yaml_ng::Error| {
+        ConfigError::Invalid(vec![ConfigProblem {
+            path: decode::FILE_PATH.to_string(),
+            message: e.to_string(),
+        }])
+    };
+    let mut root: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(syntax)?;
+    // Lets files share settings with YAML anchors and `<<: *common`.
+    root.apply_merge().map_err(syntax)?;
+    decode::decode(&root, env, base_dir).map_err(ConfigError::Invalid)
+}
+
+/// The configuration used when no file is given: one provider per preset whose API key
+/// variable is set (and non-empty), no model aliases, default server settings.
+///
+/// Also returns what was found, e.g. `["openai (OPENAI_API_KEY)"]`, for the startup banner.
+pub fn zero_config(env: &dyn Fn(&str) -> Option<String>) -> (Config, Vec<String>) {
+    let mut providers = Vec::new();
+    let mut found = Vec::new();
+    for preset in PRESETS.iter().filter(|p| !p.key_env.is_empty()) {
+        if let Some(key) = env(preset.key_env).filter(|k| !k.is_empty()) {
+            providers.push(preset_provider(preset, key));
+            found.push(format!("{} ({})", preset.id, preset.key_env));
+        }
+    }
+    let config = Config {
+        listen: None,
+        server: ServerSettings::default(),
+        providers,
+        models: Vec::new(),
+    };
+    (config, found)
+}
+
+fn preset_provider(preset: &Preset, key: String) -> ProviderConfig {
+    ProviderConfig {
+        id: preset.id.to_string(),
+        kind: ProviderKind::OpenAi,
+        base_url: Some(preset.base_url.to_string()),
+        keys: vec![KeyConfig {
+            value: key,
+            weight: 1,
+        }],
+        auth: AuthMode::Keys,
+        timeouts: Timeouts::default(),
+        headers: Default::default(),
+        ca_file: None,
+        mock: MockSettings::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        let value = match name {
+            "OPENAI_API_KEY" => "sk-openai-secret",
+            "GROQ_API_KEY" => "gsk-groq-secret",
+            "EMPTY_KEY" => "",
+            "T" => "2000",
+            "HOST" => "proxy.internal",
+            _ => return None,
+        };
+        Some(value.to_string())
+    }
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match parse_str(yaml, &env) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const FULL: &str = r#"
+listen: 0.0.0.0:9000
+server:
+  body_limit_bytes: 1MiB
+  header_read_timeout_ms: 5000
+  body_read_timeout_ms: 6000
+  drain_timeout_ms: 7000
+providers:
+  openai:
+    kind: openai
+    base_url: https://api.openai.com/v1/
+    keys:
+      - { value: "${OPENAI_API_KEY}", weight: 3 }
+      - literal-key
+    timeouts: { connect_ms: "${T}", total_ms: 9000 }
+    headers: { HTTP-Referer: "https://example.com" }
+  groq:
+    preset: groq
+  byok:
+    preset: openrouter
+    auth: passthrough
+  local:
+    kind: mock
+    mock: { chunks: 3, chunk_delay_ms: 5, latency_ms: 7, reply_words: 9 }
+models:
+  - name: gpt-4o-mini
+    targets:
+      - { provider: openai, model: gpt-4o-mini, weight: 3 }
+      - { provider: groq, model: llama-3.1-8b-instant }
+  - name: claude-*
+    targets: [{ provider: mock }]
+"#;
+
+    #[test]
+    fn full_file_decodes() {
+        let config = match parse_str(FULL, &env) {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(config.listen, "0.0.0.0:9000".parse().ok());
+        assert_eq!(
+            config.server,
+            ServerSettings {
+                body_limit_bytes: 1 << 20,
+                header_read_timeout_ms: 5000,
+                body_read_timeout_ms: 6000,
+                drain_timeout_ms: 7000,
+            }
+        );
+        let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["openai", "groq", "byok", "local"]);
+
+        let openai = &config.providers[0];
+        assert_eq!(openai.kind, ProviderKind::OpenAi);
+        assert_eq!(
+            openai.base_url.as_deref(),
+            Some("https://api.openai.com/v1")
+        );
+        assert_eq!(
+            openai.keys,
+            [
+                KeyConfig {
+                    value: "sk-openai-secret".into(),
+                    weight: 3
+                },
+                KeyConfig {
+                    value: "literal-key".into(),
+                    weight: 1
+                },
+            ]
+        );
+        assert_eq!(openai.auth, AuthMode::Keys);
+        assert_eq!(
+            openai.timeouts,
+            Timeouts {
+                connect_ms: 2000,
+                first_byte_ms: 60_000,
+                total_ms: 9000
+            }
+        );
+        let headers: Vec<(&str, &str)> = openai
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(headers, [("http-referer", "https://example.com")]);
+        assert_eq!(openai.ca_file, None);
+        assert_eq!(openai.mock, MockSettings::default());
+
+        let groq = &config.providers[1];
+        assert_eq!(groq.kind, ProviderKind::OpenAi);
+        assert_eq!(
+            groq.base_url.as_deref(),
+            Some("https://api.groq.com/openai/v1")
+        );
+        assert_eq!(
+            groq.keys,
+            [KeyConfig {
+                value: "gsk-groq-secret".into(),
+                weight: 1
+            }]
+        );
+
+        let byok = &config.providers[2];
+        assert_eq!(byok.auth, AuthMode::Passthrough);
+        assert!(byok.keys.is_empty());
+        assert_eq!(
+            byok.base_url.as_deref(),
+            Some("https://openrouter.ai/api/v1")
+        );
+
+        let local = &config.providers[3];
+        assert_eq!(local.kind, ProviderKind::Mock);
+        assert_eq!(
+            local.mock,
+            MockSettings {
+                chunks: 3,
+                chunk_delay_ms: 5,
+                latency_ms: 7,
+                reply_words: 9
+            }
+        );
+
+        assert_eq!(
+            config.models,
+            [
+                ModelConfig {
+                    name: "gpt-4o-mini".into(),
+                    targets: vec![
+                        TargetConfig {
+                            provider: "openai".into(),
+                            model: Some("gpt-4o-mini".into()),
+                            weight: 3,
+                        },
+                        TargetConfig {
+                            provider: "groq".into(),
+                            model: Some("llama-3.1-8b-instant".into()),
+                            weight: 1,
+                        },
+                    ],
+                },
+                ModelConfig {
+                    name: "claude-*".into(),
+                    targets: vec![TargetConfig {
+                        provider: "mock".into(),
+                        model: None,
+                        weight: 1
+                    }],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let yaml = r#"
+listen: nowhere
+providers:
+  openai:
+    kind: openai
+    base_ur: https://api.openai.com/v1
+    keys: ["${MISSING_KEY}"]
+  bad:
+    kind: openai
+    base_url: ftp://files.example.com
+  claude:
+    kind: anthropic
+  groq:
+    preset: grok
+models:
+  - name: fast
+    targets:
+      - { provider: opnai }
+      - { provider: openai, weight: heavy }
+  - name: fast
+    targets: []
+"#;
+        assert_eq!(
+            problems(yaml),
+            [
+                "listen: expected an IP address and port like 127.0.0.1:8080, got \"nowhere\"",
+                "providers.openai.base_ur: unknown field (did you mean \"base_url\"?)",
+                "providers.openai.base_url: required for kind openai (or set preset, e.g. preset: openai)",
+                "providers.openai.keys[0]: environment variable MISSING_KEY is not set",
+                "providers.bad.base_url: expected an absolute http:// or https:// URL without a query, got \"ftp://files.example.com\"",
+                "providers.claude.kind: provider kind \"anthropic\" is not supported yet (supported: openai, mock)",
+                "providers.groq.preset: unknown preset \"grok\" (did you mean \"groq\"?)",
+                "models[0].targets[0].provider: unknown provider \"opnai\" (did you mean \"openai\"?)",
+                "models[0].targets[1].weight: expected a positive integer, got \"heavy\"",
+                "models[1].name: duplicate model name \"fast\" (first defined at models[0])",
+                "models[1].targets: must list at least one target",
+            ]
+        );
+        let err = parse_str(yaml, &env).err().map(|e| e.to_string());
+        assert_eq!(err.map(|s| s.lines().count()), Some(11));
+    }
+
+    #[test]
+    fn env_expansion_everywhere() {
+        let yaml = "providers:\n  p:\n    kind: openai\n    base_url: \"https://${HOST}/v1\"\n    headers: { X-Price: \"$$5 per ${T}\" }\n    keys: [\"${EMPTY_KEY}\"]\n";
+        assert_eq!(problems(yaml), ["providers.p.keys[0]: must not be empty"]);
+        let config = parse_str(&yaml.replace("${EMPTY_KEY}", "k"), &env);
+        let p = config.as_ref().ok().and_then(|c| c.providers.first());
+        assert_eq!(
+            p.and_then(|p| p.base_url.as_deref()),
+            Some("https://proxy.internal/v1")
+        );
+        assert_eq!(
+            p.and_then(|p| p.headers.get("x-price")).map(String::as_str),
+            Some("$5 per 2000")
+        );
+    }
+
+    #[test]
+    fn key_values_never_appear_in_messages() {
+        let yaml = r#"
+providers:
+  a:
+    kind: openai
+    base_url: http://localhost:1
+    keys: [{ value: "${OPENAI_API_KEY}", weight: 0 }, { value: [sk-literal-1] }, 12345678]
+  b:
+    kind: openai
+    base_url: http://localhost:2
+    keys: sk-literal-2
+  c:
+    kind: openai
+    base_url: http://localhost:3
+    auth: passthrough
+    keys: [sk-literal-3]
+    headers: { X-Token: { nested: sk-literal-4 } }
+"#;
+        let got = problems(yaml);
+        assert_eq!(
+            got,
+            [
+                "providers.a.keys[0].weight: expected a positive integer, got a number",
+                "providers.a.keys[1].value: expected a string, got a list",
+                "providers.b.keys: expected a list, got a string",
+                "providers.c.auth: passthrough forwards the client's own credentials, so it cannot be combined with keys",
+                "providers.c.headers.X-Token: expected a string, got a mapping",
+            ]
+        );
+        for secret in ["sk-openai-secret", "sk-literal", "12345678"] {
+            assert!(got.iter().all(|m| !m.contains(secret)), "{secret} leaked");
+        }
+    }
+
+    #[test]
+    fn presets_fill_base_url_and_keys() {
+        let yaml = "providers:\n  fast: { preset: groq, base_url: 'http://mirror/v1' }\n  local: { preset: ollama }\n  own: { preset: openai, keys: [mine] }\n";
+        let config = parse_str(yaml, &env);
+        let summary = config.as_ref().ok().map(|c| {
+            c.providers
+                .iter()
+                .map(|p| {
+                    let keys: Vec<&str> = p.keys.iter().map(|k| k.value.as_str()).collect();
+                    (p.id.as_str(), p.base_url.as_deref(), keys)
+                })
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            summary,
+            Some(vec![
+                ("fast", Some("http://mirror/v1"), vec!["gsk-groq-secret"]),
+                ("local", Some("http://127.0.0.1:11434/v1"), vec![]),
+                ("own", Some("https://api.openai.com/v1"), vec!["mine"]),
+            ])
+        );
+        assert_eq!(
+            problems("providers:\n  x: { preset: mistral }\n  y: { preset: groq, kind: mock }\n"),
+            [
+                "providers.x.keys: not given, and environment variable MISTRAL_API_KEY (read by preset \"mistral\") is not set",
+                "providers.y.preset: only applies to kind openai",
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_config_discovers_presets_from_env() {
+        let (config, found) = zero_config(&env);
+        assert_eq!(found, ["openai (OPENAI_API_KEY)", "groq (GROQ_API_KEY)"]);
+        assert_eq!(config.providers.len(), 2);
+        assert_eq!(
+            config.providers[1],
+            preset_provider(&PRESETS[1], "gsk-groq-secret".into())
+        );
+        assert_eq!(
+            config.providers[1].base_url.as_deref(),
+            Some("https://api.groq.com/openai/v1")
+        );
+        assert!(config.models.is_empty() && config.listen.is_none());
+        assert_eq!(config.server, ServerSettings::default());
+        let (empty, none) = zero_config(&|_| None);
+        assert!(empty.providers.is_empty() && none.is_empty());
+    }
+
+    #[test]
+    fn syntax_errors_and_empty_files() {
+        let got = problems("providers:\n  a: [\n");
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("<file>: ") && got[0].contains("line"),
+            "{}",
+            got[0]
+        );
+        let empty = parse_str("", &env).ok();
+        assert_eq!(
+            empty.map(|c| (c.providers.len(), c.models.len())),
+            Some((0, 0))
+        );
+        assert!(problems("# only a comment\nmodels: []\nproviders: {}\n").is_empty());
+    }
+
+    #[test]
+    fn builtin_mock_and_user_mock() {
+        assert!(problems("models: [{ name: m, targets: [{ provider: mock }] }]").is_empty());
+        let config = parse_str(
+            "providers: { mock: { kind: mock, mock: { chunks: 2 } } }",
+            &env,
+        );
+        assert_eq!(config.ok().map(|c| c.providers[0].mock.chunks), Some(2));
+        assert_eq!(
+            problems("providers: { 'a/b': { kind: mock }, '': { kind: mock } }\nmodels: [{ name: m, targets: [{ provider: x }] }]"),
+            [
+                "providers.a/b: provider id must not contain '/'",
+                "providers: provider id must not be empty",
+                "models[0].targets[0].provider: unknown provider \"x\" (known: a/b, , mock)",
+            ]
+        );
+    }
+
+    #[test]
+    fn ca_file_is_checked_and_resolved_against_the_config_dir(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let pem = "-----BEGIN CERTIFICATE-----\nAAECAwQFBgc=\n-----END CERTIFICATE-----\n";
+        std::fs::write(dir.path().join("ca.pem"), pem)?;
+        std::fs::write(dir.path().join("empty.pem"), "not pem\n")?;
+        let yaml = "providers:\n  p: { kind: openai, base_url: 'https://x', ca_file: ca.pem }\n";
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, yaml)?;
+        let config = load_file(&file)?;
+        assert_eq!(config.providers[0].ca_file, Some(dir.path().join("ca.pem")));
+
+        std::fs::write(&file, yaml.replace("ca.pem", "empty.pem"))?;
+        let err = load_file(&file)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("providers.p.ca_file: no PEM certificate found in"),
+            "{err}"
+        );
+        std::fs::write(&file, yaml.replace("ca.pem", "nope.pem"))?;
+        let err = load_file(&file)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with("providers.p.ca_file: cannot read"), "{err}");
+
+        let missing = load_file(&dir.path().join("absent.yaml"));
+        assert!(matches!(missing, Err(ConfigError::Read { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn suggest_is_reexported() {
+        assert_eq!(
+            suggest("opnai", ["openrouter", "openai"])
+                .first()
+                .map(String::as_str),
+            Some("openai")
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! The configuration file's typed form, after env-var expansion and validation.
+//!
+//! These types are what `config::load` produces and `routing::compile` consumes. They hold user
+//! intent only; nothing here is resolved for the hot path (that is `routing::Snapshot`'s job).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default listen address when neither the file nor `--listen` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// A whole, validated configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: Option<SocketAddr>,
+    pub server: ServerSettings,
+    /// Providers in file order, keyed by the user-chosen id.
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+}
+
+/// Connection- and request-level limits of the listening side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// Largest request body accepted, in bytes (413 above it).
+    pub body_limit_bytes: usize,
+    /// A client must send its full request head within this time.
+    pub header_read_timeout_ms: u64,
+    /// A client must send its full request body within this time (408 otherwise).
+    pub body_read_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 32 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Which wire protocol and outbound behaviour a provider has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible server (OpenAI, Groq, vLLM, Ollama, ...).
+    OpenAi,
+    /// The built-in, network-free mock that answers in the OpenAI dialect.
+    Mock,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+/// How the gateway authenticates to a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Use the configured `keys` (none configured: send no credentials).
+    Keys,
+    /// Forward the client's own provider credentials (bring-your-own-key).
+    Passthrough,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyConfig {
+    /// The secret. Never logged or echoed.
+    pub value: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect_ms: u64,
+    /// From sending the request to receiving the response head.
+    pub first_byte_ms: u64,
+    /// The whole exchange, body streaming included.
+    pub total_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: 5_000,
+            first_byte_ms: 60_000,
+            total_ms: 600_000,
+        }
+    }
+}
+
+/// Behaviour of the built-in mock provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MockSettings {
+    /// Content chunks in a streamed answer (role and finish chunks not counted).
+    pub chunks: u32,
+    /// Delay between streamed chunks.
+    pub chunk_delay_ms: u64,
+    /// Fixed delay before the response head.
+    pub latency_ms: u64,
+    /// Words in the answer (before `max_tokens` caps it).
+    pub reply_words: u32,
+}
+
+impl Default for MockSettings {
+    fn default() -> Self {
+        Self {
+            chunks: 20,
+            chunk_delay_ms: 0,
+            latency_ms: 0,
+            reply_words: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderConfig {
+    /// User-chosen id, e.g. `openai`, `local`. Used in `provider/model` and metric labels.
+    pub id: String,
+    pub kind: ProviderKind,
+    /// Required for `openai` unless a preset gives it; unused for `mock`.
+    pub base_url: Option<String>,
+    pub keys: Vec<KeyConfig>,
+    pub auth: AuthMode,
+    pub timeouts: Timeouts,
+    /// Extra headers sent upstream on every request (e.g. OpenRouter's `HTTP-Referer`).
+    pub headers: BTreeMap<String, String>,
+    /// Extra PEM CA bundle trusted for this provider (private CAs).
+    pub ca_file: Option<PathBuf>,
+    pub mock: MockSettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// What clients send: an exact name or a glob (`claude-*`).
+    pub name: String,
+    pub targets: Vec<TargetConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetConfig {
+    pub provider: String,
+    /// Upstream model name; `None` forwards the client's model name unchanged.
+    pub model: Option<String>,
+    pub weight: u32,
+}

@@ -1,0 +1,15 @@
+//! ferrogate: a single-binary LLM gateway. See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod dialect;
+pub mod error;
+pub mod providers;
+pub mod proxy;
+pub mod reload;
+pub mod routing;
+pub mod server;
+pub mod sse;
+pub mod state;
+pub mod telemetry;
+pub mod upstream;
+pub mod usage;

@@ -1,0 +1,188 @@
+//! The `ferrogate` command line: parse arguments, then call the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use ferrogate::config::{self, Config, DEFAULT_LISTEN};
+use ferrogate::server::{self, Drained};
+use ferrogate::state::AppState;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ferrogate",
+    version,
+    about = "A single-binary LLM gateway with microsecond overhead"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file (YAML). Without it: the built-in mock plus every provider whose
+        /// API key is in the environment.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides the file's `listen`; default 127.0.0.1:8080).
+        #[arg(long, short)]
+        listen: Option<SocketAddr>,
+        /// Runtime worker threads (default: one per core).
+        #[arg(long, short)]
+        workers: Option<usize>,
+    },
+    /// Validate a configuration file and print every problem in it.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve {
+            config,
+            listen,
+            workers,
+        } => {
+            init_tracing();
+            match serve(config, listen, workers) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ferrogate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERROGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load_file(path) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} providers, {} models)",
+                path.display(),
+                c.providers.len(),
+                c.models.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Ok(config::load_file(p)?),
+        None => {
+            let (config, found) = config::zero_config(&config::env::process_env);
+            tracing::info!("no --config: built-in mock provider is available as mock/<any-model>");
+            if found.is_empty() {
+                tracing::info!("no provider API keys found in the environment");
+            } else {
+                tracing::info!(providers = %found.join(", "), "providers found in the environment (use as provider/model)");
+            }
+            Ok(config)
+        }
+    }
+}
+
+fn serve(
+    path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    workers: Option<usize>,
+) -> anyhow::Result<()> {
+    let config = load(path.as_ref())?;
+    let addr = match listen.or(config.listen) {
+        Some(a) => a,
+        None => DEFAULT_LISTEN.parse().context("default listen address")?,
+    };
+    let workers = workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    // One worker: a current-thread runtime avoids cross-thread wake-ups entirely.
+    let runtime = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async move {
+        let state = AppState::new(&config, path.clone()).context("compiling the configuration")?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let bound = listener.local_addr()?;
+        if let Some(handle) = state.prometheus.clone() {
+            ferrogate::telemetry::metrics::spawn_upkeep(handle);
+        }
+        state.log.spawn_writer();
+        ferrogate::reload::spawn(state.clone());
+        tracing::info!(%bound, workers, "ferrogate ready");
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "ferrogate listening on http://{bound}")?;
+            out.flush()?;
+        }
+        match server::serve(listener, state, shutdown_signal()).await {
+            Drained::Clean => tracing::info!("drained; bye"),
+            Drained::DeadlinePassed => {
+                tracing::warn!("drain deadline passed with requests still running")
+            }
+        }
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

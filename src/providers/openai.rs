@@ -1,0 +1,163 @@
+//! Outbound requests to OpenAI-compatible providers: URI, credentials and header hygiene, and the
+//! same hygiene for the response headers passed back.
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Uri};
+use http_body_util::Full;
+
+use crate::config::AuthMode;
+use crate::error::GatewayError;
+use crate::routing::snapshot::{Endpoint, ProviderRt};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+static X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+static API_KEY: HeaderName = HeaderName::from_static("api-key");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static IDENTITY: HeaderValue = HeaderValue::from_static("identity");
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.remove(header::CONNECTION) {
+        if let Ok(list) = conn.to_str() {
+            for name in list.split(',') {
+                let name = name.trim();
+                if !name.is_empty() {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Builds the upstream request from the client's headers (taken over, then cleaned).
+pub fn build_request(
+    provider: &ProviderRt,
+    endpoint: Endpoint,
+    client_query: Option<&str>,
+    mut headers: HeaderMap,
+    body: Bytes,
+    request_id: &HeaderValue,
+) -> Result<Request<Full<Bytes>>, GatewayError> {
+    let base = provider
+        .uri(endpoint)
+        .ok_or_else(|| GatewayError::Internal("provider has no upstream URI".into()))?;
+    let uri = match client_query.map(strip_key_param) {
+        Some(q) if !q.is_empty() => with_query(base, &q)?,
+        _ => base.clone(),
+    };
+
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
+    if provider.auth != AuthMode::Passthrough {
+        headers.remove(header::AUTHORIZATION);
+        headers.remove(&X_API_KEY);
+        headers.remove(&X_GOOG_API_KEY);
+        headers.remove(&API_KEY);
+        if let Some(key) = provider.pick_key() {
+            headers.insert(header::AUTHORIZATION, key.header.clone());
+        }
+    }
+    // Plain bytes upstream, so the usage tap can read them.
+    headers.insert(header::ACCEPT_ENCODING, IDENTITY.clone());
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    for (name, value) in &provider.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+/// Drops `key=` (a query-string credential) from a client's query.
+fn strip_key_param(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("key=") && *kv != "key")
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn with_query(base: &Uri, query: &str) -> Result<Uri, GatewayError> {
+    let path = base.path();
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = Some(
+        format!("{path}?{query}")
+            .parse()
+            .map_err(|_| GatewayError::bad_request("invalid query string", None))?,
+    );
+    Uri::from_parts(parts).map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
+/// Cleans upstream response headers for the client: hop-by-hop and framing headers go (hyper
+/// sets framing itself), the gateway's request id replaces the provider's, which is kept under
+/// `x-upstream-request-id`.
+pub fn response_headers(headers: &mut HeaderMap, request_id: &HeaderValue, body_changed: bool) {
+    strip_hop_by_hop(headers);
+    if body_changed {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    if let Some(theirs) = headers.insert(X_REQUEST_ID.clone(), request_id.clone()) {
+        if theirs != request_id {
+            headers.insert(X_UPSTREAM_REQUEST_ID.clone(), theirs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_param_is_removed_from_queries() {
+        assert_eq!(strip_key_param("key=abc&x=1"), "x=1");
+        assert_eq!(strip_key_param("a=1&key=abc"), "a=1");
+        assert_eq!(strip_key_param("key=abc"), "");
+        assert_eq!(strip_key_param("keys=1"), "keys=1");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_tokens_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn provider_request_id_moves_aside() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("req_up"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        response_headers(&mut h, &HeaderValue::from_static("ours"), true);
+        assert_eq!(h["x-request-id"], "ours");
+        assert_eq!(h["x-upstream-request-id"], "req_up");
+        assert!(!h.contains_key(header::CONTENT_LENGTH));
+    }
+}

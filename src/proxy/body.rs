@@ -1,0 +1,224 @@
+//! Response bodies the gateway sends: a full buffer, a paced list of frames (the mock), or a
+//! pass-through stream tapped for usage. One enum, so hyper sees a single concrete type.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+use crate::proxy::settle::Settle;
+use crate::proxy::stream_tap::StreamTap;
+use crate::usage::Usage;
+
+pub enum GatewayBody {
+    Full(Option<Bytes>),
+    Frames(PacedFrames),
+    Stream(Box<PassthroughStream>),
+}
+
+impl GatewayBody {
+    pub fn full(b: impl Into<Bytes>) -> Self {
+        GatewayBody::Full(Some(b.into()))
+    }
+
+    pub fn empty() -> Self {
+        GatewayBody::Full(None)
+    }
+}
+
+impl Body for GatewayBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            GatewayBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            GatewayBody::Frames(f) => f.poll_next(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            GatewayBody::Stream(s) => s.poll_next(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            GatewayBody::Full(b) => b.is_none(),
+            _ => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            GatewayBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            GatewayBody::Full(None) => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// Pre-rendered frames sent with a fixed delay between them; settles when the last one is out
+/// (or when dropped early, as cancelled).
+pub struct PacedFrames {
+    frames: std::vec::IntoIter<Bytes>,
+    delay: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+    sent_any: bool,
+    settle: Option<(Settle, Usage)>,
+}
+
+impl PacedFrames {
+    pub fn new(frames: Vec<Bytes>, delay: Duration, settle: Settle, usage: Usage) -> Self {
+        Self {
+            frames: frames.into_iter(),
+            delay,
+            sleep: None,
+            sent_any: false,
+            settle: Some((settle, usage)),
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.sent_any && !self.delay.is_zero() {
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(self.delay)));
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let next = tokio::time::Instant::now() + self.delay;
+            sleep.as_mut().reset(next);
+        }
+        match self.frames.next() {
+            Some(b) => {
+                self.sent_any = true;
+                Poll::Ready(Some(b))
+            }
+            None => {
+                if let Some((settle, usage)) = self.settle.take() {
+                    settle.finish(200, Some(usage), false);
+                }
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for PacedFrames {
+    fn drop(&mut self) {
+        if let Some((settle, usage)) = self.settle.take() {
+            // The client left before the end; the mock's usage is still what it "produced".
+            settle.finish(200, Some(usage), true);
+        }
+    }
+}
+
+/// An upstream SSE stream forwarded frame by frame, with the usage tap (and, when the gateway
+/// injected `include_usage`, the strip of what the client didn't ask for) applied on the way.
+pub struct PassthroughStream {
+    upstream: Incoming,
+    tap: StreamTap,
+    /// Total deadline of the exchange; armed lazily the first time the upstream is not ready.
+    deadline: tokio::time::Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
+    settle: Option<Settle>,
+    done: bool,
+    /// Gateway time spent processing frames (added to the head overhead for the histogram).
+    processing: Duration,
+}
+
+impl PassthroughStream {
+    pub fn new(
+        upstream: Incoming,
+        tap: StreamTap,
+        deadline: tokio::time::Instant,
+        settle: Settle,
+    ) -> Self {
+        Self {
+            upstream,
+            tap,
+            deadline,
+            sleep: None,
+            settle: Some(settle),
+            done: false,
+            processing: Duration::ZERO,
+        }
+    }
+
+    fn end(&mut self, cancelled: bool) {
+        if let Some(mut settle) = self.settle.take() {
+            settle.overhead += self.processing;
+            let usage = self.tap.usage();
+            settle.finish(200, usage, cancelled);
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut self.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers: nothing to forward to an SSE client
+                    };
+                    let t = std::time::Instant::now();
+                    let out = self.tap.on_chunk(data);
+                    self.processing += t.elapsed();
+                    if let Some(out) = out {
+                        return Poll::Ready(Some(out));
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.done = true;
+                    let tail = self.tap.finish();
+                    self.end(false);
+                    return Poll::Ready(tail);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.done = true;
+                    tracing::warn!(error = %e, "upstream stream broke mid-response");
+                    let event = self.tap.error_event(
+                        "The upstream connection broke before the response finished.",
+                        "upstream_error",
+                        "upstream_stream_broken",
+                    );
+                    self.end(false);
+                    return Poll::Ready(Some(event));
+                }
+                Poll::Pending => {
+                    let deadline = self.deadline;
+                    let sleep = self
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        self.done = true;
+                        let event = self.tap.error_event(
+                            "The upstream did not finish the response within the total deadline.",
+                            "upstream_error",
+                            "upstream_timeout",
+                        );
+                        self.end(false);
+                        return Poll::Ready(Some(event));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PassthroughStream {
+    fn drop(&mut self) {
+        // Dropping `upstream` closes the upstream connection; record what we saw.
+        let cancelled = !self.done;
+        self.end(cancelled);
+    }
+}

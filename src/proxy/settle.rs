@@ -1,0 +1,75 @@
+//! Settling a finished request: status and token metrics, duration and overhead histograms, the
+//! in-flight gauge, and the request-log record. Runs exactly once per request, also when the
+//! client goes away mid-stream (from the body's `Drop`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+
+use crate::state::AppState;
+use crate::telemetry::metrics::RouteMetrics;
+use crate::telemetry::request_log::RequestRecord;
+use crate::usage::Usage;
+
+/// Keeps the in-flight gauge honest: incremented on creation, decremented on drop.
+pub struct InFlight(Arc<AppState>);
+
+impl InFlight {
+    pub fn enter(state: &Arc<AppState>) -> Self {
+        state.metrics.in_flight.increment(1.0);
+        InFlight(Arc::clone(state))
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.metrics.in_flight.decrement(1.0);
+    }
+}
+
+/// Everything needed to account for one routed request once it ends.
+pub struct Settle {
+    pub in_flight: InFlight,
+    pub metrics: Arc<RouteMetrics>,
+    pub request_id: HeaderValue,
+    pub endpoint: &'static str,
+    pub stream: bool,
+    pub started: Instant,
+    /// Gateway time so far (before the response head went out).
+    pub overhead: Duration,
+}
+
+impl Settle {
+    pub fn finish(self, status: u16, usage: Option<Usage>, client_cancelled: bool) {
+        let state = self.in_flight.state();
+        let duration = self.started.elapsed();
+        self.metrics.count_status(status);
+        self.metrics.duration.record(duration.as_secs_f64());
+        if let Some(u) = &usage {
+            self.metrics.record_usage(u);
+        }
+        let overhead = self.overhead.as_secs_f64();
+        if self.stream {
+            state.metrics.overhead_stream.record(overhead);
+        } else {
+            state.metrics.overhead_unary.record(overhead);
+        }
+        state.log.push(RequestRecord {
+            request_id: self.request_id,
+            endpoint: self.endpoint,
+            model: Arc::clone(&self.metrics.model),
+            target: Arc::clone(&self.metrics.target),
+            status,
+            stream: self.stream,
+            usage,
+            duration,
+            overhead: self.overhead,
+            client_cancelled,
+        });
+    }
+}

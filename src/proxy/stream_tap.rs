@@ -1,0 +1,222 @@
+//! The usage tap on an OpenAI-dialect SSE stream.
+//!
+//! Pass-through mode forwards every upstream chunk untouched (same `Bytes`) and only scans it.
+//! Strip mode is for streams where the gateway injected `stream_options.include_usage`: it
+//! removes exactly what that option added (the usage-only chunk and the `"usage":null` member of
+//! every other chunk), so the client gets the bytes it would have got without the gateway. Strip
+//! mode forwards whole events only, as soon as each is complete.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use memchr::memmem;
+
+use crate::dialect::openai;
+use crate::sse::{data_payload, SseSplitter};
+use crate::usage::{self, Usage};
+
+const USAGE_NULL: &[&[u8]] = &[b",\"usage\":null", b", \"usage\": null"];
+
+pub struct StreamTap {
+    splitter: SseSplitter,
+    strip: bool,
+    usage: Option<Usage>,
+    /// Data events seen, for an estimate when the stream ends before its usage chunk.
+    data_events: u64,
+    /// Rough prompt-size estimate (request bytes / 4) for the same case.
+    estimated_input: u64,
+}
+
+impl StreamTap {
+    pub fn new(strip: bool, request_len: usize) -> Self {
+        Self {
+            splitter: SseSplitter::new(),
+            strip,
+            usage: None,
+            data_events: 0,
+            estimated_input: (request_len / 4) as u64,
+        }
+    }
+
+    /// Processes one upstream chunk; returns what to send to the client now, if anything.
+    pub fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if !self.strip {
+            let forward = chunk.clone();
+            let (usage, events) = (&mut self.usage, &mut self.data_events);
+            self.splitter.push(chunk, |event| {
+                inspect(&event, usage, events);
+            });
+            return Some(forward);
+        }
+        let mut out = BytesMut::with_capacity(chunk.len());
+        let (usage, events) = (&mut self.usage, &mut self.data_events);
+        self.splitter.push(chunk, |event| {
+            if inspect(&event, usage, events) == EventKind::UsageOnly {
+                return;
+            }
+            write_without_usage_null(&mut out, &event);
+        });
+        (!out.is_empty()).then(|| out.freeze())
+    }
+
+    /// At the upstream's end: whatever event was left without its blank line.
+    pub fn finish(&mut self) -> Option<Bytes> {
+        let rest = self.splitter.finish()?;
+        let kind = inspect(&rest, &mut self.usage, &mut self.data_events);
+        if !self.strip {
+            // Already forwarded as part of its chunk.
+            return None;
+        }
+        if kind == EventKind::UsageOnly {
+            return None;
+        }
+        let mut out = BytesMut::with_capacity(rest.len());
+        write_without_usage_null(&mut out, &rest);
+        Some(out.freeze())
+    }
+
+    /// A terminal error event in the OpenAI dialect, starting a fresh event if the client is
+    /// in the middle of one.
+    pub fn error_event(&mut self, message: &str, kind: &str, code: &str) -> Bytes {
+        let mid_event = !self.strip && self.splitter.pending() > 0;
+        let event = openai::error_event(message, kind, code);
+        if mid_event {
+            let mut out = BytesMut::with_capacity(event.len() + 2);
+            out.put_slice(b"\n\n");
+            out.put_slice(&event);
+            out.freeze()
+        } else {
+            event
+        }
+    }
+
+    /// The stream's usage: as reported, or estimated when the stream ended before its usage
+    /// chunk (client disconnect, upstream failure).
+    pub fn usage(&self) -> Option<Usage> {
+        if self.usage.is_some() {
+            return self.usage;
+        }
+        (self.data_events > 0).then(|| Usage {
+            input: self.estimated_input,
+            // The first chunk carries only the role; each later one roughly one token.
+            output: self.data_events.saturating_sub(1),
+            ..Usage::default()
+        })
+    }
+
+    pub fn reported_usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum EventKind {
+    Other,
+    UsageOnly,
+}
+
+fn inspect(event: &[u8], usage: &mut Option<Usage>, data_events: &mut u64) -> EventKind {
+    let Some(payload) = data_payload(event) else {
+        return EventKind::Other;
+    };
+    if &*payload == b"[DONE]" {
+        return EventKind::Other;
+    }
+    *data_events += 1;
+    if usage::mentions_usage_object(&payload) {
+        if let Some(u) = usage::from_openai_json(&payload) {
+            *usage = Some(u);
+            if memmem::find(&payload, b"\"choices\":[]").is_some() {
+                return EventKind::UsageOnly;
+            }
+        }
+    }
+    EventKind::Other
+}
+
+fn write_without_usage_null(out: &mut BytesMut, event: &[u8]) {
+    for pat in USAGE_NULL {
+        if let Some(i) = memmem::find(event, pat) {
+            out.put_slice(&event[..i]);
+            out.put_slice(&event[i + pat.len()..]);
+            return;
+        }
+    }
+    out.put_slice(event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WITH_USAGE: &str = concat!(
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}],\"usage\":null,\"obfuscation\":\"x\"}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,\"total_tokens\":9}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    const WITHOUT_USAGE: &str = concat!(
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}],\"obfuscation\":\"x\"}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    fn run(strip: bool, input: &str, step: usize) -> (Vec<u8>, Option<Usage>) {
+        let mut tap = StreamTap::new(strip, 100);
+        let mut out = Vec::new();
+        for c in input.as_bytes().chunks(step) {
+            if let Some(b) = tap.on_chunk(Bytes::copy_from_slice(c)) {
+                out.extend_from_slice(&b);
+            }
+        }
+        if let Some(b) = tap.finish() {
+            out.extend_from_slice(&b);
+        }
+        (out, tap.reported_usage())
+    }
+
+    #[test]
+    fn pass_through_is_byte_identical_and_tapped() {
+        for step in [1, 7, 64, 4096] {
+            let (out, usage) = run(false, WITH_USAGE, step);
+            assert_eq!(out, WITH_USAGE.as_bytes());
+            assert_eq!(usage.map(|u| (u.input, u.output)), Some((7, 2)));
+        }
+    }
+
+    #[test]
+    fn strip_mode_restores_the_stream_without_include_usage() {
+        for step in [1, 5, 33, 4096] {
+            let (out, usage) = run(true, WITH_USAGE, step);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                WITHOUT_USAGE,
+                "step {step}"
+            );
+            assert_eq!(usage.map(|u| u.output), Some(2));
+        }
+    }
+
+    #[test]
+    fn pass_through_forwards_the_same_buffer() {
+        let mut tap = StreamTap::new(false, 0);
+        let chunk = Bytes::from_static(b"data: {}\n\n");
+        let out = tap.on_chunk(chunk.clone()).unwrap();
+        assert_eq!(out.as_ptr(), chunk.as_ptr());
+    }
+
+    #[test]
+    fn usage_is_estimated_when_the_stream_is_cut() {
+        let mut tap = StreamTap::new(false, 400);
+        tap.on_chunk(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n"));
+        let u = tap.usage().unwrap();
+        assert_eq!((u.input, u.output), (100, 2));
+        assert!(tap.reported_usage().is_none());
+    }
+
+    #[test]
+    fn error_event_terminates_a_partial_event_first() {
+        let mut tap = StreamTap::new(false, 0);
+        tap.on_chunk(Bytes::from_static(b"data: {\"choi"));
+        let e = tap.error_event("m", "t", "c");
+        assert!(e.starts_with(b"\n\ndata: {\"error\""));
+    }
+}

@@ -1,0 +1,9 @@
+//! Routing: the immutable snapshot compiled from a config, model lookup (exact, glob,
+//! `provider/model`), weighted target and key choice, and provider health.
+
+pub mod glob;
+pub mod health;
+pub mod pick;
+pub mod snapshot;
+
+pub use snapshot::{compile, CompileError, ProviderRt, Resolved, Route, Snapshot, TargetRt};

@@ -1,0 +1,83 @@
+//! The listening side: accept loop, connection settings (keep-alive, `TCP_NODELAY`, header read
+//! timeout), and graceful shutdown that lets in-flight requests and streams finish.
+//!
+//! `serve` takes a bound listener and a shutdown future, so tests and `main` drive it the same way.
+
+pub mod endpoints;
+pub mod error_response;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::state::AppState;
+
+/// How a `serve` call ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// Every in-flight request finished.
+    Clean,
+    /// The drain deadline passed with requests still running.
+    DeadlinePassed,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and drains for the configured time.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> Drained {
+    let settings = state.snapshot.load().settings.clone();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(settings.header_read_timeout_ms))
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = Arc::clone(&state);
+                let svc = service_fn(move |req| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(endpoints::dispatch(state, req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let drain = Duration::from_millis(state.snapshot.load().settings.drain_timeout_ms);
+    tracing::info!(?drain, "shutting down: draining in-flight requests");
+    let drained = tokio::select! {
+        _ = graceful.shutdown() => Drained::Clean,
+        _ = tokio::time::sleep(drain) => Drained::DeadlinePassed,
+    };
+    state.log.drain();
+    drained
+}

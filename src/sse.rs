@@ -1,0 +1,204 @@
+//! Incremental Server-Sent-Events framing over `Bytes`.
+//!
+//! Splits a byte stream into whole events (each slice includes its terminating blank line) without
+//! copying when an event lies inside one chunk; only a partial event at a chunk's end is carried
+//! over. Accepts `\n`, `\r\n` and `\r` line endings (Gemini sends `\r\n\r\n`), and flushes a final
+//! event that lacks its blank line at end of stream.
+//!
+//! Hand-written because it is the streaming hot path and must hand out zero-copy `Bytes` slices.
+
+use std::borrow::Cow;
+
+use bytes::{Bytes, BytesMut};
+
+/// Finds the end (exclusive, after the blank line) of the first complete event in `buf`.
+///
+/// Returns `None` when no blank line is complete yet, including when the buffer ends in `\r`
+/// (which might be the first half of a `\r\n`).
+pub fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut line_start = 0;
+    let mut i = 0;
+    while let Some(off) = memchr::memchr2(b'\n', b'\r', &buf[i..]) {
+        let p = i + off;
+        let term_len = if buf[p] == b'\r' {
+            match buf.get(p + 1) {
+                Some(b'\n') => 2,
+                Some(_) => 1,
+                None => return None,
+            }
+        } else {
+            1
+        };
+        let next = p + term_len;
+        if p == line_start && p != 0 {
+            // An empty line: the event ends here.
+            return Some(next);
+        }
+        if p == 0 {
+            // A blank line at the very start (stray separator): treat it as a tiny event of its
+            // own so callers forward it unchanged.
+            return Some(next);
+        }
+        line_start = next;
+        i = next;
+    }
+    None
+}
+
+/// Splits a stream of chunks into whole events.
+#[derive(Debug, Default)]
+pub struct SseSplitter {
+    carry: BytesMut,
+}
+
+impl SseSplitter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes held back because they don't complete an event yet.
+    pub fn pending(&self) -> usize {
+        self.carry.len()
+    }
+
+    /// Feeds one chunk and calls `on_event` with every event it completes, in order.
+    pub fn push(&mut self, chunk: Bytes, mut on_event: impl FnMut(Bytes)) {
+        let mut buf = if self.carry.is_empty() {
+            chunk
+        } else {
+            self.carry.extend_from_slice(&chunk);
+            self.carry.split().freeze()
+        };
+        while let Some(end) = event_end(&buf) {
+            on_event(buf.split_to(end));
+        }
+        if !buf.is_empty() {
+            self.carry.extend_from_slice(&buf);
+        }
+    }
+
+    /// At end of stream: the unterminated last event, if any.
+    pub fn finish(&mut self) -> Option<Bytes> {
+        if self.carry.is_empty() {
+            None
+        } else {
+            Some(self.carry.split().freeze())
+        }
+    }
+}
+
+/// The `data:` payload of one event (several `data:` lines joined by `\n`), if it has one.
+pub fn data_payload(event: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let mut found: Option<Cow<'_, [u8]>> = None;
+    for line in lines(event) {
+        let Some(rest) = line.strip_prefix(b"data:") else {
+            continue;
+        };
+        let value = rest.strip_prefix(b" ").unwrap_or(rest);
+        found = Some(match found {
+            None => Cow::Borrowed(value),
+            Some(prev) => {
+                let mut joined = prev.into_owned();
+                joined.push(b'\n');
+                joined.extend_from_slice(value);
+                Cow::Owned(joined)
+            }
+        });
+    }
+    found
+}
+
+/// Lines of an event, without their terminators.
+fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = event;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        match memchr::memchr2(b'\n', b'\r', rest) {
+            Some(p) => {
+                let line = &rest[..p];
+                let skip = if rest[p] == b'\r' && rest.get(p + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                rest = &rest[p + skip..];
+                Some(line)
+            }
+            None => {
+                let line = rest;
+                rest = &[];
+                Some(line)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_all(input: &[u8], step: usize) -> Vec<Vec<u8>> {
+        let mut s = SseSplitter::new();
+        let mut out = Vec::new();
+        for chunk in input.chunks(step.max(1)) {
+            s.push(Bytes::copy_from_slice(chunk), |e| out.push(e.to_vec()));
+        }
+        if let Some(rest) = s.finish() {
+            out.push(rest.to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lf_crlf_and_cr_events() {
+        for sep in ["\n", "\r\n", "\r"] {
+            let text = format!("data: a{sep}{sep}event: x{sep}data: b{sep}{sep}");
+            let events = split_all(text.as_bytes(), 1000);
+            assert_eq!(events.len(), 2, "sep {sep:?}");
+            assert_eq!(events.concat(), text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_events() {
+        let text = b"data: {\"a\":1}\n\nevent: e\r\ndata: x\r\n\r\n: comment\n\ndata: [DONE]\n\n";
+        let whole = split_all(text, text.len());
+        assert_eq!(whole.len(), 4);
+        for step in 1..text.len() {
+            assert_eq!(split_all(text, step), whole, "step {step}");
+        }
+    }
+
+    #[test]
+    fn flushes_the_last_event_without_blank_line() {
+        let events = split_all(b"data: 1\n\ndata: 2\n", 4);
+        assert_eq!(events, vec![b"data: 1\n\n".to_vec(), b"data: 2\n".to_vec()]);
+    }
+
+    #[test]
+    fn zero_copy_when_events_are_whole() {
+        let chunk = Bytes::from_static(b"data: 1\n\ndata: 2\n\n");
+        let base = chunk.as_ptr();
+        let mut s = SseSplitter::new();
+        let mut ptrs = Vec::new();
+        s.push(chunk, |e| ptrs.push(e.as_ptr()));
+        assert_eq!(ptrs.len(), 2);
+        assert_eq!(ptrs[0], base);
+        assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn data_payload_joins_lines_and_strips_one_space() {
+        assert_eq!(
+            data_payload(b"event: x\ndata: {}\n\n").as_deref(),
+            Some(&b"{}"[..])
+        );
+        assert_eq!(
+            data_payload(b"data:a\ndata:  b\n\n").as_deref(),
+            Some(&b"a\n b"[..])
+        );
+        assert_eq!(data_payload(b": ping\n\n"), None);
+    }
+}

@@ -1,0 +1,188 @@
+//! Prometheus metrics: the recorder (rendered on the gateway's own `/metrics`), metric names, and
+//! handles resolved once per snapshot so the request path never looks anything up in a registry.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Label};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const REQUESTS: &str = "ferrogate_requests_total";
+pub const DURATION: &str = "ferrogate_request_duration_seconds";
+pub const UPSTREAM_TTFB: &str = "ferrogate_upstream_ttfb_seconds";
+pub const OVERHEAD: &str = "ferrogate_overhead_seconds";
+pub const TOKENS: &str = "ferrogate_tokens_total";
+pub const IN_FLIGHT: &str = "ferrogate_requests_in_flight";
+pub const RELOADS: &str = "ferrogate_config_reloads_total";
+pub const LOG_DROPPED: &str = "ferrogate_request_log_dropped_total";
+
+/// Latency buckets in seconds: microseconds (gateway overhead) up to minutes (long streams).
+const SECONDS_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; returns the handle used to render `/metrics`.
+/// `None` when another recorder was installed first (metrics then go to that one).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        REQUESTS,
+        "Requests answered, by model, target and HTTP status."
+    );
+    metrics::describe_histogram!(
+        DURATION,
+        metrics::Unit::Seconds,
+        "Whole request duration, streaming included."
+    );
+    metrics::describe_histogram!(
+        UPSTREAM_TTFB,
+        metrics::Unit::Seconds,
+        "Time from sending upstream to the upstream's response head."
+    );
+    metrics::describe_histogram!(
+        OVERHEAD,
+        metrics::Unit::Seconds,
+        "Time spent in the gateway itself, excluding waiting on the upstream."
+    );
+    metrics::describe_counter!(
+        TOKENS,
+        "Tokens metered, by model, target and kind (prompt, completion, cached, reasoning)."
+    );
+    metrics::describe_gauge!(IN_FLIGHT, "Requests currently being served.");
+    metrics::describe_counter!(RELOADS, "Configuration reloads by result (ok, failed).");
+    metrics::describe_counter!(
+        LOG_DROPPED,
+        "Request log records dropped because the log queue was full."
+    );
+}
+
+/// Periodic upkeep the exporter needs (draining histogram buckets).
+pub fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
+/// Handles for one (model label, target label) pair, resolved when a snapshot is compiled.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    pub model: Arc<str>,
+    pub target: Arc<str>,
+    pub ok: Counter,
+    pub duration: Histogram,
+    pub ttfb: Histogram,
+    pub prompt_tokens: Counter,
+    pub completion_tokens: Counter,
+    pub cached_tokens: Counter,
+    pub reasoning_tokens: Counter,
+}
+
+fn label(k: &'static str, v: &Arc<str>) -> Label {
+    Label::new(k, v.to_string())
+}
+
+impl RouteMetrics {
+    pub fn new(model: Arc<str>, target: Arc<str>) -> Self {
+        let m = label("model", &model);
+        let t = label("target", &target);
+        let tokens = |kind: &'static str| {
+            metrics::counter!(TOKENS, vec![m.clone(), t.clone(), Label::new("kind", kind)])
+        };
+        Self {
+            ok: metrics::counter!(
+                REQUESTS,
+                vec![m.clone(), t.clone(), Label::new("status", "200")]
+            ),
+            duration: metrics::histogram!(DURATION, vec![m.clone()]),
+            ttfb: metrics::histogram!(UPSTREAM_TTFB, vec![t.clone()]),
+            prompt_tokens: tokens("prompt"),
+            completion_tokens: tokens("completion"),
+            cached_tokens: tokens("cached"),
+            reasoning_tokens: tokens("reasoning"),
+            model,
+            target,
+        }
+    }
+
+    /// The request counter for a status; 200 is pre-resolved, others (rarer) are looked up.
+    pub fn count_status(&self, status: u16) {
+        if status == 200 {
+            self.ok.increment(1);
+        } else {
+            requests_counter(&self.model, &self.target, status).increment(1);
+        }
+    }
+
+    pub fn record_usage(&self, u: &crate::usage::Usage) {
+        self.prompt_tokens.increment(u.input);
+        self.completion_tokens.increment(u.output);
+        if u.cache_read > 0 {
+            self.cached_tokens.increment(u.cache_read);
+        }
+        if u.reasoning > 0 {
+            self.reasoning_tokens.increment(u.reasoning);
+        }
+    }
+}
+
+/// Request counter for requests that never reached a route (bad input, unknown model).
+pub fn requests_counter(model: &str, target: &str, status: u16) -> Counter {
+    metrics::counter!(
+        REQUESTS,
+        vec![
+            Label::new("model", model.to_string()),
+            Label::new("target", target.to_string()),
+            Label::new("status", status.to_string()),
+        ]
+    )
+}
+
+/// Process-wide handles, resolved once.
+pub struct GlobalMetrics {
+    pub overhead_unary: Histogram,
+    pub overhead_stream: Histogram,
+    pub in_flight: Gauge,
+    pub reloads_ok: Counter,
+    pub reloads_failed: Counter,
+    pub log_dropped: Counter,
+}
+
+impl GlobalMetrics {
+    pub fn new() -> Self {
+        Self {
+            overhead_unary: metrics::histogram!(OVERHEAD, "stream" => "false"),
+            overhead_stream: metrics::histogram!(OVERHEAD, "stream" => "true"),
+            in_flight: metrics::gauge!(IN_FLIGHT),
+            reloads_ok: metrics::counter!(RELOADS, "result" => "ok"),
+            reloads_failed: metrics::counter!(RELOADS, "result" => "failed"),
+            log_dropped: metrics::counter!(LOG_DROPPED),
+        }
+    }
+}
+
+impl Default for GlobalMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,159 @@
+//! The pooled outbound HTTP client: keep-alive pools, HTTP/1.1 and HTTP/2 (ALPN over TLS), plain
+//! HTTP for local servers, `TCP_NODELAY`, connect timeouts, private CAs and `HTTPS_PROXY`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tokio::net::TcpStream;
+use tower_service::Service;
+
+/// The body type sent upstream: always a fully read request.
+pub type UpstreamBody = Full<Bytes>;
+pub type UpstreamClient = Client<HttpsConnector<ProxyConnector>, UpstreamBody>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    #[error("cannot read CA file {path}: {detail}")]
+    CaFile { path: PathBuf, detail: String },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+}
+
+/// Everything that makes two providers need different clients (and so different pools).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+/// Clients built so far, reused across config reloads so warm pools survive them. Only touched
+/// while compiling a snapshot, never on the request path.
+#[derive(Default)]
+pub struct ClientCache {
+    clients: Mutex<HashMap<ClientKey, UpstreamClient>>,
+}
+
+impl ClientCache {
+    pub fn get(&self, key: &ClientKey) -> Result<UpstreamClient, UpstreamSetupError> {
+        let mut map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(key) {
+            return Ok(c.clone());
+        }
+        let client = build_client(key)?;
+        map.insert(key.clone(), client.clone());
+        Ok(client)
+    }
+}
+
+fn build_client(key: &ClientKey) -> Result<UpstreamClient, UpstreamSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &key.ca_file {
+        for cert in read_pem_certs(path)? {
+            roots.add(cert).map_err(|e| UpstreamSetupError::CaFile {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        }
+    }
+    // Explicit provider: other crates in the tree may enable a second rustls backend, which would
+    // make the process-wide default ambiguous.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamSetupError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(key.connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let connector = ProxyConnector {
+        direct: http,
+        proxies: Arc::new(Matcher::from_env()),
+    };
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(https))
+}
+
+fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, UpstreamSetupError> {
+    let err = |detail: String| UpstreamSetupError::CaFile {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate found".into()));
+    }
+    Ok(certs)
+}
+
+/// A TCP connector that honours `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` by tunnelling (`CONNECT`)
+/// through the proxy, and otherwise connects directly.
+#[derive(Clone)]
+pub struct ProxyConnector {
+    direct: HttpConnector,
+    proxies: Arc<Matcher>,
+}
+
+type ConnectFuture =
+    Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send + 'static>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Service<Uri> for ProxyConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.direct.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        // Connecting happens once per pooled connection, not per request, so boxing is fine here.
+        match self.proxies.intercept(&dst) {
+            None => {
+                let fut = self.direct.call(dst);
+                Box::pin(async move { fut.await.map_err(Into::into) })
+            }
+            Some(intercept) => {
+                let mut tunnel = Tunnel::new(intercept.uri().clone(), self.direct.clone());
+                if let Some(auth) = intercept.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                Box::pin(async move { tunnel.call(dst).await.map_err(Into::into) })
+            }
+        }
+    }
+}
