@@ -148,6 +148,8 @@ fn serve(
         }
         state.log.spawn_writer();
         ferrogate::reload::spawn(state.clone());
+        // Listen for SIGTERM before announcing readiness, so an early signal still drains.
+        let shutdown = shutdown_signal()?;
         tracing::info!(%bound, workers, "ferrogate ready");
         {
             use std::io::Write;
@@ -155,7 +157,7 @@ fn serve(
             writeln!(out, "ferrogate listening on http://{bound}")?;
             out.flush()?;
         }
-        match server::serve(listener, state, shutdown_signal()).await {
+        match server::serve(listener, state, shutdown).await {
             Drained::Clean => tracing::info!("drained; bye"),
             Drained::DeadlinePassed => {
                 tracing::warn!("drain deadline passed with requests still running")
@@ -165,24 +167,24 @@ fn serve(
     })
 }
 
-async fn shutdown_signal() {
+/// Registers the shutdown signals now and returns a future that resolves on the first one.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

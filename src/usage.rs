@@ -68,10 +68,14 @@ pub fn from_openai_json(json: &[u8]) -> Option<Usage> {
     parsed.usage.map(Usage::from)
 }
 
-/// Cheap pre-check before parsing a stream chunk: does it carry a usage object?
+/// Cheap pre-check before parsing a stream chunk: does it carry a usage object (not `null`)?
 pub fn mentions_usage_object(payload: &[u8]) -> bool {
-    memchr::memmem::find(payload, b"\"usage\":{").is_some()
-        || memchr::memmem::find(payload, b"\"usage\": {").is_some()
+    memchr::memmem::find_iter(payload, b"\"usage\":").any(|i| {
+        payload[i + 8..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'{')
+    })
 }
 
 #[cfg(test)]
@@ -102,6 +106,14 @@ mod tests {
         assert_eq!(from_openai_json(br#"{"usage":null}"#), None);
         assert_eq!(from_openai_json(br#"{"choices":[]}"#), None);
         assert_eq!(from_openai_json(b"not json"), None);
+    }
+
+    #[test]
+    fn usage_object_precheck() {
+        assert!(mentions_usage_object(br#"{"usage":{"a":1}}"#));
+        assert!(mentions_usage_object(br#"{"usage": {"a":1}}"#));
+        assert!(!mentions_usage_object(br#"{"usage":null}"#));
+        assert!(mentions_usage_object(br#"{"x":{"usage":null},"usage":{}}"#));
     }
 
     #[test]

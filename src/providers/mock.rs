@@ -71,7 +71,14 @@ pub fn answer(
 ) -> Result<MockAnswer, GatewayError> {
     let req: Value = serde_json::from_slice(body)
         .map_err(|e| GatewayError::bad_request(format!("invalid JSON body: {e}"), None))?;
-    let seed = fnv1a(body);
+    // Seed from what the answer is about, not from framing options such as `stream`, so a
+    // streamed and a non-streamed request get the same words.
+    let topic = ["messages", "prompt", "input"]
+        .iter()
+        .find_map(|k| req.get(*k))
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let seed = fnv1a(topic.as_bytes()) ^ fnv1a(model.as_bytes());
     let id = format!("chatcmpl-mock-{:016x}", seed);
     let created = 1_700_000_000u64;
     let prompt = prompt_words(endpoint, &req);
@@ -275,9 +282,20 @@ mod tests {
         let a = answer(&s, Endpoint::ChatCompletions, BODY, "m", false, false).unwrap();
         let b = answer(&s, Endpoint::ChatCompletions, BODY, "m", false, false).unwrap();
         assert_eq!(a.frames, b.frames);
+        let with_stream_flag = br#"{"stream":false,"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hello there friend"}]}]}"#;
+        let c = answer(
+            &s,
+            Endpoint::ChatCompletions,
+            with_stream_flag,
+            "m",
+            false,
+            false,
+        )
+        .unwrap();
+        assert_eq!(a.frames, c.frames);
         let body = br#"{"model":"m","max_tokens":3,"messages":[{"role":"user","content":"hi"}]}"#;
-        let c = answer(&s, Endpoint::ChatCompletions, body, "m", false, false).unwrap();
-        let v: Value = serde_json::from_slice(&c.frames[0]).unwrap();
+        let d = answer(&s, Endpoint::ChatCompletions, body, "m", false, false).unwrap();
+        let v: Value = serde_json::from_slice(&d.frames[0]).unwrap();
         assert_eq!(v["choices"][0]["finish_reason"], "length");
         assert_eq!(v["usage"]["completion_tokens"], 3);
     }

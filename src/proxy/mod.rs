@@ -60,7 +60,16 @@ pub async fn handle(
                 None => crate::telemetry::metrics::requests_counter("-", "-", status.as_u16())
                     .increment(1),
             }
-            error_response::openai(&failure.error, Some(&request_id))
+            let mut resp = error_response::openai(&failure.error, Some(&request_id));
+            // Upstream failures include time spent waiting on the upstream, which is not
+            // gateway overhead; every other error is all gateway time.
+            if failure.error.blame() != crate::error::Blame::Upstream {
+                resp.headers_mut().insert(
+                    &X_FERROGATE_OVERHEAD,
+                    HeaderValue::from(started.elapsed().as_micros() as u64),
+                );
+            }
+            resp
         }
     }
 }

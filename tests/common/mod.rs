@@ -1,0 +1,30 @@
+//! Shared test kit: `MockUpstream` (scripted upstream), `Gateway` (the real binary), fixtures,
+//! metrics parsing and HTTP helpers. Each test file does `mod common;` and uses a subset.
+#![allow(dead_code, unused_imports)]
+
+pub mod config;
+pub mod fixtures;
+pub mod gateway;
+pub mod http;
+pub mod metrics;
+pub mod mock_upstream;
+
+pub use config::{Cfg, CLIENT_KEY, KEY_1, KEY_2};
+pub use fixtures::*;
+pub use gateway::{run_cli, Gateway};
+pub use http::*;
+pub use metrics::{has_metric, metric_sum, metric_value};
+pub use mock_upstream::{refused_port, Behavior, Framing, Gate, MockUpstream, RecordedRequest};
+
+/// A `MockUpstream` plus a `Gateway` configured by `cfg` (pointing at it).
+pub async fn setup_with(cfg: impl FnOnce(Cfg) -> Cfg) -> (MockUpstream, Gateway) {
+    let up = MockUpstream::start().await;
+    let yaml = cfg(Cfg::new(&up.base_url())).yaml();
+    let gw = Gateway::start(&yaml).await;
+    (up, gw)
+}
+
+/// The standard topology (see `config`).
+pub async fn setup() -> (MockUpstream, Gateway) {
+    setup_with(|c| c).await
+}

@@ -1,0 +1,161 @@
+//! `ferrogate check --config FILE` and `ferrogate --version`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+
+/// Writes `yaml` to a fresh tempdir; returns (dir guard, path).
+fn write_config(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ferrogate.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    (dir, path)
+}
+
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn check(yaml: &str) -> (Option<i32>, String) {
+    let (_dir, path) = write_config(yaml);
+    let path = path.to_str().expect("utf-8 path").to_string();
+    let out = run_cli(&["check", "--config", &path]).await;
+    (out.status.code(), output_text(&out))
+}
+
+#[tokio::test]
+async fn check_accepts_a_valid_config() {
+    let (code, text) = check(&Cfg::new("http://127.0.0.1:9/v1").yaml()).await;
+    assert_eq!(code, Some(0), "valid config rejected:\n{text}");
+}
+
+#[tokio::test]
+async fn check_accepts_the_documented_example() {
+    let yaml = r#"
+listen: 127.0.0.1:8080
+server: { body_limit_bytes: 33554432, header_read_timeout_ms: 10000, body_read_timeout_ms: 30000, drain_timeout_ms: 30000 }
+providers:
+  up:
+    kind: openai
+    base_url: http://127.0.0.1:9/v1
+    keys: [{ value: "sk-up-1", weight: 3 }, { value: "sk-up-2", weight: 1 }]
+    timeouts: { connect_ms: 2000, first_byte_ms: 30000, total_ms: 600000 }
+    headers: { X-Extra: "yes" }
+  byok:
+    kind: openai
+    base_url: http://127.0.0.1:9/v1
+    auth: passthrough
+  fake: { kind: mock, mock: { chunks: 5, chunk_delay_ms: 0, latency_ms: 0, reply_words: 10 } }
+models:
+  - name: gpt-4o-mini
+    targets: [{ provider: up, model: upstream-model-x, weight: 1 }]
+  - name: "claude-*"
+    targets: [{ provider: up }]
+"#;
+    let (code, text) = check(yaml).await;
+    assert_eq!(code, Some(0), "documented example rejected:\n{text}");
+}
+
+#[tokio::test]
+async fn check_reports_unknown_provider_with_path_and_suggestion() {
+    let yaml = r#"
+providers:
+  openai: { kind: openai, base_url: "http://127.0.0.1:9/v1" }
+models:
+  - name: gpt-4o-mini
+    targets: [{ provider: opnai }]
+"#;
+    let (code, text) = check(yaml).await;
+    assert_eq!(code, Some(1), "output:\n{text}");
+    assert!(
+        text.contains(
+            r#"models[0].targets[0].provider: unknown provider "opnai" (did you mean "openai"?)"#
+        ),
+        "missing path-prefixed problem with suggestion in:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn check_reports_every_problem_not_just_the_first() {
+    let yaml = r#"
+providers:
+  openai: { kind: openai, base_url: "http://127.0.0.1:9/v1" }
+models:
+  - name: a
+    targets: [{ provider: opnai }]
+  - name: b
+    targets: [{ provider: openai }, { provider: nowhere-at-all }]
+"#;
+    let (code, text) = check(yaml).await;
+    assert_eq!(code, Some(1), "output:\n{text}");
+    assert!(
+        text.contains("models[0].targets[0].provider: "),
+        "first problem missing:\n{text}"
+    );
+    assert!(
+        text.contains("models[1].targets[1].provider: ") && text.contains("nowhere-at-all"),
+        "second problem missing:\n{text}"
+    );
+    assert!(
+        !text.contains("models[1].targets[0]"),
+        "valid target reported as a problem:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn check_rejects_unparsable_yaml() {
+    let (code, text) = check("providers: [this is: not: valid\n  - {").await;
+    assert_eq!(code, Some(1), "output:\n{text}");
+    assert!(!text.trim().is_empty(), "no problem printed");
+}
+
+#[tokio::test]
+async fn check_fails_for_a_missing_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("does-not-exist.yaml");
+    let out = run_cli(&["check", "--config", path.to_str().expect("utf-8")]).await;
+    assert!(!out.status.success(), "missing file accepted");
+    assert!(!output_text(&out).trim().is_empty(), "no message printed");
+}
+
+#[tokio::test]
+async fn version_flag_prints_the_version() {
+    let out = run_cli(&["--version"]).await;
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(env!("CARGO_PKG_VERSION")),
+        "--version printed {text:?}"
+    );
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_with_an_invalid_config() {
+    let yaml = "providers: {}\nmodels:\n  - name: x\n    targets: [{ provider: ghost }]\n";
+    let (_dir, path) = write_config(yaml);
+    let out = run_cli(&[
+        "serve",
+        "--config",
+        path.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .await;
+    let text = output_text(&out);
+    assert!(
+        !out.status.success(),
+        "serve started with an invalid config:\n{text}"
+    );
+    assert!(!text.contains("ferrogate listening on"), "{text}");
+    assert!(
+        text.contains("ghost"),
+        "the problem should be reported:\n{text}"
+    );
+}
