@@ -111,6 +111,23 @@ async fn refused_upstream_connection_is_502() {
 }
 
 #[tokio::test]
+async fn ready_is_503_once_every_routed_provider_is_known_down() {
+    let url = format!("http://127.0.0.1:{}/v1", refused_port());
+    let gw = Gateway::start(&Cfg::new(&url).yaml()).await;
+    assert_eq!(get(&gw.url("/ready")).await.status, 200);
+    for _ in 0..5 {
+        let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+        assert_openai_error(&reply, 502);
+    }
+    assert_eq!(get(&gw.url("/ready")).await.status, 503);
+    assert_eq!(
+        get(&gw.url("/health")).await.status,
+        200,
+        "liveness is not readiness"
+    );
+}
+
+#[tokio::test]
 async fn upstream_head_slower_than_first_byte_timeout_is_504() {
     let (up, gw) = setup_with(|mut c| {
         c.first_byte_ms = 300;

@@ -72,6 +72,67 @@ async fn client_disconnect_mid_stream_closes_upstream_promptly() {
 }
 
 #[tokio::test]
+async fn client_disconnect_before_response_head_cancels_upstream_request() {
+    let (up, gw) = setup().await;
+    up.push(Behavior::json_fixture(200, CHAT_NONSTREAM).head_delay(Duration::from_secs(8)));
+    let url = chat_url(&gw);
+    let request = tokio::spawn(async move {
+        let _ = client()
+            .post(url)
+            .body(chat_body("gpt-4o-mini", None))
+            .send()
+            .await;
+    });
+    assert!(
+        up.wait_requests(1, Duration::from_secs(5)).await,
+        "request never reached the upstream"
+    );
+    assert_eq!(up.cancels(), 0);
+    request.abort(); // the client gives up while the upstream is still thinking
+    assert!(
+        up.wait_cancels(1, Duration::from_secs(2)).await,
+        "upstream request not cancelled within 2 s of the client disconnecting"
+    );
+}
+
+#[tokio::test]
+async fn usage_seen_before_a_client_disconnect_is_still_recorded() {
+    let (up, gw) = setup().await;
+    up.push(Behavior::sse_fixture(STREAM_TEXT).stall_after(4));
+    let resp = client()
+        .post(chat_url(&gw))
+        .body(stream_request())
+        .send()
+        .await
+        .expect("send");
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    assert!(
+        read_until(
+            &mut stream,
+            &mut buf,
+            br#""content":"The""#,
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    drop(stream);
+    assert!(up.wait_cancels(1, Duration::from_secs(2)).await);
+    let completion = gw
+        .wait_metric(
+            "ferrogate_tokens_total",
+            &[("model", "gpt-4o-mini"), ("kind", "completion")],
+            1.0,
+            Duration::from_secs(3),
+        )
+        .await;
+    assert!(
+        completion >= 1.0,
+        "no completion tokens recorded after the disconnect: {completion}"
+    );
+}
+
+#[tokio::test]
 async fn client_disconnect_between_gated_frames_closes_upstream() {
     let (up, gw) = setup().await;
     let (b, gate) = Behavior::sse_fixture(STREAM_TEXT).gated();

@@ -134,6 +134,9 @@ pub struct Snapshot {
     globs: Vec<(Box<str>, Arc<Route>)>,
     /// Pre-rendered `GET /v1/models` body.
     pub models_json: Bytes,
+    /// Health of every provider some configured model routes to (deduplicated); empty when no
+    /// models are configured, in which case every provider counts for readiness.
+    routed_health: Vec<Arc<ProviderHealth>>,
 }
 
 impl Snapshot {
@@ -169,9 +172,14 @@ impl Snapshot {
         self.providers.iter().map(|p| &*p.id)
     }
 
-    /// Ready: at least one provider that is not known to be down.
+    /// Ready: at least one target (a provider a model routes to, or with no models configured,
+    /// any provider) that is not known to be down.
     pub fn has_live_target(&self) -> bool {
-        self.providers.iter().any(|p| !p.health.is_down())
+        if self.routed_health.is_empty() {
+            self.providers.iter().any(|p| !p.health.is_down())
+        } else {
+            self.routed_health.iter().any(|h| !h.is_down())
+        }
     }
 }
 
@@ -217,6 +225,17 @@ pub fn compile(
     }
     globs.sort_by_key(|g| std::cmp::Reverse(g.0.len()));
 
+    let mut routed_health: Vec<Arc<ProviderHealth>> = Vec::new();
+    for route in exact.values().chain(globs.iter().map(|(_, r)| r)) {
+        for t in &route.targets {
+            if !routed_health
+                .iter()
+                .any(|h| Arc::ptr_eq(h, &t.provider.health))
+            {
+                routed_health.push(Arc::clone(&t.provider.health));
+            }
+        }
+    }
     let models_json = render_models(config);
     Ok(Snapshot {
         settings: config.server.clone(),
@@ -225,6 +244,7 @@ pub fn compile(
         exact,
         globs,
         models_json,
+        routed_health,
     })
 }
 

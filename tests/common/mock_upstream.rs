@@ -460,9 +460,23 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     respond(state, behavior).await
 }
 
+/// Counts a cancellation if dropped while armed: hyper drops a service future when the peer
+/// (the gateway) closes the connection before the response head is sent.
+struct CancelOnDrop(Option<Arc<State>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            bump(&state.cancels, &state.cancel_notify);
+        }
+    }
+}
+
 async fn respond(state: Arc<State>, b: Behavior) -> Response<Body> {
     if !b.head_delay.is_zero() {
+        let mut guard = CancelOnDrop(Some(Arc::clone(&state)));
         tokio::time::sleep(b.head_delay).await;
+        guard.0 = None;
     }
     let body = if b.needs_streaming() {
         let (tx, mut rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
