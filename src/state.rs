@@ -35,7 +35,11 @@ impl AppState {
         let clients = ClientCache::default();
         let health = HealthRegistry::default();
         let snapshot = compile(config, &clients, &health)?;
-        let log = RequestLog::new(LOG_QUEUE_CAPACITY, metrics.log_dropped.clone());
+        let log = RequestLog::new(
+            LOG_QUEUE_CAPACITY,
+            metrics.log_dropped.clone(),
+            config.server.request_log,
+        );
         Ok(Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -51,6 +55,7 @@ impl AppState {
     pub fn apply(&self, config: &Config) -> Result<(), CompileError> {
         let snapshot = compile(config, &self.clients, &self.health)?;
         self.snapshot.store(Arc::new(snapshot));
+        self.log.set_enabled(config.server.request_log);
         Ok(())
     }
 }

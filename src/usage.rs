@@ -1,5 +1,8 @@
 //! Token usage, normalised from whatever dialect reported it.
 
+use std::sync::LazyLock;
+
+use memchr::memmem;
 use serde::Deserialize;
 
 /// One request's token usage. `input` counts every prompt token, cached ones included
@@ -11,6 +14,9 @@ pub struct Usage {
     pub cache_read: u64,
     pub cache_write: u64,
     pub reasoning: u64,
+    /// True when the numbers are the gateway's estimate (the stream ended before the
+    /// provider reported usage), not the provider's count.
+    pub estimated: bool,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +63,7 @@ impl From<OpenAiUsage> for Usage {
                 .completion_tokens_details
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
+            estimated: false,
         }
     }
 }
@@ -68,14 +75,58 @@ pub fn from_openai_json(json: &[u8]) -> Option<Usage> {
     parsed.usage.map(Usage::from)
 }
 
-/// Cheap pre-check before parsing a stream chunk: does it carry a usage object (not `null`)?
-pub fn mentions_usage_object(payload: &[u8]) -> bool {
-    memchr::memmem::find_iter(payload, b"\"usage\":").any(|i| {
-        payload[i + 8..]
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|&b| b == b'{')
-    })
+/// Where a `"usage":` member sits in a JSON text, and what its value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageField {
+    Absent,
+    /// `"usage":null`; `key_at` is the offset of the opening quote of `"usage"`.
+    Null { key_at: usize, value_end: usize },
+    /// `"usage":{...}`; `value_at` is the offset of the `{`.
+    Object { value_at: usize },
+}
+
+static USAGE_KEY: LazyLock<memmem::FinderRev<'static>> =
+    LazyLock::new(|| memmem::FinderRev::new(b"\"usage\":"));
+
+/// Finds the last `"usage":` member in `json` with one reverse scan. A key spelled like that can
+/// only be a real member, never string content (where the quotes would be escaped); the last one
+/// is the top-level member in every OpenAI-dialect body and chunk, which put `usage` after
+/// `choices`.
+pub fn find_usage_field(json: &[u8]) -> UsageField {
+    let Some(key_at) = USAGE_KEY.rfind(json) else {
+        return UsageField::Absent;
+    };
+    let after = key_at + 8;
+    let Some(offset) = json[after..].iter().position(|b| !b.is_ascii_whitespace()) else {
+        return UsageField::Absent;
+    };
+    let value_at = after + offset;
+    match json[value_at] {
+        b'{' => UsageField::Object { value_at },
+        b'n' if json[value_at..].starts_with(b"null") => UsageField::Null {
+            key_at,
+            value_end: value_at + 4,
+        },
+        _ => UsageField::Absent,
+    }
+}
+
+/// Parses just the usage object that starts at `value_at` (serde reads one value and stops).
+pub fn parse_openai_usage_at(json: &[u8], value_at: usize) -> Option<Usage> {
+    let mut de = serde_json::Deserializer::from_slice(&json[value_at..]);
+    let u = <OpenAiUsage as serde::Deserialize>::deserialize(&mut de).ok()?;
+    Some(Usage::from(u))
+}
+
+/// Usage of a whole non-stream response body: the cheap scan first, a full parse as fallback.
+pub fn from_openai_body(json: &[u8]) -> Option<Usage> {
+    match find_usage_field(json) {
+        UsageField::Object { value_at } => {
+            parse_openai_usage_at(json, value_at).or_else(|| from_openai_json(json))
+        }
+        UsageField::Null { .. } => None,
+        UsageField::Absent => None,
+    }
 }
 
 #[cfg(test)]
@@ -96,7 +147,8 @@ mod tests {
                 output: 363,
                 cache_read: 4,
                 cache_write: 0,
-                reasoning: 9
+                reasoning: 9,
+                estimated: false,
             }
         );
     }
@@ -109,11 +161,30 @@ mod tests {
     }
 
     #[test]
-    fn usage_object_precheck() {
-        assert!(mentions_usage_object(br#"{"usage":{"a":1}}"#));
-        assert!(mentions_usage_object(br#"{"usage": {"a":1}}"#));
-        assert!(!mentions_usage_object(br#"{"usage":null}"#));
-        assert!(mentions_usage_object(br#"{"x":{"usage":null},"usage":{}}"#));
+    fn finds_the_usage_member() {
+        let chunk = br#"{"id":"x","choices":[],"usage": {"prompt_tokens":3}}"#;
+        match find_usage_field(chunk) {
+            UsageField::Object { value_at } => {
+                assert_eq!(parse_openai_usage_at(chunk, value_at).map(|u| u.input), Some(3))
+            }
+            other => panic!("{other:?}"),
+        }
+        let chunk = br#"{"choices":[{"delta":{"content":"\"usage\":{"}}],"usage":null}"#;
+        match find_usage_field(chunk) {
+            UsageField::Null { key_at, value_end } => {
+                assert_eq!(&chunk[key_at..value_end], br#""usage":null"#)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(find_usage_field(br#"{"choices":[]}"#), UsageField::Absent);
+    }
+
+    #[test]
+    fn body_usage_matches_full_parse() {
+        let body = br#"{"id":"x","choices":[{"message":{"content":"usage: none"}}],"usage":{"prompt_tokens":16,"completion_tokens":363,"total_tokens":379,"prompt_tokens_details":{"cached_tokens":4}},"service_tier":"default"}"#;
+        assert_eq!(from_openai_body(body), from_openai_json(body));
+        assert_eq!(from_openai_body(body).map(|u| u.cache_read), Some(4));
+        assert_eq!(from_openai_body(br#"{"usage":null}"#), None);
     }
 
     #[test]

@@ -33,6 +33,7 @@ const SERVER_FIELDS: &[&str] = &[
     "header_read_timeout_ms",
     "body_read_timeout_ms",
     "drain_timeout_ms",
+    "request_log",
 ];
 const PROVIDER_FIELDS: &[&str] = &[
     "kind", "preset", "base_url", "keys", "auth", "timeouts", "headers", "ca_file", "mock",
@@ -372,7 +373,30 @@ impl Decoder<'_> {
         s.header_read_timeout_ms = ms(self, "header_read_timeout_ms", s.header_read_timeout_ms);
         s.body_read_timeout_ms = ms(self, "body_read_timeout_ms", s.body_read_timeout_ms);
         s.drain_timeout_ms = ms(self, "drain_timeout_ms", s.drain_timeout_ms);
+        if let Some(v) = f.get("request_log") {
+            s.request_log = self
+                .boolean(&child(path, "request_log"), v)
+                .unwrap_or(s.request_log);
+        }
         s
+    }
+
+    /// A boolean, also accepted (after expansion) as `true`/`false`/`on`/`off`.
+    fn boolean(&mut self, path: &str, v: &Value) -> Option<bool> {
+        let parsed = match v {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) => match self.expand(path, s)?.trim() {
+                "true" | "on" | "yes" => Some(true),
+                "false" | "off" | "no" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
+        if parsed.is_none() {
+            let msg = format!("expected true or false, got {}", self.got(v));
+            self.problem(path, msg);
+        }
+        parsed
     }
 
     fn size(&mut self, path: &str, v: &Value) -> Option<usize> {

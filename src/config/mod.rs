@@ -165,6 +165,7 @@ server:
   header_read_timeout_ms: 5000
   body_read_timeout_ms: 6000
   drain_timeout_ms: 7000
+  request_log: off
 providers:
   openai:
     kind: openai
@@ -205,6 +206,7 @@ models:
                 header_read_timeout_ms: 5000,
                 body_read_timeout_ms: 6000,
                 drain_timeout_ms: 7000,
+                request_log: false,
             }
         );
         let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();

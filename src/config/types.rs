@@ -31,6 +31,8 @@ pub struct ServerSettings {
     pub body_read_timeout_ms: u64,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub drain_timeout_ms: u64,
+    /// Write one JSON line per request to stderr (off the request path).
+    pub request_log: bool,
 }
 
 impl Default for ServerSettings {
@@ -40,6 +42,7 @@ impl Default for ServerSettings {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             drain_timeout_ms: 30_000,
+            request_log: true,
         }
     }
 }

@@ -460,7 +460,7 @@ async fn forward_openai(
     };
     let body_at = Instant::now();
     let usage = if status.is_success() {
-        crate::usage::from_openai_json(&bytes)
+        crate::usage::from_openai_body(&bytes)
     } else {
         None
     };

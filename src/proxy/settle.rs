@@ -59,7 +59,11 @@ impl Settle {
         } else {
             state.metrics.overhead_unary.record(overhead);
         }
+        if !state.log.enabled() {
+            return;
+        }
         state.log.push(RequestRecord {
+            finished_at: std::time::SystemTime::now(),
             request_id: self.request_id,
             endpoint: self.endpoint,
             model: Arc::clone(&self.metrics.model),

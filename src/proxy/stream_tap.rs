@@ -6,14 +6,19 @@
 //! every other chunk), so the client gets the bytes it would have got without the gateway. Strip
 //! mode forwards whole events only, as soon as each is complete.
 
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::LazyLock;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use memchr::memmem;
 
 use crate::dialect::openai;
 use crate::sse::{data_payload, SseSplitter};
-use crate::usage::{self, Usage};
+use crate::usage::{self, Usage, UsageField};
 
-const USAGE_NULL: &[&[u8]] = &[b",\"usage\":null", b", \"usage\": null"];
+static CHOICES_EMPTY: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"choices\":[]"));
 
 pub struct StreamTap {
     splitter: SseSplitter,
@@ -49,10 +54,10 @@ impl StreamTap {
         let mut out = BytesMut::with_capacity(chunk.len());
         let (usage, events) = (&mut self.usage, &mut self.data_events);
         self.splitter.push(chunk, |event| {
-            if inspect(&event, usage, events) == EventKind::UsageOnly {
-                return;
+            let kind = inspect(&event, usage, events);
+            if kind != EventKind::UsageOnly {
+                write_event(&mut out, &event, &kind);
             }
-            write_without_usage_null(&mut out, &event);
         });
         (!out.is_empty()).then(|| out.freeze())
     }
@@ -69,7 +74,7 @@ impl StreamTap {
             return None;
         }
         let mut out = BytesMut::with_capacity(rest.len());
-        write_without_usage_null(&mut out, &rest);
+        write_event(&mut out, &rest, &kind);
         Some(out.freeze())
     }
 
@@ -98,6 +103,7 @@ impl StreamTap {
             input: self.estimated_input,
             // The first chunk carries only the role; each later one roughly one token.
             output: self.data_events.saturating_sub(1),
+            estimated: true,
             ..Usage::default()
         })
     }
@@ -111,8 +117,12 @@ impl StreamTap {
 enum EventKind {
     Other,
     UsageOnly,
+    /// The event carries `"usage":null` at this span of the event bytes (leading comma included
+    /// when there is one), which strip mode removes.
+    UsageNull(Range<usize>),
 }
 
+/// Looks at one event once: counts it, taps usage, and says what strip mode must do with it.
 fn inspect(event: &[u8], usage: &mut Option<Usage>, data_events: &mut u64) -> EventKind {
     let Some(payload) = data_payload(event) else {
         return EventKind::Other;
@@ -121,26 +131,57 @@ fn inspect(event: &[u8], usage: &mut Option<Usage>, data_events: &mut u64) -> Ev
         return EventKind::Other;
     }
     *data_events += 1;
-    if usage::mentions_usage_object(&payload) {
-        if let Some(u) = usage::from_openai_json(&payload) {
-            *usage = Some(u);
-            if memmem::find(&payload, b"\"choices\":[]").is_some() {
-                return EventKind::UsageOnly;
+    match usage::find_usage_field(&payload) {
+        UsageField::Absent => EventKind::Other,
+        UsageField::Object { value_at } => {
+            if let Some(u) = usage::parse_openai_usage_at(&payload, value_at) {
+                *usage = Some(u);
+                if CHOICES_EMPTY.find(&payload).is_some() {
+                    return EventKind::UsageOnly;
+                }
             }
+            EventKind::Other
+        }
+        UsageField::Null { key_at, value_end } => {
+            // Offsets are into the payload; map them into the event when the payload is a
+            // borrowed slice of it (the single-`data:`-line case, i.e. always for OpenAI).
+            let Cow::Borrowed(p) = &payload else {
+                return EventKind::Other;
+            };
+            let base = p.as_ptr() as usize - event.as_ptr() as usize;
+            let mut start = key_at;
+            while start > 0 && p[start - 1].is_ascii_whitespace() {
+                start -= 1;
+            }
+            if start > 0 && p[start - 1] == b',' {
+                // `...,"usage":null}`: drop the comma before it.
+                return EventKind::UsageNull(base + start - 1..base + value_end);
+            }
+            // `{"usage":null,...}`: drop the comma after it instead.
+            let mut end = value_end;
+            while end < p.len() && p[end].is_ascii_whitespace() {
+                end += 1;
+            }
+            if end < p.len() && p[end] == b',' {
+                end += 1;
+                while end < p.len() && p[end].is_ascii_whitespace() {
+                    end += 1;
+                }
+                return EventKind::UsageNull(base + key_at..base + end);
+            }
+            EventKind::Other
         }
     }
-    EventKind::Other
 }
 
-fn write_without_usage_null(out: &mut BytesMut, event: &[u8]) {
-    for pat in USAGE_NULL {
-        if let Some(i) = memmem::find(event, pat) {
-            out.put_slice(&event[..i]);
-            out.put_slice(&event[i + pat.len()..]);
-            return;
+fn write_event(out: &mut BytesMut, event: &[u8], kind: &EventKind) {
+    match kind {
+        EventKind::UsageNull(span) => {
+            out.put_slice(&event[..span.start]);
+            out.put_slice(&event[span.end..]);
         }
+        _ => out.put_slice(event),
     }
-    out.put_slice(event);
 }
 
 #[cfg(test)]
@@ -193,6 +234,16 @@ mod tests {
             );
             assert_eq!(usage.map(|u| u.output), Some(2));
         }
+    }
+
+    #[test]
+    fn strips_usage_null_wherever_it_sits() {
+        let input = "data: {\"usage\":null, \"id\":\"c\"}\n\ndata: {\"id\":\"c\" , \"usage\": null }\n\n";
+        let (out, _) = run(true, input, 4096);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "data: {\"id\":\"c\"}\n\ndata: {\"id\":\"c\"  }\n\n"
+        );
     }
 
     #[test]
