@@ -111,11 +111,87 @@ pub fn find_usage_field(json: &[u8]) -> UsageField {
     }
 }
 
-/// Parses just the usage object that starts at `value_at` (serde reads one value and stops).
+/// Reads the usage object that starts at `value_at` (its `{`).
+///
+/// Hand-written because it runs on every response and stream: a key scan over the object's
+/// bytes costs a few hundred instructions where serde's struct visitor cost ~5k. Numbers are
+/// picked up by key name at any depth (`cached_tokens` lives in `prompt_tokens_details`); the
+/// scan checks the object's structure and returns `None` on anything it does not understand,
+/// so callers fall back to serde.
 pub fn parse_openai_usage_at(json: &[u8], value_at: usize) -> Option<Usage> {
-    let mut de = serde_json::Deserializer::from_slice(&json[value_at..]);
-    let u = <OpenAiUsage as serde::Deserialize>::deserialize(&mut de).ok()?;
-    Some(Usage::from(u))
+    let mut u = Usage::default();
+    let mut i = value_at;
+    let mut depth = 0usize;
+    // The most recent key at any depth, waiting for its value.
+    let mut key: &[u8] = b"";
+    let mut expect_key = false;
+    while i < json.len() {
+        match json[i] {
+            b'{' => {
+                depth += 1;
+                expect_key = true;
+                i += 1;
+            }
+            b'}' => {
+                depth = depth.checked_sub(1)?;
+                i += 1;
+                if depth == 0 {
+                    return Some(u);
+                }
+                expect_key = false;
+            }
+            b'[' | b']' | b':' | b' ' | b'\n' | b'\r' | b'\t' => i += 1,
+            b',' => {
+                expect_key = true;
+                i += 1;
+            }
+            b'"' => {
+                let start = i + 1;
+                let end = string_end(json, start)?;
+                if expect_key {
+                    key = &json[start..end];
+                    expect_key = false;
+                }
+                i = end + 1;
+            }
+            b'0'..=b'9' => {
+                let mut n: u64 = 0;
+                while i < json.len() && json[i].is_ascii_digit() {
+                    n = n.checked_mul(10)?.checked_add(u64::from(json[i] - b'0'))?;
+                    i += 1;
+                }
+                match key {
+                    b"prompt_tokens" => u.input = n,
+                    b"completion_tokens" => u.output = n,
+                    b"cached_tokens" => u.cache_read = n,
+                    b"cache_write_tokens" => u.cache_write = n,
+                    b"reasoning_tokens" => u.reasoning = n,
+                    _ => {}
+                }
+            }
+            // Other scalars (negative or fractional numbers, true/false/null) are skipped.
+            b'-' | b'.' | b'e' | b'E' | b'+' | b't' | b'r' | b'u' | b'f' | b'a' | b'l' | b's'
+            | b'n' => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Index of the closing quote of a JSON string whose content starts at `from`.
+fn string_end(json: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    loop {
+        let off = memchr::memchr2(b'"', b'\\', &json[i..])?;
+        let at = i + off;
+        if json[at] == b'"' {
+            return Some(at);
+        }
+        i = at + 2; // skip the escaped character
+        if i > json.len() {
+            return None;
+        }
+    }
 }
 
 /// Usage of a whole non-stream response body: the cheap scan first, a full parse as fallback.
@@ -177,6 +253,34 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(find_usage_field(br#"{"choices":[]}"#), UsageField::Absent);
+    }
+
+    #[test]
+    fn hand_scan_agrees_with_serde_on_real_shapes() {
+        let bodies: [&[u8]; 4] = [
+            br#"{"usage":{"prompt_tokens":16,"completion_tokens":363,"total_tokens":379,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":7,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}"#,
+            br#"{"usage": { "prompt_tokens" : 78 , "completion_tokens":9, "total_tokens":87, "prompt_tokens_details":{"cached_tokens":64,"cache_write_tokens":3}, "cost": 0.5e-3, "flag": true, "x": null, "list": [1, "a\"}"]}}"#,
+            br#"{"usage":{"prompt_tokens":12,"total_tokens":12}}"#,
+            br#"{"usage":{}}"#,
+        ];
+        for body in bodies {
+            let UsageField::Object { value_at } = find_usage_field(body) else {
+                panic!("no usage in {}", String::from_utf8_lossy(body));
+            };
+            assert_eq!(
+                parse_openai_usage_at(body, value_at),
+                from_openai_json(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn hand_scan_rejects_truncated_objects() {
+        let body = br#"{"usage":{"prompt_tokens":16,"completion"#;
+        assert_eq!(parse_openai_usage_at(body, 9), None);
+        assert_eq!(parse_openai_usage_at(br#"{"usage":{"a":@}}"#, 9), None);
     }
 
     #[test]

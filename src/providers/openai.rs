@@ -19,30 +19,53 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static IDENTITY: HeaderValue = HeaderValue::from_static("identity");
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any named in `Connection`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.remove(header::CONNECTION) {
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
+fn is_client_credential(name: &HeaderName) -> bool {
+    name == header::AUTHORIZATION || name == X_API_KEY || name == X_GOOG_API_KEY || name == API_KEY
+}
+
+/// Removes every header matching `unwanted`, plus any named in a `Connection` header.
+///
+/// One pass over the (few) present names instead of a hashed `remove` per candidate name: most
+/// requests carry none of them, and then this costs a short loop of enum comparisons.
+fn remove_headers(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if unwanted(name) {
+            doomed.push(name.clone());
+        }
+    }
+    if doomed.is_empty() {
+        return;
+    }
+    if let Some(conn) = headers.get(header::CONNECTION) {
         if let Ok(list) = conn.to_str() {
-            for name in list.split(',') {
-                let name = name.trim();
-                if !name.is_empty() {
-                    headers.remove(name);
+            for token in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                    doomed.push(n);
                 }
             }
         }
     }
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ] {
+    for name in &doomed {
         headers.remove(name);
     }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    remove_headers(headers, is_hop_by_hop);
 }
 
 /// Builds the upstream request from the client's headers (taken over, then cleaned).
@@ -62,14 +85,14 @@ pub fn build_request(
         _ => base.clone(),
     };
 
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::HOST);
-    headers.remove(header::CONTENT_LENGTH);
-    if provider.auth != AuthMode::Passthrough {
-        headers.remove(header::AUTHORIZATION);
-        headers.remove(&X_API_KEY);
-        headers.remove(&X_GOOG_API_KEY);
-        headers.remove(&API_KEY);
+    let replace_credentials = provider.auth != AuthMode::Passthrough;
+    remove_headers(&mut headers, |n| {
+        is_hop_by_hop(n)
+            || n == header::HOST
+            || n == header::CONTENT_LENGTH
+            || (replace_credentials && is_client_credential(n))
+    });
+    if replace_credentials {
         if let Some(key) = provider.pick_key() {
             headers.insert(header::AUTHORIZATION, key.header.clone());
         }
@@ -112,10 +135,9 @@ fn with_query(base: &Uri, query: &str) -> Result<Uri, GatewayError> {
 /// sets framing itself), the gateway's request id replaces the provider's, which is kept under
 /// `x-upstream-request-id`.
 pub fn response_headers(headers: &mut HeaderMap, request_id: &HeaderValue, body_changed: bool) {
-    strip_hop_by_hop(headers);
-    if body_changed {
-        headers.remove(header::CONTENT_LENGTH);
-    }
+    remove_headers(headers, |n| {
+        is_hop_by_hop(n) || (body_changed && n == header::CONTENT_LENGTH)
+    });
     if let Some(theirs) = headers.insert(X_REQUEST_ID.clone(), request_id.clone()) {
         if theirs != request_id {
             headers.insert(X_UPSTREAM_REQUEST_ID.clone(), theirs);

@@ -168,6 +168,12 @@ fn int(out: &mut Vec<u8>, n: u64) {
 /// A JSON string; bytes that are not valid UTF-8 (possible in a client's header) are replaced.
 fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
+    // Fast path: plain printable ASCII (request ids, model names) needs no escaping.
+    if s.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        out.extend_from_slice(s);
+        out.push(b'"');
+        return;
+    }
     for ch in String::from_utf8_lossy(s).chars() {
         match ch {
             '"' => out.extend_from_slice(b"\\\""),
