@@ -89,6 +89,15 @@ impl SseSplitter {
 
 /// The `data:` payload of one event (several `data:` lines joined by `\n`), if it has one.
 pub fn data_payload(event: &[u8]) -> Option<Cow<'_, [u8]>> {
+    // Fast path for the common shape `data: <payload><eol><eol>` (every OpenAI event).
+    if let Some(rest) = event.strip_prefix(b"data:") {
+        if let Some(eol) = memchr::memchr2(b'\n', b'\r', rest) {
+            if rest[eol..].iter().all(|&b| b == b'\n' || b == b'\r') && rest.len() - eol <= 4 {
+                let value = &rest[..eol];
+                return Some(Cow::Borrowed(value.strip_prefix(b" ").unwrap_or(value)));
+            }
+        }
+    }
     let mut found: Option<Cow<'_, [u8]>> = None;
     for line in lines(event) {
         let Some(rest) = line.strip_prefix(b"data:") else {

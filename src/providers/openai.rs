@@ -40,15 +40,25 @@ fn is_client_credential(name: &HeaderName) -> bool {
 /// One pass over the (few) present names instead of a hashed `remove` per candidate name: most
 /// requests carry none of them, and then this costs a short loop of enum comparisons.
 fn remove_headers(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
+    // A few names on the stack first (the usual case: `host`, `content-length`, a credential),
+    // so most requests allocate nothing here.
+    let mut few: [Option<HeaderName>; 6] = Default::default();
+    let mut n = 0;
+    let mut more: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
         if unwanted(name) {
-            doomed.push(name.clone());
+            if n < few.len() {
+                few[n] = Some(name.clone());
+                n += 1;
+            } else {
+                more.push(name.clone());
+            }
         }
     }
-    if doomed.is_empty() {
+    if n == 0 {
         return;
     }
+    let mut doomed = more;
     if let Some(conn) = headers.get(header::CONNECTION) {
         if let Ok(list) = conn.to_str() {
             for token in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -58,7 +68,7 @@ fn remove_headers(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> boo
             }
         }
     }
-    for name in &doomed {
+    for name in few.iter().flatten().chain(doomed.iter()) {
         headers.remove(name);
     }
 }

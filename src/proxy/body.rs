@@ -194,11 +194,20 @@ impl PassthroughStream {
                     return Poll::Ready(Some(event));
                 }
                 Poll::Pending => {
-                    let deadline = self.deadline;
-                    let sleep = self
-                        .sleep
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                    if sleep.as_mut().poll(cx).is_ready() {
+                    // Poll the deadline only once, to register this task's waker with the
+                    // timer; afterwards checking `is_elapsed` suffices (the connection task
+                    // that polls this body never changes) and costs a load instead of a
+                    // timer-entry poll on every wait between frames.
+                    let fired = match &mut self.sleep {
+                        Some(sleep) => sleep.is_elapsed(),
+                        None => {
+                            let mut sleep = Box::pin(tokio::time::sleep_until(self.deadline));
+                            let ready = sleep.as_mut().poll(cx).is_ready();
+                            self.sleep = Some(sleep);
+                            ready
+                        }
+                    };
+                    if fired {
                         self.done = true;
                         let event = self.tap.error_event(
                             "The upstream did not finish the response within the total deadline.",

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::config::ProviderKind;
@@ -95,8 +94,14 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id = format!("{:032x}", fastrand::u128(..));
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    let mut id = [0u8; 32];
+    for b in id.iter_mut().rev() {
+        *b = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// What the route resolved to, detached from the snapshot borrow.
@@ -228,6 +233,50 @@ fn endpoint_label(e: Endpoint) -> &'static str {
     }
 }
 
+enum BodyError {
+    TooLarge,
+    Read(hyper::Error),
+}
+
+/// Reads a whole body of at most `limit` bytes. A body that arrives as one frame (nearly every
+/// request and non-stream response) is returned as that frame's `Bytes`, without copying or the
+/// buffer list `http_body_util::Collected` would build.
+async fn collect_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    use http_body::Body as _;
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<bytes::BytesMut> = None;
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => return Err(BodyError::Read(e)),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(d) => d,
+                Err(_) => continue, // trailers carry nothing we forward
+            },
+        };
+        let so_far = first.as_ref().map_or(0, Bytes::len) + rest.as_ref().map_or(0, |r| r.len());
+        if so_far + data.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        match (&mut first, &mut rest) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut buf = bytes::BytesMut::with_capacity((f.len() + data.len()) * 2);
+                buf.extend_from_slice(f);
+                buf.extend_from_slice(&data);
+                rest = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(&data),
+        }
+    }
+    Ok(match (first, rest) {
+        (_, Some(buf)) => buf.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
+}
+
 /// Polls a future once; only if it is not ready yet is it raced against a timer. Most request
 /// bodies have fully arrived with their head, so the common case registers no timer.
 async fn ready_or_timeout<F: Future>(fut: F, after: Duration) -> Option<F::Output> {
@@ -253,13 +302,11 @@ async fn read_body(
         return Err(GatewayError::PayloadTooLarge { limit });
     }
     let timeout = Duration::from_millis(snapshot.settings.body_read_timeout_ms);
-    match ready_or_timeout(Limited::new(incoming, limit).collect(), timeout).await {
+    match ready_or_timeout(collect_body(incoming, limit), timeout).await {
         None => Err(GatewayError::BodyReadTimeout(timeout)),
-        Some(Ok(collected)) => Ok(collected.to_bytes()),
-        Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::PayloadTooLarge { limit })
-        }
-        Some(Err(e)) => Err(GatewayError::BodyRead(e.to_string())),
+        Some(Ok(body)) => Ok(body),
+        Some(Err(BodyError::TooLarge)) => Err(GatewayError::PayloadTooLarge { limit }),
+        Some(Err(BodyError::Read(e))) => Err(GatewayError::BodyRead(e.to_string())),
     }
 }
 
@@ -438,14 +485,18 @@ async fn forward_openai(
     }
 
     // Non-stream (or an error answer to a stream request): buffer, tap usage, forward untouched.
-    let collect = Limited::new(incoming, MAX_UPSTREAM_BODY).collect();
+    let collect = collect_body(incoming, MAX_UPSTREAM_BODY);
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
     let bytes = match ready_or_timeout(collect, remaining).await {
-        Some(Ok(c)) => c.to_bytes(),
+        Some(Ok(b)) => b,
         Some(Err(e)) => {
+            let detail = match e {
+                BodyError::TooLarge => format!("response body over {MAX_UPSTREAM_BODY} bytes"),
+                BodyError::Read(e) => format!("reading the response body: {e}"),
+            };
             let error = GatewayError::UpstreamProtocol {
                 provider: provider.id.to_string(),
-                detail: format!("reading the response body: {e}"),
+                detail,
             };
             return Err(fail(error, settle));
         }
