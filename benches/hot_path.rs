@@ -14,7 +14,7 @@ use ferrogate::dialect::openai::read_request_fields;
 use ferrogate::proxy::stream_tap::StreamTap;
 use ferrogate::routing::health::HealthRegistry;
 use ferrogate::routing::{compile, Resolved};
-use ferrogate::upstream::ClientCache;
+use ferrogate::upstream::PoolCache;
 
 const SMALL: &[u8] =
     br#"{"model":"mock-gpt","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}"#;
@@ -126,7 +126,7 @@ fn route_pick(c: &mut Criterion) {
         providers: vec![provider],
         models,
     };
-    let Ok(snapshot) = compile(&config, &ClientCache::default(), &HealthRegistry::default()) else {
+    let Ok(snapshot) = compile(&config, &PoolCache::default(), &HealthRegistry::default()) else {
         return;
     };
     let pick = |model: &str| match snapshot.resolve(model) {

@@ -12,7 +12,7 @@ use crate::routing::health::HealthRegistry;
 use crate::routing::{compile, CompileError, Snapshot};
 use crate::telemetry::metrics::GlobalMetrics;
 use crate::telemetry::request_log::RequestLog;
-use crate::upstream::ClientCache;
+use crate::upstream::PoolCache;
 
 /// Capacity of the request-log queue; beyond it records are dropped and counted.
 const LOG_QUEUE_CAPACITY: usize = 65_536;
@@ -22,7 +22,7 @@ pub struct AppState {
     pub metrics: GlobalMetrics,
     pub prometheus: Option<PrometheusHandle>,
     pub log: Arc<RequestLog>,
-    pub clients: ClientCache,
+    pub pools: PoolCache,
     pub health: HealthRegistry,
     /// The file to reload from; `None` in zero-config mode.
     pub config_path: Option<PathBuf>,
@@ -32,9 +32,9 @@ impl AppState {
     pub fn new(config: &Config, config_path: Option<PathBuf>) -> Result<Arc<Self>, CompileError> {
         let prometheus = crate::telemetry::metrics::install();
         let metrics = GlobalMetrics::new();
-        let clients = ClientCache::default();
+        let pools = PoolCache::default();
         let health = HealthRegistry::default();
-        let snapshot = compile(config, &clients, &health)?;
+        let snapshot = compile(config, &pools, &health)?;
         let log = RequestLog::new(
             LOG_QUEUE_CAPACITY,
             metrics.log_dropped.clone(),
@@ -45,7 +45,7 @@ impl AppState {
             metrics,
             prometheus,
             log,
-            clients,
+            pools,
             health,
             config_path,
         }))
@@ -53,7 +53,7 @@ impl AppState {
 
     /// Compiles `config` and swaps it in; in-flight requests finish on the snapshot they hold.
     pub fn apply(&self, config: &Config) -> Result<(), CompileError> {
-        let snapshot = compile(config, &self.clients, &self.health)?;
+        let snapshot = compile(config, &self.pools, &self.health)?;
         self.snapshot.store(Arc::new(snapshot));
         self.log.set_enabled(config.server.request_log);
         Ok(())

@@ -80,9 +80,14 @@ pub fn from_openai_json(json: &[u8]) -> Option<Usage> {
 pub enum UsageField {
     Absent,
     /// `"usage":null`; `key_at` is the offset of the opening quote of `"usage"`.
-    Null { key_at: usize, value_end: usize },
+    Null {
+        key_at: usize,
+        value_end: usize,
+    },
     /// `"usage":{...}`; `value_at` is the offset of the `{`.
-    Object { value_at: usize },
+    Object {
+        value_at: usize,
+    },
 }
 
 static USAGE_KEY: LazyLock<memmem::Finder<'static>> =
@@ -240,7 +245,10 @@ mod tests {
         let chunk = br#"{"id":"x","choices":[],"usage": {"prompt_tokens":3}}"#;
         match find_usage_field(chunk) {
             UsageField::Object { value_at } => {
-                assert_eq!(parse_openai_usage_at(chunk, value_at).map(|u| u.input), Some(3))
+                assert_eq!(
+                    parse_openai_usage_at(chunk, value_at).map(|u| u.input),
+                    Some(3)
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -14,6 +14,7 @@ use tokio::time::Sleep;
 
 use crate::proxy::settle::Settle;
 use crate::proxy::stream_tap::StreamTap;
+use crate::upstream::Lease;
 use crate::usage::Usage;
 
 pub enum GatewayBody {
@@ -123,6 +124,8 @@ impl Drop for PacedFrames {
 /// injected `include_usage`, the strip of what the client didn't ask for) applied on the way.
 pub struct PassthroughStream {
     upstream: Incoming,
+    /// The upstream connection, returned to its pool when the body ends cleanly.
+    lease: Option<Lease>,
     tap: StreamTap,
     /// Total deadline of the exchange; armed lazily the first time the upstream is not ready.
     deadline: tokio::time::Instant,
@@ -136,12 +139,14 @@ pub struct PassthroughStream {
 impl PassthroughStream {
     pub fn new(
         upstream: Incoming,
+        lease: Lease,
         tap: StreamTap,
         deadline: tokio::time::Instant,
         settle: Settle,
     ) -> Self {
         Self {
             upstream,
+            lease: Some(lease),
             tap,
             deadline,
             sleep: None,
@@ -178,6 +183,9 @@ impl PassthroughStream {
                 }
                 Poll::Ready(None) => {
                     self.done = true;
+                    if let Some(lease) = self.lease.take() {
+                        lease.release();
+                    }
                     let tail = self.tap.finish();
                     self.end(false);
                     return Poll::Ready(tail);

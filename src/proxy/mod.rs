@@ -25,6 +25,7 @@ use crate::routing::snapshot::{Endpoint, ProviderRt, Resolved, Snapshot};
 use crate::server::error_response;
 use crate::state::AppState;
 use crate::telemetry::metrics::RouteMetrics;
+use crate::upstream::SendError;
 use body::{GatewayBody, PacedFrames, PassthroughStream};
 use settle::{InFlight, Settle};
 use stream_tap::StreamTap;
@@ -426,9 +427,9 @@ async fn forward_openai(
         Ok(r) => r,
         Err(e) => return Err(fail(e, settle)),
     };
-    let Some(client) = provider.client.as_ref() else {
+    let Some(pool) = provider.pool.as_ref() else {
         return Err(fail(
-            GatewayError::Internal("provider has no client".into()),
+            GatewayError::Internal("provider has no upstream pool".into()),
             settle,
         ));
     };
@@ -436,22 +437,23 @@ async fn forward_openai(
     let sent_at = Instant::now();
     let pre = sent_at - settle.started;
     let deadline = tokio::time::Instant::from_std(sent_at + provider.total_timeout);
-    let resp = match tokio::time::timeout(provider.first_byte_timeout, client.request(req)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            provider.health.record_failure();
-            return Err(fail(classify_client_error(provider, &e), settle));
-        }
-        Err(_) => {
-            provider.health.record_failure();
-            let error = GatewayError::UpstreamTimeout {
-                provider: provider.id.to_string(),
-                deadline: Deadline::FirstByte,
-                after: provider.first_byte_timeout,
-            };
-            return Err(fail(error, settle));
-        }
-    };
+    let (resp, lease) =
+        match tokio::time::timeout(provider.first_byte_timeout, pool.send(req)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                provider.health.record_failure();
+                return Err(fail(classify_client_error(provider, &e), settle));
+            }
+            Err(_) => {
+                provider.health.record_failure();
+                let error = GatewayError::UpstreamTimeout {
+                    provider: provider.id.to_string(),
+                    deadline: Deadline::FirstByte,
+                    after: provider.first_byte_timeout,
+                };
+                return Err(fail(error, settle));
+            }
+        };
     let head_at = Instant::now();
     settle
         .metrics
@@ -477,7 +479,7 @@ async fn forward_openai(
             overhead,
         );
         let tap = StreamTap::new(strip, request_len);
-        let body = PassthroughStream::new(incoming, tap, deadline, settle);
+        let body = PassthroughStream::new(incoming, lease, tap, deadline, settle);
         return Ok(Response::from_parts(
             parts,
             GatewayBody::Stream(Box::new(body)),
@@ -509,6 +511,7 @@ async fn forward_openai(
             return Err(fail(error, settle));
         }
     };
+    lease.release();
     let body_at = Instant::now();
     let usage = if status.is_success() {
         crate::usage::from_openai_body(&bytes)
@@ -528,27 +531,21 @@ async fn forward_openai(
     Ok(Response::from_parts(parts, GatewayBody::full(bytes)))
 }
 
-fn classify_client_error(
-    provider: &ProviderRt,
-    e: &hyper_util::client::legacy::Error,
-) -> GatewayError {
-    let detail = error_chain(e);
-    if e.is_connect() {
-        if is_timeout(e) {
-            return GatewayError::UpstreamTimeout {
-                provider: provider.id.to_string(),
-                deadline: Deadline::Connect,
-                after: provider.connect_timeout,
-            };
-        }
-        return GatewayError::UpstreamConnect {
+fn classify_client_error(provider: &ProviderRt, e: &SendError) -> GatewayError {
+    match e {
+        SendError::ConnectTimeout => GatewayError::UpstreamTimeout {
             provider: provider.id.to_string(),
-            detail,
-        };
-    }
-    GatewayError::UpstreamProtocol {
-        provider: provider.id.to_string(),
-        detail,
+            deadline: Deadline::Connect,
+            after: provider.connect_timeout,
+        },
+        SendError::Connect(detail) => GatewayError::UpstreamConnect {
+            provider: provider.id.to_string(),
+            detail: detail.clone(),
+        },
+        SendError::Request(e) => GatewayError::UpstreamProtocol {
+            provider: provider.id.to_string(),
+            detail: error_chain(e),
+        },
     }
 }
 
@@ -561,19 +558,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     out
-}
-
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        cur = err.source();
-    }
-    false
 }
 
 /// Status line for a gateway-generated JSON response.

@@ -238,7 +238,8 @@ mod tests {
 
     #[test]
     fn strips_usage_null_wherever_it_sits() {
-        let input = "data: {\"usage\":null, \"id\":\"c\"}\n\ndata: {\"id\":\"c\" , \"usage\": null }\n\n";
+        let input =
+            "data: {\"usage\":null, \"id\":\"c\"}\n\ndata: {\"id\":\"c\" , \"usage\": null }\n\n";
         let (out, _) = run(true, input, 4096);
         assert_eq!(
             String::from_utf8(out).unwrap(),

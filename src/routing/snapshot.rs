@@ -18,7 +18,7 @@ use crate::routing::glob;
 use crate::routing::health::{HealthRegistry, ProviderHealth};
 use crate::routing::pick;
 use crate::telemetry::metrics::RouteMetrics;
-use crate::upstream::{ClientCache, ClientKey, UpstreamClient};
+use crate::upstream::{Pool, PoolCache, PoolKey};
 
 /// Id of the built-in mock provider, present unless the config defines its own `mock`.
 pub const BUILTIN_MOCK: &str = "mock";
@@ -70,7 +70,7 @@ pub struct ProviderRt {
     pub first_byte_timeout: Duration,
     pub total_timeout: Duration,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub client: Option<UpstreamClient>,
+    pub pool: Option<Arc<Pool>>,
     pub mock: MockSettings,
     pub health: Arc<ProviderHealth>,
     /// Metrics for `provider/model` requests, labelled by provider only (bounded series).
@@ -186,7 +186,7 @@ impl Snapshot {
 /// Compiles a validated config into a snapshot, reusing pools and health state by id.
 pub fn compile(
     config: &Config,
-    clients: &ClientCache,
+    pools: &PoolCache,
     health: &HealthRegistry,
 ) -> Result<Snapshot, CompileError> {
     let mut providers: Vec<Arc<ProviderRt>> = Vec::new();
@@ -208,7 +208,7 @@ pub fn compile(
         .iter()
         .chain(needs_builtin.then_some(&builtin_mock));
     for p in all {
-        let rt = compile_provider(p, clients, health)?;
+        let rt = compile_provider(p, pools, health)?;
         provider_index.insert(Arc::clone(&rt.id), providers.len());
         providers.push(Arc::new(rt));
     }
@@ -290,11 +290,11 @@ fn compile_route(
 
 fn compile_provider(
     p: &ProviderConfig,
-    clients: &ClientCache,
+    pools: &PoolCache,
     health: &HealthRegistry,
 ) -> Result<ProviderRt, CompileError> {
     let id: Arc<str> = Arc::from(p.id.as_str());
-    let (uris, client) = match p.kind {
+    let (uris, pool) = match p.kind {
         ProviderKind::Mock => (None, None),
         ProviderKind::OpenAi => {
             let base = p.base_url.as_deref().ok_or_else(|| CompileError::BaseUrl {
@@ -313,8 +313,13 @@ fn compile_provider(
                 detail,
             };
             let uris = [a.map_err(err)?, b.map_err(err)?, c.map_err(err)?];
-            let client = clients
-                .get(&ClientKey {
+            let origin = match (uris[0].scheme_str(), uris[0].authority()) {
+                (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+                _ => return Err(err("must be an absolute http:// or https:// URL".into())),
+            };
+            let pool = pools
+                .get(&PoolKey {
+                    origin,
                     ca_file: p.ca_file.clone(),
                     connect_timeout: Duration::from_millis(p.timeouts.connect_ms),
                 })
@@ -322,7 +327,7 @@ fn compile_provider(
                     provider: p.id.clone(),
                     detail: e.to_string(),
                 })?;
-            (Some(uris), Some(client))
+            (Some(uris), Some(pool))
         }
     };
     let mut keys = Vec::with_capacity(p.keys.len());
@@ -362,7 +367,7 @@ fn compile_provider(
         first_byte_timeout: Duration::from_millis(p.timeouts.first_byte_ms),
         total_timeout: Duration::from_millis(p.timeouts.total_ms),
         headers,
-        client,
+        pool,
         mock: p.mock,
         health: health.get(&p.id),
         direct_metrics: Arc::new(RouteMetrics::new(Arc::clone(&direct_label), direct_label)),
@@ -435,7 +440,7 @@ mod tests {
                 model("gpt-4o-m*", "up", Some("long-glob")),
             ],
         };
-        compile(&config, &ClientCache::default(), &HealthRegistry::default()).unwrap()
+        compile(&config, &PoolCache::default(), &HealthRegistry::default()).unwrap()
     }
 
     fn served(s: &Snapshot, model: &str) -> Option<String> {

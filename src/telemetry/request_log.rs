@@ -169,7 +169,9 @@ fn int(out: &mut Vec<u8>, n: u64) {
 fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
     // Fast path: plain printable ASCII (request ids, model names) needs no escaping.
-    if s.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+    if s.iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
         out.extend_from_slice(s);
         out.push(b'"');
         return;

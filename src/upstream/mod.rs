@@ -1,5 +1,7 @@
-//! The pooled outbound HTTP client: keep-alive pools, HTTP/1.1 and HTTP/2 (ALPN over TLS), plain
+//! Outbound HTTP: per-origin keep-alive pools (`pool`), HTTP/1.1 and HTTP/2 (ALPN over TLS), plain
 //! HTTP for local servers, `TCP_NODELAY`, connect timeouts, private CAs and `HTTPS_PROXY`.
+
+pub mod pool;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,23 +11,18 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Uri;
-use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::proxy::matcher::Matcher;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-/// The body type sent upstream: always a fully read request.
-pub type UpstreamBody = Full<Bytes>;
-pub type UpstreamClient = Client<HttpsConnector<ProxyConnector>, UpstreamBody>;
+pub use pool::{Lease, Pool, SendError, UpstreamBody};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamSetupError {
@@ -33,35 +30,51 @@ pub enum UpstreamSetupError {
     CaFile { path: PathBuf, detail: String },
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    #[error("invalid upstream origin: {0}")]
+    Origin(String),
 }
 
-/// Everything that makes two providers need different clients (and so different pools).
+/// Everything that makes two providers need different pools.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClientKey {
+pub struct PoolKey {
+    /// `scheme://authority` of the provider's base URL.
+    pub origin: String,
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
 }
 
-/// Clients built so far, reused across config reloads so warm pools survive them. Only touched
-/// while compiling a snapshot, never on the request path.
+/// Pools built so far, reused across config reloads so warm connections survive them. Only
+/// touched while compiling a snapshot, never on the request path.
 #[derive(Default)]
-pub struct ClientCache {
-    clients: Mutex<HashMap<ClientKey, UpstreamClient>>,
+pub struct PoolCache {
+    pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
 }
 
-impl ClientCache {
-    pub fn get(&self, key: &ClientKey) -> Result<UpstreamClient, UpstreamSetupError> {
-        let mut map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(key) {
-            return Ok(c.clone());
+impl PoolCache {
+    pub fn get(&self, key: &PoolKey) -> Result<Arc<Pool>, UpstreamSetupError> {
+        let mut map = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = map.get(key) {
+            return Ok(Arc::clone(p));
         }
-        let client = build_client(key)?;
-        map.insert(key.clone(), client.clone());
-        Ok(client)
+        let origin: Uri = key
+            .origin
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| UpstreamSetupError::Origin(e.to_string()))?;
+        let (Some(scheme), Some(authority)) =
+            (origin.scheme().cloned(), origin.authority().cloned())
+        else {
+            return Err(UpstreamSetupError::Origin(key.origin.clone()));
+        };
+        let connector = build_connector(key)?;
+        let pool = Pool::new(connector, key.connect_timeout, scheme, authority)
+            .map_err(UpstreamSetupError::Origin)?;
+        let pool = Arc::new(pool);
+        map.insert(key.clone(), Arc::clone(&pool));
+        Ok(pool)
     }
 }
 
-fn build_client(key: &ClientKey) -> Result<UpstreamClient, UpstreamSetupError> {
+fn build_connector(key: &PoolKey) -> Result<HttpsConnector<ProxyConnector>, UpstreamSetupError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &key.ca_file {
@@ -90,18 +103,12 @@ fn build_client(key: &ClientKey) -> Result<UpstreamClient, UpstreamSetupError> {
         direct: http,
         proxies: Arc::new(Matcher::from_env()),
     };
-    let https = HttpsConnectorBuilder::new()
+    Ok(HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(connector);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(https))
+        .wrap_connector(connector))
 }
 
 fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, UpstreamSetupError> {
