@@ -99,8 +99,28 @@ static USAGE_KEY: LazyLock<memmem::Finder<'static>> =
 /// is the top-level member in every OpenAI-dialect body and chunk, which put `usage` after
 /// `choices`.
 pub fn find_usage_field(json: &[u8]) -> UsageField {
-    let Some(key_at) = USAGE_KEY.find_iter(json).last() else {
-        return UsageField::Absent;
+    // Fast path: OpenAI-dialect chunks end with `"usage":null` or `"usage":{...}` followed by at
+    // most a few members, so walking back over the last few colons finds the key after a handful
+    // of short `memrchr` calls; only bodies where it is not among the last colons pay for the
+    // full forward search.
+    let mut end = json.len();
+    let mut found = None;
+    for _ in 0..6 {
+        let Some(colon) = memchr::memrchr(b':', &json[..end]) else {
+            return UsageField::Absent;
+        };
+        if colon >= 7 && &json[colon - 7..colon] == b"\"usage\"" {
+            found = Some(colon - 7);
+            break;
+        }
+        end = colon;
+    }
+    let key_at = match found {
+        Some(k) => k,
+        None => match USAGE_KEY.find_iter(json).last() {
+            Some(k) => k,
+            None => return UsageField::Absent,
+        },
     };
     let after = key_at + 8;
     let Some(offset) = json[after..].iter().position(|b| !b.is_ascii_whitespace()) else {
@@ -287,6 +307,17 @@ mod tests {
     fn hand_scan_rejects_truncated_objects() {
         let body = br#"{"usage":{"prompt_tokens":16,"completion"#;
         assert_eq!(parse_openai_usage_at(body, 9), None);
+    }
+
+    #[test]
+    fn usage_far_from_the_end_is_still_found() {
+        let body = br#"{"usage":{"prompt_tokens":5,"completion_tokens":6},"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":{"i":8}}"#;
+        assert_eq!(
+            from_openai_body(body).map(|u| (u.input, u.output)),
+            Some((5, 6))
+        );
+        assert_eq!(find_usage_field(br#"{"a":1,"b":2}"#), UsageField::Absent);
+        assert_eq!(find_usage_field(b"no colon at all"), UsageField::Absent);
     }
 
     #[test]

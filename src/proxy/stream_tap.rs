@@ -20,8 +20,13 @@ use crate::usage::{self, Usage, UsageField};
 static CHOICES_EMPTY: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"\"choices\":[]"));
 
+/// Output buffer size in strip mode: frames are split off one shared allocation, so a stream
+/// allocates once per this many bytes instead of once per frame.
+const OUT_BLOCK: usize = 16 * 1024;
+
 pub struct StreamTap {
     splitter: SseSplitter,
+    out: BytesMut,
     strip: bool,
     usage: Option<Usage>,
     /// Data events seen, for an estimate when the stream ends before its usage chunk.
@@ -34,6 +39,7 @@ impl StreamTap {
     pub fn new(strip: bool, request_len: usize) -> Self {
         Self {
             splitter: SseSplitter::new(),
+            out: BytesMut::new(),
             strip,
             usage: None,
             data_events: 0,
@@ -51,15 +57,17 @@ impl StreamTap {
             });
             return Some(forward);
         }
-        let mut out = BytesMut::with_capacity(chunk.len());
-        let (usage, events) = (&mut self.usage, &mut self.data_events);
+        if self.out.capacity() < chunk.len() {
+            self.out.reserve(OUT_BLOCK.max(chunk.len()));
+        }
+        let (usage, events, out) = (&mut self.usage, &mut self.data_events, &mut self.out);
         self.splitter.push(chunk, |event| {
             let kind = inspect(&event, usage, events);
             if kind != EventKind::UsageOnly {
-                write_event(&mut out, &event, &kind);
+                write_event(out, &event, &kind);
             }
         });
-        (!out.is_empty()).then(|| out.freeze())
+        (!self.out.is_empty()).then(|| self.out.split().freeze())
     }
 
     /// At the upstream's end: whatever event was left without its blank line.

@@ -1,0 +1,367 @@
+//! The `callgrind` subcommand: instructions per request for the bare proxy and
+//! ferrogate, measured under valgrind's callgrind (the mock upstream and the
+//! client run natively). Warm up, zero the counters (`callgrind_control -z`),
+//! send N sequential requests over one keep-alive connection, dump
+//! (`callgrind_control -d`), and read the dump's total `Ir`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::client::{execute, Conn, Target};
+use crate::procs::{spawn, SpawnSpec, Spawned};
+use crate::run::{gateway_config, gateway_spec, parse_scenarios};
+use crate::signals;
+use crate::workload::Scenario;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct CallgrindArgs {
+    /// Subjects to measure, comma-separated: bare, ferrogate.
+    #[arg(long, default_value = "bare,ferrogate")]
+    pub subjects: String,
+    /// ferrogate binary (run as `serve --config F --listen A --workers 1`).
+    #[arg(long, default_value = "target/release/ferrogate")]
+    pub ferrogate: PathBuf,
+    /// Custom gateway command instead of ferrogate ({listen}, {config}, {upstream}).
+    #[arg(long)]
+    pub gateway_cmd: Option<String>,
+    /// Environment for the gateway process, KEY=VALUE (repeatable), e.g. RUST_LOG=warn.
+    #[arg(long = "gateway-env", value_parser = crate::run::parse_env)]
+    pub gateway_env: Vec<(String, String)>,
+    /// Measured requests per scenario.
+    #[arg(long, short = 'n', default_value_t = 2000)]
+    pub requests: usize,
+    /// Warm-up requests per scenario before the counters are zeroed.
+    #[arg(long, short = 'w', default_value_t = 200)]
+    pub warmup: usize,
+    /// Scenarios, comma-separated: non-stream, stream.
+    #[arg(long, default_value = "non-stream,stream")]
+    pub scenarios: String,
+    /// Content chunks per streamed response.
+    #[arg(long, default_value_t = 20)]
+    pub chunks: usize,
+    /// Output directory for callgrind.md / callgrind.json (default: loadtest/results).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Keep the temp dir with the callgrind dumps (for callgrind_annotate).
+    #[arg(long)]
+    pub keep_logs: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CallgrindResult {
+    pub subject: String,
+    pub scenario: Scenario,
+    pub requests: usize,
+    pub total_ir: u64,
+    pub ir_per_request: f64,
+}
+
+/// Total `Ir` of a callgrind dump (`summary:` line — what callgrind_annotate
+/// reports as PROGRAM TOTALS — else `totals:`).
+pub fn parse_total_ir(dump: &str) -> Option<u64> {
+    let find = |prefix: &str| {
+        dump.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    find("summary:").or_else(|| find("totals:"))
+}
+
+fn callgrind_control(flag: &str, pid: u32) -> anyhow::Result<()> {
+    let out = Command::new("callgrind_control")
+        .arg(flag)
+        .arg(pid.to_string())
+        .output()
+        .context("running callgrind_control (is valgrind installed?)")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "callgrind_control {flag} {pid} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn dumps(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(prefix))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Dumps and waits for the new dump file to be complete; returns its total Ir.
+fn dump_and_read(pid: u32, dir: &Path, prefix: &str) -> anyhow::Result<u64> {
+    let before = dumps(dir, prefix);
+    callgrind_control("-d", pid)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        signals::check()?;
+        for path in dumps(dir, prefix) {
+            if before.contains(&path) {
+                continue;
+            }
+            if let Ok(text) = fs::read_to_string(&path) {
+                if let Some(ir) = parse_total_ir(&text) {
+                    return Ok(ir);
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("no callgrind dump appeared in {}", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// W warm-up requests, zero, N measured requests, dump — all over one connection.
+fn measure(
+    subject: &Spawned,
+    scenario: Scenario,
+    args: &CallgrindArgs,
+    dir: &Path,
+    prefix: &str,
+) -> anyhow::Result<u64> {
+    let target = Target::new(subject.addr, scenario)?;
+    let rt = crate::util::current_thread_runtime()?;
+    rt.block_on(async {
+        let mut conn = Conn::connect(subject.addr).await?;
+        send_n(&mut conn, &target, args.warmup).await?;
+        callgrind_control("-z", subject.pid)?;
+        send_n(&mut conn, &target, args.requests).await?;
+        dump_and_read(subject.pid, dir, prefix)
+    })
+}
+
+/// `n` sequential requests on `conn`; any failure aborts the measurement.
+async fn send_n(conn: &mut Conn, target: &Target, n: usize) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(60);
+    for i in 0..n {
+        signals::check()?;
+        let o = tokio::time::timeout(timeout, execute(conn, target))
+            .await
+            .map_err(|_| anyhow::anyhow!("request {i} timed out"))??;
+        if !o.ok() {
+            anyhow::bail!("request {i}: status {}, complete {}", o.status, o.complete);
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
+    signals::install();
+    if args.requests == 0 {
+        anyhow::bail!("--requests must be > 0");
+    }
+    let scenarios = parse_scenarios(&args.scenarios)?;
+    let names: Vec<String> = args
+        .subjects
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut tmp = tempfile::Builder::new()
+        .prefix("ferrogate-callgrind-")
+        .tempdir()?;
+    if args.keep_logs {
+        tmp.disable_cleanup(true);
+    }
+    let dir = tmp.path().to_path_buf();
+    let exe = std::env::current_exe()?;
+
+    let mock = spawn(
+        &SpawnSpec {
+            name: "mock".into(),
+            program: exe.clone(),
+            args: vec![
+                "mock".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--chunks".into(),
+                args.chunks.to_string(),
+            ],
+            wrapper: Vec::new(),
+            cpu: None,
+            expected_addr: None,
+            ready_timeout: Duration::from_secs(10),
+            health_check: false,
+            env: Vec::new(),
+        },
+        &dir,
+    )?;
+    let config = dir.join("ferrogate.yaml");
+    fs::write(&config, gateway_config(mock.addr))?;
+
+    let mut results: Vec<CallgrindResult> = Vec::new();
+    for name in &names {
+        let prefix = format!("{name}.callgrind.out");
+        let wrapper = vec![
+            "valgrind".to_string(),
+            "--tool=callgrind".into(),
+            "--compress-strings=no".into(),
+            "--compress-pos=no".into(),
+            format!("--callgrind-out-file={}/{prefix}.%p", dir.display()),
+        ];
+        let mut spec = match name.as_str() {
+            "bare" => SpawnSpec {
+                name: name.clone(),
+                program: exe.clone(),
+                args: vec![
+                    "bare-proxy".into(),
+                    "--listen".into(),
+                    "127.0.0.1:0".into(),
+                    "--upstream".into(),
+                    format!("http://{}", mock.addr),
+                ],
+                wrapper: Vec::new(),
+                cpu: None,
+                expected_addr: None,
+                ready_timeout: Duration::from_secs(10),
+                health_check: false,
+                env: Vec::new(),
+            },
+            _ => gateway_spec(
+                &args.ferrogate,
+                args.gateway_cmd.as_deref(),
+                name,
+                &config,
+                mock.addr,
+                None,
+                &args.gateway_env,
+            )?,
+        };
+        spec.wrapper = wrapper;
+        spec.ready_timeout = Duration::from_secs(180);
+        println!("starting {name} under callgrind: {}", spec.command_line());
+        let mut subject = spawn(&spec, &dir)?;
+        for &sc in &scenarios {
+            let ir = measure(&subject, sc, args, &dir, &prefix)
+                .with_context(|| format!("{name} {}", sc.name()))?;
+            let r = CallgrindResult {
+                subject: name.clone(),
+                scenario: sc,
+                requests: args.requests,
+                total_ir: ir,
+                ir_per_request: ir as f64 / args.requests as f64,
+            };
+            println!(
+                "{:<10} {:<11} {:>12.0} instructions/request ({} requests, total Ir {})",
+                r.subject,
+                sc.name(),
+                r.ir_per_request,
+                r.requests,
+                r.total_ir
+            );
+            results.push(r);
+        }
+        subject.stop(Duration::from_secs(10));
+    }
+
+    let md = render(&results, &names, &scenarios, args);
+    println!("\n{md}");
+    let out = args.out.clone().unwrap_or_else(crate::run::default_out_dir);
+    fs::create_dir_all(&out)?;
+    fs::write(out.join("callgrind.md"), &md)?;
+    fs::write(
+        out.join("callgrind.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    println!("wrote {}/callgrind.md, callgrind.json", out.display());
+    if args.keep_logs {
+        println!("callgrind dumps kept in {}", dir.display());
+    }
+    drop(mock);
+    Ok(())
+}
+
+fn render(
+    results: &[CallgrindResult],
+    names: &[String],
+    scenarios: &[Scenario],
+    args: &CallgrindArgs,
+) -> String {
+    use std::fmt::Write as _;
+    let get = |n: &str, sc: Scenario| {
+        results
+            .iter()
+            .find(|r| r.subject == n && r.scenario == sc)
+            .map(|r| r.ir_per_request)
+    };
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Instructions per request (callgrind)\n\n{} — {} measured requests per scenario after {} warm-up, one keep-alive connection, stream = {} chunks; mock upstream and client run natively.\n",
+        crate::sysinfo::utc_now(),
+        args.requests,
+        args.warmup,
+        args.chunks
+    );
+    let _ = write!(md, "| subject |");
+    for sc in scenarios {
+        let _ = write!(md, " {} Ir/req |", sc.name());
+    }
+    let _ = write!(md, "\n|---|");
+    for _ in scenarios {
+        let _ = write!(md, "---:|");
+    }
+    md.push('\n');
+    for n in names {
+        let _ = write!(md, "| {n} |");
+        for &sc in scenarios {
+            let _ = write!(
+                md,
+                " {} |",
+                get(n, sc)
+                    .map(|v| format!("{v:.0}"))
+                    .unwrap_or_else(|| "–".into())
+            );
+        }
+        md.push('\n');
+    }
+    if let Some(gw) = names.iter().find(|n| *n != "bare") {
+        if names.iter().any(|n| n == "bare") {
+            let _ = write!(md, "| **{gw} ÷ bare** |");
+            for &sc in scenarios {
+                let r = get(gw, sc).zip(get("bare", sc)).map(|(g, b)| g / b);
+                let _ = write!(
+                    md,
+                    " {} |",
+                    r.map(|v| format!("{v:.2}×")).unwrap_or_else(|| "–".into())
+                );
+            }
+            md.push('\n');
+        }
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_totals() {
+        assert_eq!(
+            super::parse_total_ir("events: Ir\nsummary: 1234\n"),
+            Some(1234)
+        );
+        assert_eq!(
+            super::parse_total_ir("events: Ir\nfn=x\n0 1\ntotals: 99\n"),
+            Some(99)
+        );
+        assert_eq!(super::parse_total_ir("nothing"), None);
+    }
+}

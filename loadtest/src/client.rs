@@ -1,0 +1,133 @@
+//! One keep-alive HTTP/1.1 client connection and one timed request on it.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::util::now_ns;
+use crate::workload::{Scenario, Tail, PATH};
+
+/// Header the gateway uses to report its own overhead.
+pub const OVERHEAD_HEADER: &str = "x-ferrogate-overhead-us";
+
+/// What to send and where.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub scenario: Scenario,
+    host: HeaderValue,
+    uri: Uri,
+    body: Bytes,
+}
+
+impl Target {
+    pub fn new(addr: SocketAddr, scenario: Scenario) -> anyhow::Result<Self> {
+        Ok(Self {
+            addr,
+            scenario,
+            host: HeaderValue::from_str(&addr.to_string())?,
+            uri: Uri::from_static(PATH),
+            body: scenario.body(),
+        })
+    }
+
+    fn request(&self) -> anyhow::Result<Request<Full<Bytes>>> {
+        Ok(Request::builder()
+            .method(Method::POST)
+            .uri(self.uri.clone())
+            .header(HOST, self.host.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(
+                AUTHORIZATION,
+                HeaderValue::from_static("Bearer sk-loadtest-0000"),
+            )
+            .body(Full::new(self.body.clone()))?)
+    }
+}
+
+pub struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    /// Connects with TCP_NODELAY; the connection task is spawned on the current runtime.
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Self { sender })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+/// Result of one request; times are absolute `now_ns()` values.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Outcome {
+    pub status: u16,
+    /// The body arrived complete (see `Tail::complete`).
+    pub complete: bool,
+    pub first_byte_ns: u64,
+    pub done_ns: u64,
+    pub bytes: u64,
+    pub overhead_us: Option<u64>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.status == 200 && self.complete
+    }
+}
+
+/// Sends one request on `conn` and reads the whole body, timing the first and last byte.
+/// An `Err` means the connection is no longer usable.
+pub async fn execute(conn: &mut Conn, target: &Target) -> anyhow::Result<Outcome> {
+    let req = target.request()?;
+    conn.sender.ready().await?;
+    let resp = conn.sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let overhead_us = resp
+        .headers()
+        .get(OVERHEAD_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let mut body = resp.into_body();
+    let mut tail = Tail::default();
+    let mut first_byte_ns = 0;
+    let mut bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if data.is_empty() {
+                continue;
+            }
+            if first_byte_ns == 0 {
+                first_byte_ns = now_ns();
+            }
+            bytes += data.len() as u64;
+            tail.push(&data);
+        }
+    }
+    let done_ns = now_ns();
+    if first_byte_ns == 0 {
+        first_byte_ns = done_ns;
+    }
+    Ok(Outcome {
+        status,
+        complete: tail.complete(target.scenario, bytes as usize),
+        first_byte_ns,
+        done_ns,
+        bytes,
+        overhead_us,
+    })
+}

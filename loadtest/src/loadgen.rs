@@ -1,0 +1,111 @@
+//! What the open- and closed-loop generators share: configuration, result,
+//! connection setup, outcome recording, CPU probing of the subject.
+
+use std::time::Duration;
+
+use crate::client::{Conn, Outcome, Target};
+use crate::procstat::{cpu_delta, cpu_sample, CpuDelta, CpuSample};
+use crate::stats::Recorder;
+
+/// One measured run against one subject.
+#[derive(Clone)]
+pub struct LoadConfig {
+    pub target: Target,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub connections: usize,
+    /// Per-request timeout; a timed-out request counts as an error and its connection is replaced.
+    pub timeout: Duration,
+    /// Process whose CPU time is sampled at the start and end of the measured window.
+    pub probe_pid: Option<u32>,
+}
+
+pub struct LoadResult {
+    pub rec: Recorder,
+    pub cpu: Option<CpuDelta>,
+    /// Measured window: first measured send → last measured completion (s).
+    pub window_s: f64,
+    /// Successful responses per second over the window.
+    pub achieved_rps: f64,
+    /// Connections that broke and could not be re-established.
+    pub connections_lost: usize,
+}
+
+pub async fn connect_all(target: &Target, n: usize) -> anyhow::Result<Vec<Conn>> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        conns.push(
+            Conn::connect(target.addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", target.addr))?,
+        );
+    }
+    Ok(conns)
+}
+
+pub fn probe(pid: Option<u32>) -> anyhow::Result<Option<CpuSample>> {
+    pid.map(cpu_sample).transpose()
+}
+
+pub fn delta(before: Option<CpuSample>, after: Option<CpuSample>) -> Option<CpuDelta> {
+    Some(cpu_delta(&before?, &after?))
+}
+
+/// Records one request that was due at `sched_ns`. Returns true when the
+/// connection must be replaced (transport error or timeout).
+pub fn record(
+    rec: &mut Recorder,
+    sched_ns: u64,
+    res: Result<anyhow::Result<Outcome>, tokio::time::error::Elapsed>,
+) -> (bool, Option<u64>) {
+    match res {
+        Ok(Ok(o)) => {
+            rec.body_bytes += o.bytes;
+            if o.ok() {
+                rec.ok += 1;
+                rec.latency
+                    .saturating_record(o.done_ns.saturating_sub(sched_ns).max(1));
+                rec.ttfb
+                    .saturating_record(o.first_byte_ns.saturating_sub(sched_ns).max(1));
+                if let Some(us) = o.overhead_us {
+                    rec.overhead_header_us.saturating_record(us.max(1));
+                }
+                (false, Some(o.done_ns))
+            } else if o.status != 200 {
+                rec.non_200 += 1;
+                (false, None)
+            } else {
+                rec.errors += 1;
+                (false, None)
+            }
+        }
+        Ok(Err(_)) | Err(_) => {
+            rec.errors += 1;
+            (true, None)
+        }
+    }
+}
+
+/// Sends `n` sequential requests over one connection and fails unless all succeed.
+pub fn smoke(target: &Target, n: usize, timeout: Duration) -> anyhow::Result<()> {
+    let rt = crate::util::current_thread_runtime()?;
+    rt.block_on(async {
+        let mut conn = Conn::connect(target.addr).await?;
+        for _ in 0..n {
+            let o = tokio::time::timeout(timeout, crate::client::execute(&mut conn, target))
+                .await
+                .map_err(|_| anyhow::anyhow!("request timed out after {timeout:?}"))??;
+            if !o.ok() {
+                anyhow::bail!(
+                    "{} {}: status {}, body complete: {}, {} bytes",
+                    target.addr,
+                    target.scenario.name(),
+                    o.status,
+                    o.complete,
+                    o.bytes
+                );
+            }
+        }
+        Ok(())
+    })
+}

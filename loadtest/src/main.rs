@@ -1,0 +1,55 @@
+//! `loadtest`: load-test harness for ferrogate. See loadtest/README.md.
+
+use clap::{Parser, Subcommand};
+
+use loadtest::bare_proxy::BareProxyArgs;
+use loadtest::callgrind::CallgrindArgs;
+use loadtest::mock::MockArgs;
+use loadtest::run::RunArgs;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadtest",
+    about = "Load-test harness for ferrogate (default subcommand: run)",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Full comparison: direct vs bare proxy vs ferrogate; writes loadtest/results/.
+    Run(RunArgs),
+    /// Instructions per request under callgrind (bare proxy vs ferrogate).
+    Callgrind(CallgrindArgs),
+    /// Mock OpenAI upstream.
+    Mock(MockArgs),
+    /// Bare hyper reverse proxy (the baseline).
+    BareProxy(BareProxyArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => loadtest::run::run(&cli.run),
+        Some(Cmd::Run(args)) => loadtest::run::run(&args),
+        Some(Cmd::Callgrind(args)) => loadtest::callgrind::run(&args),
+        Some(Cmd::Mock(args)) => loadtest::mock::serve(&args),
+        Some(Cmd::BareProxy(args)) => loadtest::bare_proxy::serve(&args),
+    };
+    // Children were stopped when the orchestrator's values were dropped.
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
