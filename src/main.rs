@@ -56,7 +56,7 @@ fn main() -> ExitCode {
             listen,
             workers,
         } => {
-            init_tracing();
+            let _log_guard = init_tracing();
             match serve(config, listen, workers) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -68,15 +68,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs go through a non-blocking writer (a background thread), so a slow stderr never stalls
+/// the runtime; the guard flushes what is left at exit.
+fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERROGATE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    guard
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -64,16 +64,21 @@ impl RequestLog {
         }
     }
 
-    /// Drains the queue periodically, writing each batch with one write.
+    /// Drains the queue periodically on a dedicated OS thread, writing each batch with one
+    /// write. A thread of its own, not a runtime task: a slow or full stderr pipe must never
+    /// block the runtime that serves requests.
     pub fn spawn_writer(self: &Arc<Self>) {
         let log = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tick.tick().await;
+        let spawned = std::thread::Builder::new()
+            .name("ferrogate-request-log".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(200));
                 log.drain();
-            }
-        });
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the request-log writer; request logs are off");
+            self.set_enabled(false);
+        }
     }
 
     /// Writes everything queued so far to stderr.
