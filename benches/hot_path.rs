@@ -52,7 +52,7 @@ fn stream_50() -> Vec<Bytes> {
 fn fields(c: &mut Criterion) {
     let mut g = c.benchmark_group("read_request_fields");
     g.throughput(Throughput::Bytes(SMALL.len() as u64));
-    g.bench_function("small_198B", |b| {
+    g.bench_function("small_89B", |b| {
         b.iter(|| read_request_fields(black_box(SMALL)).map(|f| f.stream))
     });
     let large = large_body();
