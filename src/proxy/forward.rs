@@ -16,7 +16,7 @@ use crate::dialect::openai::{self as wire, BodyEdits, RequestFields};
 use crate::error::{Deadline, GatewayError};
 use crate::providers::openai;
 use crate::routing::snapshot::{Endpoint, ProviderRt};
-use crate::upstream::SendError;
+use crate::upstream::{error_chain, SendError};
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn forward_openai(
@@ -101,15 +101,8 @@ pub(super) async fn forward_openai(
     let (mut parts, incoming) = resp.into_parts();
 
     if fields.stream && status.is_success() && is_sse {
-        openai::response_headers(&mut parts.headers, &settle.request_id, strip);
-        let overhead = pre + head_at.elapsed();
-        settle.overhead = overhead;
-        finish_head(
-            &mut parts.headers,
-            &settle.request_id,
-            served_header,
-            overhead,
-        );
+        settle.overhead = pre + head_at.elapsed();
+        client_head(&mut parts.headers, &settle, served_header, strip);
         let tap = StreamTap::new(strip, request_len);
         let body = PassthroughStream::new(incoming, lease, tap, deadline, settle);
         return Ok(Response::from_parts(
@@ -150,15 +143,8 @@ pub(super) async fn forward_openai(
     } else {
         None
     };
-    openai::response_headers(&mut parts.headers, &settle.request_id, false);
-    let overhead = pre + body_at.elapsed();
-    settle.overhead = overhead;
-    finish_head(
-        &mut parts.headers,
-        &settle.request_id,
-        served_header,
-        overhead,
-    );
+    settle.overhead = pre + body_at.elapsed();
+    client_head(&mut parts.headers, &settle, served_header, false);
     settle.finish(status.as_u16(), usage, false);
     Ok(Response::from_parts(parts, GatewayBody::full(bytes)))
 }
@@ -181,13 +167,8 @@ fn classify_client_error(provider: &ProviderRt, e: &SendError) -> GatewayError {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
+/// The upstream's response head, cleaned and stamped with the gateway's headers.
+fn client_head(headers: &mut HeaderMap, settle: &Settle, served: HeaderValue, body_changed: bool) {
+    openai::response_headers(headers, &settle.request_id, body_changed);
+    finish_head(headers, &settle.request_id, served, settle.overhead);
 }

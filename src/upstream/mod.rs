@@ -22,7 +22,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-pub use pool::{Lease, Pool, SendError, UpstreamBody};
+pub use pool::{error_chain, Lease, Pool, SendError, UpstreamBody};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamSetupError {

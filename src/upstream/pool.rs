@@ -211,7 +211,8 @@ impl Pool {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error with its whole source chain, for messages and logs.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
