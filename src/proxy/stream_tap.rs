@@ -255,6 +255,58 @@ mod tests {
         );
     }
 
+    /// Feeds `input` cut at the given offsets.
+    fn run_cuts(strip: bool, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut tap = StreamTap::new(strip, 100);
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+            if cut > at {
+                if let Some(b) = tap.on_chunk(Bytes::copy_from_slice(&input[at..cut])) {
+                    out.extend_from_slice(&b);
+                }
+                at = cut;
+            }
+        }
+        if let Some(b) = tap.finish() {
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    #[test]
+    fn any_framing_gives_the_same_output() {
+        // Every single cut point, then many random multi-cut framings (fixed seed).
+        let crlf = WITH_USAGE.replace("\n", "\r\n");
+        for (input, expected) in [
+            (WITH_USAGE.to_string(), WITHOUT_USAGE.to_string()),
+            (crlf.clone(), WITHOUT_USAGE.replace("\n", "\r\n")),
+        ] {
+            let input = input.as_bytes();
+            for cut in 0..input.len() {
+                assert_eq!(
+                    run_cuts(true, input, &[cut]),
+                    expected.as_bytes(),
+                    "cut {cut}"
+                );
+                assert_eq!(run_cuts(false, input, &[cut]), input, "cut {cut}");
+            }
+            let mut rng = fastrand::Rng::with_seed(7);
+            for _ in 0..500 {
+                let mut cuts: Vec<usize> = (0..rng.usize(1..12))
+                    .map(|_| rng.usize(0..input.len()))
+                    .collect();
+                cuts.sort_unstable();
+                assert_eq!(
+                    run_cuts(true, input, &cuts),
+                    expected.as_bytes(),
+                    "cuts {cuts:?}"
+                );
+                assert_eq!(run_cuts(false, input, &cuts), input, "cuts {cuts:?}");
+            }
+        }
+    }
+
     #[test]
     fn pass_through_forwards_the_same_buffer() {
         let mut tap = StreamTap::new(false, 0);
