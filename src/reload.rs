@@ -35,11 +35,17 @@ pub fn reload_now(state: &AppState) -> bool {
 
 /// Starts the SIGHUP listener and the file watcher (when there is a config file).
 pub fn spawn(state: Arc<AppState>) {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    // Always handle SIGHUP: its default action would terminate the process without a drain.
+    spawn_sighup(tx.clone());
     let Some(path) = state.config_path.clone() else {
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                tracing::info!("SIGHUP: running without a config file, nothing to reload");
+            }
+        });
         return;
     };
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    spawn_sighup(tx.clone());
     // Keep the watcher alive inside the task that consumes its events.
     let watcher = watch_file(&path, tx);
     tokio::spawn(async move {

@@ -16,39 +16,64 @@ use bytes::{Bytes, BytesMut};
 /// Returns `None` when no blank line is complete yet, including when the buffer ends in `\r`
 /// (which might be the first half of a `\r\n`).
 pub fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut line_start = 0;
-    let mut i = 0;
+    scan(buf, Resume::default()).ok()
+}
+
+/// Where an unfinished scan stopped: the start of the last, incomplete line and how far it was
+/// already searched for a line terminator.
+#[derive(Debug, Default, Clone, Copy)]
+struct Resume {
+    line_start: usize,
+    searched: usize,
+}
+
+/// Scans `buf` from `at`. `Ok(end)`: the first event ends at `end`. `Err(resume)`: no complete
+/// event yet; the next scan continues from there, so each byte is searched about once however
+/// finely an event is fragmented.
+fn scan(buf: &[u8], at: Resume) -> Result<usize, Resume> {
+    let mut line_start = at.line_start;
+    let mut i = at.searched.max(at.line_start);
     while let Some(off) = memchr::memchr2(b'\n', b'\r', &buf[i..]) {
         let p = i + off;
         let term_len = if buf[p] == b'\r' {
             match buf.get(p + 1) {
                 Some(b'\n') => 2,
                 Some(_) => 1,
-                None => return None,
+                None => {
+                    return Err(Resume {
+                        line_start,
+                        searched: p,
+                    })
+                }
             }
         } else {
             1
         };
         let next = p + term_len;
-        if p == line_start && p != 0 {
-            // An empty line: the event ends here.
-            return Some(next);
-        }
-        if p == 0 {
-            // A blank line at the very start (stray separator): treat it as a tiny event of its
-            // own so callers forward it unchanged.
-            return Some(next);
+        if p == line_start {
+            // An empty line ends the event (a blank line at the very start is a tiny event of
+            // its own, which callers forward unchanged).
+            return Ok(next);
         }
         line_start = next;
         i = next;
     }
-    None
+    Err(Resume {
+        line_start,
+        searched: buf.len(),
+    })
 }
+
+/// Bytes held for one unfinished event before it is handed on unsplit: an upstream that never
+/// sends a blank line must not make the gateway buffer without bound.
+pub const MAX_PENDING: usize = 8 * 1024 * 1024;
 
 /// Splits a stream of chunks into whole events.
 #[derive(Debug, Default)]
 pub struct SseSplitter {
     carry: BytesMut,
+    /// Where scanning `carry` resumes.
+    resume: Resume,
 }
 
 impl SseSplitter {
@@ -61,24 +86,46 @@ impl SseSplitter {
         self.carry.len()
     }
 
-    /// Feeds one chunk and calls `on_event` with every event it completes, in order.
+    /// Feeds one chunk and calls `on_event` with every event it completes, in order. Events
+    /// inside one chunk are zero-copy slices of it; only an unfinished tail is copied (once).
     pub fn push(&mut self, chunk: Bytes, mut on_event: impl FnMut(Bytes)) {
-        let mut buf = if self.carry.is_empty() {
-            chunk
-        } else {
-            self.carry.extend_from_slice(&chunk);
-            self.carry.split().freeze()
-        };
-        while let Some(end) = event_end(&buf) {
-            on_event(buf.split_to(end));
+        if self.carry.is_empty() {
+            let mut buf = chunk;
+            loop {
+                match scan(&buf, Resume::default()) {
+                    Ok(end) => on_event(buf.split_to(end)),
+                    Err(resume) => {
+                        if !buf.is_empty() {
+                            self.carry.extend_from_slice(&buf);
+                            self.resume = resume;
+                        }
+                        return;
+                    }
+                }
+            }
         }
-        if !buf.is_empty() {
-            self.carry.extend_from_slice(&buf);
+        self.carry.extend_from_slice(&chunk);
+        while !self.carry.is_empty() {
+            match scan(&self.carry, self.resume) {
+                Ok(end) => {
+                    on_event(self.carry.split_to(end).freeze());
+                    self.resume = Resume::default();
+                }
+                Err(resume) => {
+                    self.resume = resume;
+                    break;
+                }
+            }
+        }
+        if self.carry.len() > MAX_PENDING {
+            on_event(self.carry.split().freeze());
+            self.resume = Resume::default();
         }
     }
 
     /// At end of stream: the unterminated last event, if any.
     pub fn finish(&mut self) -> Option<Bytes> {
+        self.resume = Resume::default();
         if self.carry.is_empty() {
             None
         } else {
@@ -178,6 +225,28 @@ mod tests {
         for step in 1..text.len() {
             assert_eq!(split_all(text, step), whole, "step {step}");
         }
+    }
+
+    #[test]
+    fn a_huge_event_is_scanned_linearly_and_bounded() {
+        // 3 MB in one `data:` line arriving in 4 KB pieces, then its blank line.
+        let mut event = b"data: ".to_vec();
+        event.extend(std::iter::repeat(b'x').take(3 << 20));
+        event.extend_from_slice(b"\n\n");
+        let mut s = SseSplitter::new();
+        let mut got = Vec::new();
+        for c in event.chunks(4096) {
+            s.push(Bytes::copy_from_slice(c), |e| got.push(e.len()));
+        }
+        assert_eq!(got, vec![event.len()]);
+        // Past the cap, pending bytes are handed on rather than held.
+        let mut s = SseSplitter::new();
+        let mut handed = 0;
+        for _ in 0..(MAX_PENDING / 65536 + 2) {
+            s.push(Bytes::from(vec![b'y'; 65536]), |e| handed += e.len());
+        }
+        assert!(s.pending() <= MAX_PENDING);
+        assert!(handed > 0);
     }
 
     #[test]

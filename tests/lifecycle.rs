@@ -93,6 +93,15 @@ async fn client_disconnect_before_response_head_cancels_upstream_request() {
         up.wait_cancels(1, Duration::from_secs(2)).await,
         "upstream request not cancelled within 2 s of the client disconnecting"
     );
+    let closed = gw
+        .wait_metric(
+            "ferrogate_requests_total",
+            &[("model", "gpt-4o-mini"), ("status", "499")],
+            1.0,
+            Duration::from_secs(3),
+        )
+        .await;
+    assert_eq!(closed, 1.0, "the abandoned request was not recorded as 499");
 }
 
 #[tokio::test]

@@ -34,8 +34,16 @@ struct TopLevel<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow)]
     stream: Option<&'a RawValue>,
-    #[serde(borrow)]
+    /// Kept even when `null` (serde's `Option` would turn `null` into `None`, and the gateway
+    /// would then add a second `stream_options` key instead of replacing this one).
+    #[serde(borrow, default, deserialize_with = "raw_keep_null")]
     stream_options: Option<&'a RawValue>,
+}
+
+fn raw_keep_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as Deserialize>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -304,6 +312,26 @@ mod tests {
         );
         let again = read_request_fields(&out).unwrap();
         assert!(again.include_usage);
+    }
+
+    #[test]
+    fn null_stream_options_is_replaced_not_duplicated() {
+        let body = Bytes::from_static(br#"{"model":"m","stream":true,"stream_options":null}"#);
+        let f = read_request_fields(&body).unwrap();
+        assert!(f.stream_options_span.is_some());
+        let out = apply_edits(
+            &body,
+            &f,
+            BodyEdits {
+                model: None,
+                inject_include_usage: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            &out[..],
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn remove_headers(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> boo
         return;
     }
     let mut doomed = more;
-    if let Some(conn) = headers.get(header::CONNECTION) {
+    for conn in headers.get_all(header::CONNECTION) {
         if let Ok(list) = conn.to_str() {
             for token in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
                 if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
@@ -90,12 +90,21 @@ pub fn build_request(
     let base = provider
         .uri(endpoint)
         .ok_or_else(|| GatewayError::Internal("provider has no upstream URI".into()))?;
-    let uri = match client_query.map(strip_key_param) {
+    let replace_credentials = provider.auth != AuthMode::Passthrough;
+    // A `?key=` credential is the client's own: dropped unless the provider forwards the
+    // client's credentials (bring-your-own-key).
+    let query = client_query.map(|q| {
+        if replace_credentials {
+            strip_key_param(q)
+        } else {
+            q.to_owned()
+        }
+    });
+    let uri = match query {
         Some(q) if !q.is_empty() => with_query(base, &q)?,
         _ => base.clone(),
     };
 
-    let replace_credentials = provider.auth != AuthMode::Passthrough;
     remove_headers(&mut headers, |n| {
         is_hop_by_hop(n)
             || n == header::HOST
@@ -125,7 +134,12 @@ pub fn build_request(
 fn strip_key_param(query: &str) -> String {
     query
         .split('&')
-        .filter(|kv| !kv.is_empty() && !kv.starts_with("key=") && *kv != "key")
+        .filter(|kv| {
+            let name = kv.split('=').next().unwrap_or("");
+            !kv.is_empty()
+                && !name.eq_ignore_ascii_case("key")
+                && !name.eq_ignore_ascii_case("k%65y")
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -165,6 +179,7 @@ mod tests {
         assert_eq!(strip_key_param("a=1&key=abc"), "a=1");
         assert_eq!(strip_key_param("key=abc"), "");
         assert_eq!(strip_key_param("keys=1"), "keys=1");
+        assert_eq!(strip_key_param("k%65y=abc&KEY=x&b=2"), "b=2");
     }
 
     #[test]

@@ -102,7 +102,9 @@ pub(super) async fn forward_openai(
 
     if fields.stream && status.is_success() && is_sse {
         settle.overhead = pre + head_at.elapsed();
-        client_head(&mut parts.headers, &settle, served_header, strip);
+        // Always framed by hyper: a stream may end with a gateway-written error event, which a
+        // forwarded Content-Length would cut off.
+        client_head(&mut parts.headers, &settle, served_header, true);
         let tap = StreamTap::new(strip, request_len);
         let body = PassthroughStream::new(incoming, lease, tap, deadline, settle);
         return Ok(Response::from_parts(

@@ -187,6 +187,7 @@ async fn route_and_forward(
         stream: fields.stream,
         started,
         overhead: Duration::ZERO,
+        recorded: false,
     };
     let served_model: &str = chosen.upstream_model.as_deref().unwrap_or(&fields.model);
     let served_header = match &chosen.served_header {

@@ -35,7 +35,11 @@ pub(super) async fn collect_body(mut body: Incoming, limit: usize) -> Result<Byt
                 Err(_) => continue, // trailers carry nothing we forward
             },
         };
-        let so_far = first.as_ref().map_or(0, Bytes::len) + rest.as_ref().map_or(0, |r| r.len());
+        // `rest`, once started, already holds the first frame.
+        let so_far = match &rest {
+            Some(r) => r.len(),
+            None => first.as_ref().map_or(0, Bytes::len),
+        };
         if so_far + data.len() > limit {
             return Err(BodyError::TooLarge);
         }

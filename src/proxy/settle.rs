@@ -42,10 +42,25 @@ pub struct Settle {
     pub started: Instant,
     /// Gateway time so far (before the response head went out).
     pub overhead: Duration,
+    /// Set once recorded; a `Settle` dropped unrecorded means the client left before the
+    /// response head (hyper drops the request future) and is recorded as such.
+    pub recorded: bool,
 }
 
+/// Status recorded for requests whose client went away before the response head (nginx's
+/// "client closed request").
+pub const CLIENT_CLOSED: u16 = 499;
+
 impl Settle {
-    pub fn finish(self, status: u16, usage: Option<Usage>, client_cancelled: bool) {
+    pub fn finish(mut self, status: u16, usage: Option<Usage>, client_cancelled: bool) {
+        self.record(status, usage, client_cancelled);
+    }
+
+    fn record(&mut self, status: u16, usage: Option<Usage>, client_cancelled: bool) {
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
         let state = self.in_flight.state();
         let duration = self.started.elapsed();
         self.metrics.count_status(status);
@@ -64,7 +79,7 @@ impl Settle {
         }
         state.log.push(RequestRecord {
             finished_at: std::time::SystemTime::now(),
-            request_id: self.request_id,
+            request_id: std::mem::replace(&mut self.request_id, HeaderValue::from_static("-")),
             endpoint: self.endpoint,
             model: Arc::clone(&self.metrics.model),
             target: Arc::clone(&self.metrics.target),
@@ -75,5 +90,13 @@ impl Settle {
             overhead: self.overhead,
             client_cancelled,
         });
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.record(CLIENT_CLOSED, None, true);
+        }
     }
 }

@@ -17,8 +17,19 @@ use crate::dialect::openai;
 use crate::sse::{data_payload, SseSplitter};
 use crate::usage::{self, Usage, UsageField};
 
-static CHOICES_EMPTY: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new(b"\"choices\":[]"));
+static CHOICES_KEY: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"choices\""));
+
+/// Whether the chunk's `choices` is an empty array, whatever whitespace the server puts around
+/// the colon and brackets (Python's default separators write `"choices": []`).
+fn has_empty_choices(payload: &[u8]) -> bool {
+    CHOICES_KEY.find_iter(payload).any(|at| {
+        let mut rest = payload[at + 9..]
+            .iter()
+            .filter(|b| !b.is_ascii_whitespace());
+        rest.next() == Some(&b':') && rest.next() == Some(&b'[') && rest.next() == Some(&b']')
+    })
+}
 
 /// Output buffer size in strip mode: frames are split off one shared allocation, so a stream
 /// allocates once per this many bytes instead of once per frame.
@@ -144,7 +155,7 @@ fn inspect(event: &[u8], usage: &mut Option<Usage>, data_events: &mut u64) -> Ev
         UsageField::Object { value_at } => {
             if let Some(u) = usage::parse_openai_usage_at(&payload, value_at) {
                 *usage = Some(u);
-                if CHOICES_EMPTY.find(&payload).is_some() {
+                if has_empty_choices(&payload) {
                     return EventKind::UsageOnly;
                 }
             }
@@ -305,6 +316,18 @@ mod tests {
                 assert_eq!(run_cuts(false, input, &cuts), input, "cuts {cuts:?}");
             }
         }
+    }
+
+    #[test]
+    fn usage_only_chunk_with_python_separators_is_stripped() {
+        let input = "data: {\"id\": \"c\", \"choices\": [{\"delta\": {\"content\": \"a\"}}], \"usage\": null}\n\ndata: {\"id\": \"c\", \"choices\": [ ], \"usage\": {\"prompt_tokens\": 3, \"completion_tokens\": 1}}\n\ndata: [DONE]\n\n";
+        let (out, usage) = run(true, input, 4096);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "data: {\"id\": \"c\", \"choices\": [{\"delta\": {\"content\": \"a\"}}]}\n\ndata: [DONE]\n\n"
+        );
+        assert_eq!(usage.map(|u| u.input), Some(3));
+        assert!(!has_empty_choices(br#"{"choices":[{"index":0}]}"#));
     }
 
     #[test]
