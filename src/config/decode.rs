@@ -34,6 +34,7 @@ const SERVER_FIELDS: &[&str] = &[
     "body_read_timeout_ms",
     "drain_timeout_ms",
     "request_log",
+    "write_stall_timeout_ms",
 ];
 const PROVIDER_FIELDS: &[&str] = &[
     "kind", "preset", "base_url", "keys", "auth", "timeouts", "headers", "ca_file", "mock",
@@ -373,6 +374,7 @@ impl Decoder<'_> {
         s.header_read_timeout_ms = ms(self, "header_read_timeout_ms", s.header_read_timeout_ms);
         s.body_read_timeout_ms = ms(self, "body_read_timeout_ms", s.body_read_timeout_ms);
         s.drain_timeout_ms = ms(self, "drain_timeout_ms", s.drain_timeout_ms);
+        s.write_stall_timeout_ms = ms(self, "write_stall_timeout_ms", s.write_stall_timeout_ms);
         if let Some(v) = f.get("request_log") {
             s.request_log = self
                 .boolean(&child(path, "request_log"), v)

@@ -207,6 +207,7 @@ models:
                 body_read_timeout_ms: 6000,
                 drain_timeout_ms: 7000,
                 request_log: false,
+                write_stall_timeout_ms: 60_000,
             }
         );
         let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();

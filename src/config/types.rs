@@ -33,6 +33,8 @@ pub struct ServerSettings {
     pub drain_timeout_ms: u64,
     /// Write one JSON line per request to stderr (off the request path).
     pub request_log: bool,
+    /// A client that reads nothing of its response for this long is disconnected.
+    pub write_stall_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -43,6 +45,7 @@ impl Default for ServerSettings {
             body_read_timeout_ms: 30_000,
             drain_timeout_ms: 30_000,
             request_log: true,
+            write_stall_timeout_ms: 60_000,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod endpoints;
 pub mod error_response;
+pub mod write_stall;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,6 +41,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(settings.header_read_timeout_ms))
         .keep_alive(true);
+    let write_stall = Duration::from_millis(settings.write_stall_timeout_ms);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -60,7 +62,8 @@ pub async fn serve(
                     let state = Arc::clone(&state);
                     async move { Ok::<_, Infallible>(endpoints::dispatch(state, req).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let io = write_stall::WriteStallGuard::new(stream, write_stall);
+                let conn = builder.serve_connection(TokioIo::new(io), svc);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
