@@ -231,7 +231,7 @@ mod tests {
     fn a_huge_event_is_scanned_linearly_and_bounded() {
         // 3 MB in one `data:` line arriving in 4 KB pieces, then its blank line.
         let mut event = b"data: ".to_vec();
-        event.extend(std::iter::repeat(b'x').take(3 << 20));
+        event.extend(std::iter::repeat_n(b'x', 3 << 20));
         event.extend_from_slice(b"\n\n");
         let mut s = SseSplitter::new();
         let mut got = Vec::new();
