@@ -17,6 +17,14 @@ use crate::proxy::stream_tap::StreamTap;
 use crate::upstream::Lease;
 use crate::usage::Usage;
 
+/// The clock for per-frame timing, calibrated once per process.
+static CLOCK: std::sync::LazyLock<quanta::Clock> = std::sync::LazyLock::new(quanta::Clock::new);
+
+/// Calibrates the frame clock now (it takes a few milliseconds) rather than on the first stream.
+pub fn init_clock() {
+    std::sync::LazyLock::force(&CLOCK);
+}
+
 pub enum GatewayBody {
     Full(Option<Bytes>),
     Frames(PacedFrames),
@@ -132,8 +140,9 @@ pub struct PassthroughStream {
     sleep: Option<Pin<Box<Sleep>>>,
     settle: Option<Settle>,
     done: bool,
-    /// Gateway time spent processing frames (added to the head overhead for the histogram).
-    processing: Duration,
+    /// Gateway time spent processing frames, in raw clock units (added to the head overhead
+    /// for the histogram when the stream ends).
+    processing_raw: u64,
 }
 
 impl PassthroughStream {
@@ -152,13 +161,13 @@ impl PassthroughStream {
             sleep: None,
             settle: Some(settle),
             done: false,
-            processing: Duration::ZERO,
+            processing_raw: 0,
         }
     }
 
     fn end(&mut self, cancelled: bool) {
         if let Some(mut settle) = self.settle.take() {
-            settle.overhead += self.processing;
+            settle.overhead += CLOCK.delta(0, self.processing_raw);
             let usage = self.tap.usage();
             settle.finish(200, usage, cancelled);
         }
@@ -174,12 +183,13 @@ impl PassthroughStream {
                     let Ok(data) = frame.into_data() else {
                         continue; // trailers: nothing to forward to an SSE client
                     };
-                    // quanta reads the TSC (constant and invariant on the machines we run on)
-                    // instead of clock_gettime: two reads per frame, ~40 instructions, instead of
-                    // ~200 that made timing a visible share of a streamed frame's cost.
-                    let t = quanta::Instant::now();
+                    // Raw TSC reads (quanta falls back to the OS clock where the TSC is not
+                    // invariant), summed and scaled once at the end: a few instructions per
+                    // frame instead of two clock_gettime calls, which were a visible share of
+                    // a streamed frame's cost.
+                    let t = CLOCK.raw();
                     let out = self.tap.on_chunk(data);
-                    self.processing += quanta::Instant::now().duration_since(t);
+                    self.processing_raw += CLOCK.raw().saturating_sub(t);
                     if let Some(out) = out {
                         return Poll::Ready(Some(out));
                     }
