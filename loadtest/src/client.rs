@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -24,6 +24,9 @@ pub struct Target {
     host: HeaderValue,
     uri: Uri,
     body: Bytes,
+    /// Per-subject headers (e.g. a gateway's API key or routing headers); they
+    /// replace the defaults of the same name.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Target {
@@ -34,11 +37,25 @@ impl Target {
             host: HeaderValue::from_str(&addr.to_string())?,
             uri: Uri::from_static(PATH),
             body: scenario.body(),
+            headers: Vec::new(),
         })
     }
 
+    /// The same target with extra request headers (`name: value` pairs).
+    pub fn with_headers(mut self, headers: &[(String, String)]) -> anyhow::Result<Self> {
+        for (name, value) in headers {
+            self.headers.push((
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("header name `{name}`: {e}"))?,
+                HeaderValue::from_str(value)
+                    .map_err(|e| anyhow::anyhow!("header `{name}` value: {e}"))?,
+            ));
+        }
+        Ok(self)
+    }
+
     fn request(&self) -> anyhow::Result<Request<Full<Bytes>>> {
-        Ok(Request::builder()
+        let mut req = Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())
             .header(HOST, self.host.clone())
@@ -47,7 +64,11 @@ impl Target {
                 AUTHORIZATION,
                 HeaderValue::from_static("Bearer sk-loadtest-0000"),
             )
-            .body(Full::new(self.body.clone()))?)
+            .body(Full::new(self.body.clone()))?;
+        for (name, value) in &self.headers {
+            req.headers_mut().insert(name.clone(), value.clone());
+        }
+        Ok(req)
     }
 }
 
@@ -130,4 +151,35 @@ pub async fn execute(conn: &mut Conn, target: &Target) -> anyhow::Result<Outcome
         bytes,
         overhead_us,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_headers_replace_defaults() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        let t = Target::new(addr, Scenario::NonStream).and_then(|t| {
+            t.with_headers(&[
+                ("authorization".into(), "Bearer sk-peer".into()),
+                ("x-portkey-provider".into(), "openai".into()),
+            ])
+        });
+        let req = t.and_then(|t| t.request());
+        let req = req.unwrap_or_else(|e| panic!("{e}"));
+        let h = req.headers();
+        assert_eq!(h.get_all(AUTHORIZATION).iter().count(), 1);
+        assert_eq!(
+            h.get(AUTHORIZATION).map(|v| v.as_bytes()),
+            Some(&b"Bearer sk-peer"[..])
+        );
+        assert_eq!(
+            h.get("x-portkey-provider").map(|v| v.as_bytes()),
+            Some(&b"openai"[..])
+        );
+        assert!(Target::new(addr, Scenario::Stream)
+            .and_then(|t| t.with_headers(&[("bad header".into(), "x".into())]))
+            .is_err());
+    }
 }

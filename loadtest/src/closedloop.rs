@@ -17,6 +17,8 @@ struct State {
     lost: usize,
     cpu_before: Option<CpuSample>,
     probe_error: Option<String>,
+    /// Completion time of the last recorded response.
+    last_done: u64,
 }
 
 /// Runs one closed-loop measurement on a fresh current-thread runtime.
@@ -35,12 +37,12 @@ async fn run_async(cfg: &LoadConfig) -> anyhow::Result<LoadResult> {
 
     let sampler = {
         let st = st.clone();
-        let pid = cfg.probe_pid;
+        let pids = cfg.probe_pids.clone();
         let warmup = cfg.warmup;
         tokio::task::spawn_local(async move {
             tokio::time::sleep(warmup).await;
             let mut s = st.borrow_mut();
-            match probe(pid) {
+            match probe(&pids) {
                 Ok(sample) => s.cpu_before = sample,
                 Err(e) => s.probe_error = Some(e.to_string()),
             }
@@ -60,7 +62,10 @@ async fn run_async(cfg: &LoadConfig) -> anyhow::Result<LoadResult> {
                 }
                 let res = tokio::time::timeout(timeout, execute(&mut conn, &target)).await;
                 let broken = if sent >= warm_end {
-                    record(&mut st.borrow_mut().rec, sent, res).0
+                    let mut s = st.borrow_mut();
+                    let (broken, done) = record(&mut s.rec, sent, res);
+                    s.last_done = s.last_done.max(done.unwrap_or(0));
+                    broken
                 } else {
                     record(&mut Recorder::default(), sent, res).0
                 };
@@ -81,13 +86,15 @@ async fn run_async(cfg: &LoadConfig) -> anyhow::Result<LoadResult> {
     }
     sampler.await?;
     signals::check()?;
-    let cpu_after = probe(cfg.probe_pid)?;
+    let cpu_after = probe(&cfg.probe_pids)?;
 
     let s = st.borrow();
     if let Some(e) = &s.probe_error {
         anyhow::bail!("sampling CPU at warm-up end: {e}");
     }
-    let window_s = cfg.duration.as_secs_f64().max(f64::MIN_POSITIVE);
+    // Requests sent before `end` are recorded even when they finish after it
+    // (slow subjects take long), so the window runs to the last completion.
+    let window_s = ((s.last_done.max(end) - warm_end) as f64 / 1e9).max(f64::MIN_POSITIVE);
     Ok(LoadResult {
         rec: s.rec.clone(),
         cpu: delta(s.cpu_before, cpu_after),

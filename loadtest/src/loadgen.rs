@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::client::{Conn, Outcome, Target};
-use crate::procstat::{cpu_delta, cpu_sample, CpuDelta, CpuSample};
+use crate::procstat::{cpu_delta, CpuDelta, CpuSample};
 use crate::stats::Recorder;
 
 /// One measured run against one subject.
@@ -16,8 +16,13 @@ pub struct LoadConfig {
     pub connections: usize,
     /// Per-request timeout; a timed-out request counts as an error and its connection is replaced.
     pub timeout: Duration,
-    /// Process whose CPU time is sampled at the start and end of the measured window.
-    pub probe_pid: Option<u32>,
+    /// After the last scheduled send, how long in-flight and queued requests
+    /// may take to finish; whatever is left then counts as errors.
+    pub drain: Duration,
+    /// Processes whose CPU time is summed at the start and end of the measured
+    /// window: the subject and its descendants (see `proctree::list`), listed
+    /// before the run. Empty: no CPU figure.
+    pub probe_pids: Vec<u32>,
 }
 
 pub struct LoadResult {
@@ -43,8 +48,11 @@ pub async fn connect_all(target: &Target, n: usize) -> anyhow::Result<Vec<Conn>>
     Ok(conns)
 }
 
-pub fn probe(pid: Option<u32>) -> anyhow::Result<Option<CpuSample>> {
-    pid.map(cpu_sample).transpose()
+pub fn probe(pids: &[u32]) -> anyhow::Result<Option<CpuSample>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    crate::proctree::cpu_sample(pids).map(Some)
 }
 
 pub fn delta(before: Option<CpuSample>, after: Option<CpuSample>) -> Option<CpuDelta> {

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use loadtest::bare_proxy::BareProxyArgs;
 use loadtest::callgrind::CallgrindArgs;
 use loadtest::mock::MockArgs;
+use loadtest::peers::{PeersArgs, ReportArgs};
 use loadtest::run::RunArgs;
 
 #[global_allocator]
@@ -19,6 +20,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
+    /// Rewrite the README's peers section from loadtest/results/peers.json (same as `report`).
+    #[arg(long)]
+    report: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -29,6 +33,10 @@ enum Cmd {
     Run(RunArgs),
     /// Instructions per request under callgrind (bare proxy vs ferrogate).
     Callgrind(CallgrindArgs),
+    /// ferrogate vs LiteLLM vs Portkey (installed when missing) on one mock; writes results/peers.*.
+    Peers(PeersArgs),
+    /// Rewrite the README's `<!-- peers:begin -->` section from results/peers.json.
+    Report(ReportArgs),
     /// Mock OpenAI upstream.
     Mock(MockArgs),
     /// Bare hyper reverse proxy (the baseline).
@@ -38,9 +46,12 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        None if cli.report => loadtest::peers::readme::run(&ReportArgs::default()),
         None => loadtest::run::run(&cli.run),
         Some(Cmd::Run(args)) => loadtest::run::run(&args),
         Some(Cmd::Callgrind(args)) => loadtest::callgrind::run(&args),
+        Some(Cmd::Peers(args)) => loadtest::peers::run::run(&args),
+        Some(Cmd::Report(args)) => loadtest::peers::readme::run(&args),
         Some(Cmd::Mock(args)) => loadtest::mock::serve(&args),
         Some(Cmd::BareProxy(args)) => loadtest::bare_proxy::serve(&args),
     };

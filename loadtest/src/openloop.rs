@@ -80,7 +80,7 @@ async fn run_async(cfg: &LoadConfig, rate: f64) -> anyhow::Result<LoadResult> {
             }
             if i == warm_n {
                 measure_start = sched;
-                cpu_before = probe(cfg.probe_pid)?;
+                cpu_before = probe(&cfg.probe_pids)?;
             }
             dispatch(
                 &st,
@@ -94,8 +94,8 @@ async fn run_async(cfg: &LoadConfig, rate: f64) -> anyhow::Result<LoadResult> {
         }
     }
 
-    drain(&st, cfg.timeout + Duration::from_secs(2)).await?;
-    let cpu_after = probe(cfg.probe_pid)?;
+    drain(&st, cfg.drain, total - warm_n).await?;
+    let cpu_after = probe(&cfg.probe_pids)?;
 
     let s = st.borrow();
     let window_s = s.last_done.saturating_sub(measure_start) as f64 / 1e9;
@@ -176,8 +176,9 @@ async fn worker(mut conn: Conn, mut job: Job, st: Shared, ctx: Rc<Ctx>) {
     }
 }
 
-/// Waits for in-flight and queued requests; whatever is left after `limit` counts as errors.
-async fn drain(st: &Shared, limit: Duration) -> anyhow::Result<()> {
+/// Waits for in-flight and queued requests; whatever is left of the
+/// `measured` requests after `limit` counts as errors.
+async fn drain(st: &Shared, limit: Duration, measured: u64) -> anyhow::Result<()> {
     let deadline = now_ns() + limit.as_nanos() as u64;
     loop {
         {
@@ -186,8 +187,11 @@ async fn drain(st: &Shared, limit: Duration) -> anyhow::Result<()> {
                 return Ok(());
             }
             if now_ns() > deadline {
-                let unfinished = s.backlog.iter().filter(|j| j.measured).count() + s.busy;
-                s.rec.errors += unfinished as u64;
+                // Every measured request is recorded exactly once when it
+                // finishes; the rest never did (in-flight warm-up requests
+                // are not counted).
+                let unfinished = measured.saturating_sub(s.rec.total());
+                s.rec.errors += unfinished;
                 s.backlog.clear();
                 return Ok(());
             }

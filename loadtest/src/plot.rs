@@ -1,4 +1,5 @@
-//! latency.svg: latency percentiles per subject, one panel per scenario × load.
+//! Latency-percentile charts: one panel per scenario × load, one line per
+//! subject, log scale (latency.svg for `run`, peers-latency.svg for `peers`).
 
 use std::path::Path;
 
@@ -8,11 +9,13 @@ use crate::report::{Measurement, Mode, Report};
 
 const PERCENTILES: [&str; 4] = ["p50", "p90", "p99", "p99.9"];
 
-fn color(subject: &str, idx: usize) -> RGBColor {
+pub fn color(subject: &str, idx: usize) -> RGBColor {
     match subject {
         "direct" => RGBColor(31, 119, 180),
         "bare" => RGBColor(44, 160, 44),
         "ferrogate" => RGBColor(214, 39, 40),
+        "litellm" => RGBColor(148, 103, 189),
+        "portkey" => RGBColor(255, 127, 14),
         _ => {
             let c = Palette99::pick(idx + 3).to_rgba();
             RGBColor(c.0, c.1, c.2)
@@ -37,9 +40,18 @@ fn title(m: &Measurement) -> String {
 }
 
 pub fn write_svg(path: &Path, report: &Report) -> anyhow::Result<()> {
+    write_latency_svg(path, &report.measurements)
+}
+
+/// Plotting errors carry backend types; keep only their text.
+pub fn plot_err(e: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("plotting: {e}")
+}
+
+pub fn write_latency_svg(path: &Path, measurements: &[Measurement]) -> anyhow::Result<()> {
     // Panels in measurement order, one per (scenario, mode, rate).
     let mut panels: Vec<(String, Vec<&Measurement>)> = Vec::new();
-    for m in &report.measurements {
+    for m in measurements {
         let t = title(m);
         match panels.iter_mut().find(|(k, _)| *k == t) {
             Some((_, v)) => v.push(m),
@@ -52,7 +64,7 @@ pub fn write_svg(path: &Path, report: &Report) -> anyhow::Result<()> {
     let cols = 2usize;
     let rows = panels.len().div_ceil(cols);
     let root = SVGBackend::new(path, (1200, 380 * rows as u32)).into_drawing_area();
-    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("plotting: {e}");
+    let err = plot_err;
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let areas = root.split_evenly((rows, cols));
     for (area, (name, ms)) in areas.iter().zip(&panels) {
@@ -62,7 +74,8 @@ pub fn write_svg(path: &Path, report: &Report) -> anyhow::Result<()> {
             .collect();
         // Log scale: p50 differences stay visible next to multi-ms tails.
         let all = || series.iter().flat_map(|(_, v)| v.iter().copied());
-        let ymax = all().fold(1.0f64, f64::max) * 1.5;
+        // Headroom above the highest line keeps the legend off the data.
+        let ymax = all().fold(1.0f64, f64::max) * 6.0;
         let ymin = (all().fold(f64::INFINITY, f64::min) / 1.5).clamp(0.1, ymax / 2.0);
         let mut chart = ChartBuilder::on(area)
             .caption(name, ("sans-serif", 18))

@@ -42,6 +42,8 @@ pub struct Spawned {
     pub command: String,
     pub stderr_log: PathBuf,
     child: Child,
+    /// Set once reaped; after that the PID is no longer ours to signal.
+    status: Option<std::process::ExitStatus>,
 }
 
 impl SpawnSpec {
@@ -65,7 +67,12 @@ pub fn parse_ready_line(line: &str) -> Option<Option<SocketAddr>> {
     Some(addr.parse().ok())
 }
 
-pub fn spawn(spec: &SpawnSpec, log_dir: &Path) -> anyhow::Result<Spawned> {
+/// Starts the child; returns it with the channel that receives the address
+/// from its readiness line.
+fn start(
+    spec: &SpawnSpec,
+    log_dir: &Path,
+) -> anyhow::Result<(Spawned, mpsc::Receiver<Option<SocketAddr>>)> {
     let (program, args): (&Path, Vec<&str>) = match spec.wrapper.split_first() {
         Some((first, rest)) => {
             let mut args: Vec<&str> = rest.iter().map(String::as_str).collect();
@@ -86,7 +93,8 @@ pub fn spawn(spec: &SpawnSpec, log_dir: &Path) -> anyhow::Result<Spawned> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(File::create(&stderr_log)?)
-        // Own process group: a terminal Ctrl-C reaches only us; we stop the children.
+        // Own process group (PGID = PID): a terminal Ctrl-C reaches only us,
+        // and `stop` can signal the child together with the workers it forks.
         .process_group(0);
     let cpu = spec.cpu;
     // SAFETY: only async-signal-safe syscalls between fork and exec.
@@ -131,7 +139,7 @@ pub fn spawn(spec: &SpawnSpec, log_dir: &Path) -> anyhow::Result<Spawned> {
         }
     });
 
-    let mut spawned = Spawned {
+    let spawned = Spawned {
         name: spec.name.clone(),
         pid,
         addr: spec
@@ -140,25 +148,45 @@ pub fn spawn(spec: &SpawnSpec, log_dir: &Path) -> anyhow::Result<Spawned> {
         command: spec.command_line(),
         stderr_log,
         child,
+        status: None,
     };
+    Ok((spawned, rx))
+}
+
+/// Fails when the child has exited (its stderr tail in the error) or `deadline` passed.
+fn check_starting(
+    spawned: &mut Spawned,
+    deadline: Instant,
+    spec: &SpawnSpec,
+) -> anyhow::Result<()> {
+    signals::check()?;
+    if !spawned.is_running() {
+        let status = spawned.stop(Duration::ZERO);
+        anyhow::bail!(
+            "{} exited ({}) before becoming ready; stderr:\n{}",
+            spec.name,
+            status.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+            spawned.stderr_tail(4000)
+        );
+    }
+    if Instant::now() > deadline {
+        anyhow::bail!(
+            "{} not ready after {:?}; stderr:\n{}",
+            spec.name,
+            spec.ready_timeout,
+            spawned.stderr_tail(4000)
+        );
+    }
+    Ok(())
+}
+
+/// Starts a child that prints `NAME listening on http://ADDR` when ready
+/// (and, with `health_check`, then answers `GET /health` with 200).
+pub fn spawn(spec: &SpawnSpec, log_dir: &Path) -> anyhow::Result<Spawned> {
+    let (mut spawned, rx) = start(spec, log_dir)?;
     let deadline = Instant::now() + spec.ready_timeout;
     loop {
-        signals::check()?;
-        if let Some(status) = spawned.child.try_wait()? {
-            anyhow::bail!(
-                "{} exited ({status}) before becoming ready; stderr:\n{}",
-                spec.name,
-                spawned.stderr_tail(4000)
-            );
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "{} not ready after {:?}; stderr:\n{}",
-                spec.name,
-                spec.ready_timeout,
-                spawned.stderr_tail(4000)
-            );
-        }
+        check_starting(&mut spawned, deadline, spec)?;
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(addr) => {
                 match addr.or(spec.expected_addr) {
@@ -189,14 +217,36 @@ pub fn spawn(spec: &SpawnSpec, log_dir: &Path) -> anyhow::Result<Spawned> {
     Ok(spawned)
 }
 
+/// Starts a child that announces nothing we can parse (LiteLLM, Portkey): it
+/// is ready once `GET path` on `spec.expected_addr` answers 200.
+pub fn spawn_http_ready(spec: &SpawnSpec, log_dir: &Path, path: &str) -> anyhow::Result<Spawned> {
+    let addr = spec
+        .expected_addr
+        .with_context(|| format!("{}: no address to poll", spec.name))?;
+    let (mut spawned, _rx) = start(spec, log_dir)?;
+    let deadline = Instant::now() + spec.ready_timeout;
+    loop {
+        check_starting(&mut spawned, deadline, spec)?;
+        if http_get_ok(addr, path) {
+            return Ok(spawned);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Blocking `GET /health`; true on a 200 status line.
 pub fn health_ok(addr: SocketAddr) -> bool {
+    http_get_ok(addr, "/health")
+}
+
+/// Blocking `GET path` with short timeouts; true on a 200 status line.
+pub fn http_get_ok(addr: SocketAddr, path: &str) -> bool {
     let attempt = || -> std::io::Result<bool> {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
         write!(
             s,
-            "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
         )?;
         let mut buf = [0u8; 32];
         let n = s.read(&mut buf)?;
@@ -205,9 +255,35 @@ pub fn health_ok(addr: SocketAddr) -> bool {
     attempt().unwrap_or(false)
 }
 
+/// True when `pid` (our child) has exited but is not reaped yet. Not reaping
+/// keeps the PID, and so the process group ID, from being reused while we
+/// may still signal the group.
+fn exited_unreaped(pid: u32) -> bool {
+    // SAFETY: siginfo_t is plain data; waitid with WNOWAIT only reads our child's state.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        rc == 0 && info.si_pid() != 0
+    }
+}
+
+/// Signals the process group our child leads (PGID = its PID).
+fn signal_group(pid: u32, sig: libc::c_int) {
+    // SAFETY: the group is our child's own (process_group(0) at spawn), and the
+    // child is not reaped yet, so the ID cannot belong to anyone else.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), sig);
+    }
+}
+
 impl Spawned {
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.status.is_none() && !exited_unreaped(self.pid)
     }
 
     /// Last `max` bytes of the child's stderr log.
@@ -223,24 +299,23 @@ impl Spawned {
         read().unwrap_or_default()
     }
 
-    /// SIGTERM, wait up to `grace`, then SIGKILL. Idempotent.
+    /// SIGTERM to the child's process group, up to `grace` for the child to
+    /// exit, then SIGKILL to the group (which also ends workers the child
+    /// forked and left behind), then reap. Idempotent.
     pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return Some(status);
+        if self.status.is_some() {
+            return self.status;
         }
-        // SAFETY: signalling our own child by its PID (not yet reaped, so the PID is still ours).
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
+        if !exited_unreaped(self.pid) {
+            signal_group(self.pid, libc::SIGTERM);
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline && !exited_unreaped(self.pid) {
+                std::thread::sleep(Duration::from_millis(10));
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = self.child.kill();
-        self.child.wait().ok()
+        signal_group(self.pid, libc::SIGKILL);
+        self.status = self.child.wait().ok();
+        self.status
     }
 }
 
@@ -248,6 +323,46 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(3));
     }
+}
+
+/// Runs a one-off command (an installer) in its own process group with
+/// stdout and stderr appended to `log`; kills the group after `limit`.
+pub fn run_bounded(cmd: &mut Command, log: &Path, limit: Duration) -> anyhow::Result<()> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {shown}"))?;
+    let pid = child.id();
+    let deadline = Instant::now() + limit;
+    while !exited_unreaped(pid) {
+        if signals::interrupted() || Instant::now() > deadline {
+            signal_group(pid, libc::SIGKILL);
+            let _ = child.wait();
+            signals::check()?;
+            anyhow::bail!(
+                "{shown} did not finish within {limit:?}; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Helpers it left behind in its group go with it.
+    signal_group(pid, libc::SIGKILL);
+    let status = child.wait()?;
+    if !status.success() {
+        anyhow::bail!("{shown} failed ({status}); see {}", log.display());
+    }
+    Ok(())
 }
 
 /// A free TCP port on 127.0.0.1 (for subjects that cannot bind port 0 themselves).
@@ -259,6 +374,60 @@ pub fn free_port() -> anyhow::Result<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_ends_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let spec = SpawnSpec {
+            name: "sh".into(),
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                // A forked worker that would outlive its parent.
+                "sleep 30 & echo 'sh listening on http://127.0.0.1:9'; wait".into(),
+            ],
+            wrapper: Vec::new(),
+            cpu: None,
+            expected_addr: None,
+            ready_timeout: Duration::from_secs(10),
+            health_check: false,
+            env: Vec::new(),
+        };
+        let mut child = spawn(&spec, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let tree = crate::proctree::list(child.pid);
+        assert!(tree.len() >= 2, "{tree:?}");
+        assert!(child.is_running());
+        child.stop(Duration::from_secs(2));
+        assert!(!child.is_running());
+        std::thread::sleep(Duration::from_millis(100));
+        for pid in &tree[1..] {
+            // Gone, or a zombie waiting for init to reap it.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next());
+            assert!(
+                matches!(state, None | Some("Z")),
+                "worker {pid} still alive: {stat}"
+            );
+        }
+    }
+
+    #[test]
+    fn bounded_command_is_killed_at_its_limit() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("log");
+        let t0 = Instant::now();
+        let res = run_bounded(
+            Command::new("sh").args(["-c", "sleep 30"]),
+            &log,
+            Duration::from_millis(300),
+        );
+        assert!(res.is_err());
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert!(run_bounded(Command::new("true").arg(""), &log, Duration::from_secs(5)).is_ok());
+        assert!(run_bounded(&mut Command::new("false"), &log, Duration::from_secs(5)).is_err());
+    }
 
     #[test]
     fn ready_line() {

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 
 use crate::client::Target;
 use crate::loadgen::{smoke, LoadConfig, LoadResult};
+use crate::measure::{fill_added, Recorded};
 use crate::procs::{free_port, spawn, SpawnSpec, Spawned};
 use crate::report::{Measurement, Mode, Ratio, Report, Settings, SubjectInfo};
 use crate::stats::{Percentiles, Recorder};
@@ -394,7 +395,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             aggs.push((key, a));
         }
     };
-    let pid_of = |s: &Subject, procs: &[Spawned]| s.proc_idx.map(|i| procs[i].pid);
+    let pid_of = |s: &Subject, procs: &[Spawned]| {
+        s.proc_idx
+            .map(|i| crate::proctree::list(procs[i].pid))
+            .unwrap_or_default()
+    };
 
     for &sc in &scenarios {
         for &rate in &rates {
@@ -407,7 +412,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                         duration: args.duration,
                         connections: args.connections,
                         timeout: args.timeout,
-                        probe_pid: pid_of(s, &procs),
+                        drain: args.timeout + Duration::from_secs(2),
+                        probe_pids: pid_of(s, &procs),
                     };
                     let r = openloop::run(&cfg, rate)?;
                     progress(&format!("{} @{rate:.0}/s r{round}", sc.name()), &s.name, &r);
@@ -437,7 +443,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                         duration,
                         connections: args.max_connections,
                         timeout: args.timeout,
-                        probe_pid: pid_of(s, &procs),
+                        drain: args.timeout + Duration::from_secs(2),
+                        probe_pids: pid_of(s, &procs),
                     };
                     let r = closedloop::run(&cfg)?;
                     progress(&format!("{} max r{round}", sc.name()), &s.name, &r);
@@ -536,68 +543,24 @@ fn build_measurements(aggs: &[(Key, Agg)], subjects: &[Subject]) -> Vec<Measurem
     let mut out: Vec<Measurement> = aggs
         .iter()
         .map(|(k, a)| {
-            let total = a.rec.total();
-            let per_req = |v: Option<f64>| v.filter(|_| a.rec.ok > 0).map(|v| v / a.rec.ok as f64);
-            Measurement {
-                subject: subjects[k.subject].name.clone(),
+            Recorded {
+                subject: &subjects[k.subject].name,
                 scenario: k.scenario,
                 mode: k.mode,
                 target_rps: k.rate,
                 connections: k.connections,
                 rounds: a.rounds,
-                requests: total,
-                ok: a.rec.ok,
-                non_200: a.rec.non_200,
-                errors: a.rec.errors,
-                success_rate: if total > 0 {
-                    a.rec.ok as f64 / total as f64
-                } else {
-                    0.0
-                },
-                late_sends: a.rec.late_sends,
-                achieved_rps: if a.window_s > 0.0 {
-                    a.rec.ok as f64 / a.window_s
-                } else {
-                    0.0
-                },
-                latency_us: Percentiles::from_ns(&a.rec.latency),
-                ttfb_us: k
-                    .scenario
-                    .is_stream()
-                    .then(|| Percentiles::from_ns(&a.rec.ttfb))
-                    .flatten(),
-                added_latency_us: None,
-                added_ttfb_us: None,
-                sched_lag_us: Percentiles::from_ns(&a.rec.sched_lag),
-                cpu_us_per_req: per_req(a.cpu_stat_us),
-                cpu_us_per_req_schedstat: per_req(a.cpu_sched_us),
-                overhead_header_us: Percentiles::from_us(&a.rec.overhead_header_us),
+                rec: &a.rec,
+                window_s: a.window_s,
+                cpu_stat_us: a.cpu_stat_us,
+                cpu_sched_us: a.cpu_sched_us,
                 connections_lost: a.lost,
             }
+            .measurement()
         })
         .collect();
     // Added latency vs direct, same scenario and rate (open loop only).
-    let direct: Vec<Measurement> = out
-        .iter()
-        .filter(|m| m.subject == "direct" && m.mode == Mode::Open)
-        .cloned()
-        .collect();
-    for m in out
-        .iter_mut()
-        .filter(|m| m.subject != "direct" && m.mode == Mode::Open)
-    {
-        if let Some(d) = direct
-            .iter()
-            .find(|d| d.scenario == m.scenario && d.target_rps == m.target_rps)
-        {
-            if let (Some(l), Some(dl)) = (m.latency_us, d.latency_us) {
-                m.added_latency_us = Some(l.minus(&dl));
-            }
-            if let (Some(t), Some(dt)) = (m.ttfb_us, d.ttfb_us) {
-                m.added_ttfb_us = Some(t.minus(&dt));
-            }
-        }
-    }
+    fill_added(&mut out, "direct");
     out
 }
 

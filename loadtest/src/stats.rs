@@ -1,7 +1,7 @@
 //! Per-measurement counters and HDR histograms, and their summaries.
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything one measured run records (values in nanoseconds unless noted).
 #[derive(Clone)]
@@ -62,7 +62,7 @@ impl Recorder {
 }
 
 /// Percentiles in microseconds.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Percentiles {
     pub p50: f64,
     pub p90: f64,
@@ -111,7 +111,7 @@ impl Percentiles {
 }
 
 /// Added latency per percentile, µs (subject − direct, same run).
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Added {
     pub p50: f64,
     pub p90: f64,

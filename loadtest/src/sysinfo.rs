@@ -1,8 +1,8 @@
 //! Machine description for the report header.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Machine {
     pub date_utc: String,
     pub nproc: usize,

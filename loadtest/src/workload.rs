@@ -1,7 +1,7 @@
 //! What the generator sends and how it checks what comes back.
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The model name routed by the generated ferrogate config.
 pub const MODEL: &str = "mock-gpt";
@@ -10,7 +10,7 @@ pub const PATH: &str = "/v1/chat/completions";
 /// Terminal SSE event of an OpenAI stream.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     NonStream,
