@@ -15,7 +15,7 @@ use crate::telemetry::request_log::RequestLog;
 use crate::upstream::PoolCache;
 
 /// Capacity of the request-log queue; beyond it records are dropped and counted.
-const LOG_QUEUE_CAPACITY: usize = 16_384;
+const LOG_QUEUE_CAPACITY: usize = 8_192;
 
 pub struct AppState {
     pub snapshot: ArcSwap<Snapshot>,

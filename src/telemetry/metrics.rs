@@ -73,10 +73,11 @@ fn describe() {
     );
 }
 
-/// Periodic upkeep the exporter needs (draining histogram buckets).
+/// Periodic upkeep the exporter needs: histogram samples are kept raw until drained, so the
+/// interval bounds their memory (at 30k req/s, 5 s held ~4 MB of samples).
 pub fn spawn_upkeep(handle: PrometheusHandle) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
             handle.run_upkeep();

@@ -72,7 +72,7 @@ impl RequestLog {
         let spawned = std::thread::Builder::new()
             .name("ferrogate-request-log".into())
             .spawn(move || loop {
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(50));
                 log.drain();
             });
         if let Err(e) = spawned {
