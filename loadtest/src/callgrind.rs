@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::client::{execute, Conn, Target};
-use crate::procs::{spawn, SpawnSpec, Spawned};
+use crate::procs::{mock_spec, spawn, SpawnSpec, Spawned};
 use crate::run::{gateway_config, gateway_spec, parse_scenarios};
 use crate::signals;
 use crate::workload::Scenario;
@@ -184,26 +184,7 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
     let dir = tmp.path().to_path_buf();
     let exe = std::env::current_exe()?;
 
-    let mock = spawn(
-        &SpawnSpec {
-            name: "mock".into(),
-            program: exe.clone(),
-            args: vec![
-                "mock".into(),
-                "--listen".into(),
-                "127.0.0.1:0".into(),
-                "--chunks".into(),
-                args.chunks.to_string(),
-            ],
-            wrapper: Vec::new(),
-            cpu: None,
-            expected_addr: None,
-            ready_timeout: Duration::from_secs(10),
-            health_check: false,
-            env: Vec::new(),
-        },
-        &dir,
-    )?;
+    let mock = spawn(&mock_spec(exe.clone(), args.chunks, None), &dir)?;
     let config = dir.join("ferrogate.yaml");
     fs::write(&config, gateway_config(mock.addr))?;
 

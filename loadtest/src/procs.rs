@@ -371,6 +371,44 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// The mock upstream, as every subcommand starts it.
+pub fn mock_spec(program: PathBuf, chunks: usize, cpu: Option<usize>) -> SpawnSpec {
+    SpawnSpec {
+        name: "mock".into(),
+        program,
+        args: vec![
+            "mock".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--chunks".into(),
+            chunks.to_string(),
+        ],
+        wrapper: Vec::new(),
+        cpu,
+        expected_addr: None,
+        ready_timeout: Duration::from_secs(10),
+        health_check: false,
+        env: Vec::new(),
+    }
+}
+
+/// `--pin`: the subject on CPU 0, this process (generator) and the mock on CPU 1. Returns
+/// (pinned, subject CPU, mock CPU); falls back to unpinned on a 1-CPU machine.
+pub fn pinning(
+    requested: bool,
+    machine: &crate::sysinfo::Machine,
+) -> anyhow::Result<(bool, Option<usize>, Option<usize>)> {
+    let pin = requested && machine.nproc >= 2;
+    if requested && !pin {
+        eprintln!("warning: --pin needs at least 2 CPUs; running unpinned");
+    }
+    if !pin {
+        return Ok((false, None, None));
+    }
+    crate::util::pin_current_thread(1)?;
+    Ok((true, Some(0), Some(1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

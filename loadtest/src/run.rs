@@ -11,11 +11,11 @@ use anyhow::Context as _;
 use crate::client::Target;
 use crate::loadgen::{smoke, LoadConfig, LoadResult};
 use crate::measure::{fill_added, Recorded};
-use crate::procs::{free_port, spawn, SpawnSpec, Spawned};
+use crate::procs::{free_port, mock_spec, pinning, spawn, SpawnSpec, Spawned};
 use crate::report::{Measurement, Mode, Ratio, Report, Settings, SubjectInfo};
 use crate::stats::{Percentiles, Recorder};
 use crate::sysinfo::Machine;
-use crate::util::{parse_duration, parse_rates, pin_current_thread};
+use crate::util::{parse_duration, parse_rates};
 use crate::workload::{Scenario, MODEL};
 use crate::{closedloop, openloop, procstat, signals};
 
@@ -268,18 +268,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let rates = parse_rates(&args.rates).map_err(anyhow::Error::msg)?;
     let scenarios = parse_scenarios(&args.scenarios)?;
     let machine = Machine::detect();
-    let pin = args.pin && machine.nproc >= 2;
-    if args.pin && !pin {
-        eprintln!("warning: --pin needs at least 2 CPUs; running unpinned");
-    }
-    if pin {
-        pin_current_thread(1)?;
-    }
-    let (subject_cpu, mock_cpu) = if pin {
-        (Some(0), Some(1))
-    } else {
-        (None, None)
-    };
+    let (pin, subject_cpu, mock_cpu) = pinning(args.pin, &machine)?;
 
     let mut tmp = tempfile::Builder::new()
         .prefix("ferrogate-loadtest-")
@@ -293,23 +282,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     let mut procs: Vec<Spawned> = Vec::new();
     procs.push(spawn(
-        &SpawnSpec {
-            name: "mock".into(),
-            program: exe.clone(),
-            args: vec![
-                "mock".into(),
-                "--listen".into(),
-                "127.0.0.1:0".into(),
-                "--chunks".into(),
-                args.chunks.to_string(),
-            ],
-            wrapper: Vec::new(),
-            cpu: mock_cpu,
-            expected_addr: None,
-            ready_timeout: Duration::from_secs(10),
-            health_check: false,
-            env: Vec::new(),
-        },
+        &mock_spec(exe.clone(), args.chunks, mock_cpu),
         &logdir,
     )?);
     let mock_addr = procs[0].addr;

@@ -13,11 +13,11 @@ use super::sustain::{RateFigures, RateStatus, SustainRule};
 use super::trial::{fail, idle_cpu, measure, target};
 use crate::loadgen::smoke;
 use crate::measure::fill_added;
-use crate::procs::{spawn, SpawnSpec, Spawned};
+use crate::procs::{mock_spec, pinning, spawn, Spawned};
 use crate::report::Measurement;
 use crate::run::{default_out_dir, parse_scenarios, resolve_binary};
 use crate::sysinfo::Machine;
-use crate::util::{parse_rates, pin_current_thread};
+use crate::util::parse_rates;
 use crate::{proctree, signals};
 
 pub fn default_peers_dir() -> PathBuf {
@@ -58,26 +58,6 @@ fn install(args: &PeersArgs, kinds: &[Kind], dir: &PeersDir) -> (Vec<Kind>, Vec<
     (ok, failed)
 }
 
-fn mock_spec(chunks: usize, cpu: Option<usize>) -> anyhow::Result<SpawnSpec> {
-    Ok(SpawnSpec {
-        name: "mock".into(),
-        program: std::env::current_exe()?,
-        args: vec![
-            "mock".into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--chunks".into(),
-            chunks.to_string(),
-        ],
-        wrapper: Vec::new(),
-        cpu,
-        expected_addr: None,
-        ready_timeout: Duration::from_secs(10),
-        health_check: false,
-        env: Vec::new(),
-    })
-}
-
 pub fn run(args: &PeersArgs) -> anyhow::Result<()> {
     signals::install();
     let wall = Instant::now();
@@ -88,18 +68,7 @@ pub fn run(args: &PeersArgs) -> anyhow::Result<()> {
     rates.dedup();
     let scenarios = parse_scenarios(&args.scenarios)?;
     let machine = Machine::detect();
-    let pin = args.pin && machine.nproc >= 2;
-    if args.pin && !pin {
-        eprintln!("warning: --pin needs at least 2 CPUs; running unpinned");
-    }
-    if pin {
-        pin_current_thread(1)?;
-    }
-    let (subject_cpu, mock_cpu) = if pin {
-        (Some(0), Some(1))
-    } else {
-        (None, None)
-    };
+    let (pin, subject_cpu, mock_cpu) = pinning(args.pin, &machine)?;
     if kinds.contains(&Kind::Ferrogate) && resolve_binary(&args.ferrogate).is_none() {
         anyhow::bail!(
             "{} not found: build it first (cargo build --release --bin ferrogate) or pass --ferrogate",
@@ -117,7 +86,10 @@ pub fn run(args: &PeersArgs) -> anyhow::Result<()> {
         println!("configs and logs in {}", tmp.path().display());
     }
     let logdir = tmp.path().to_path_buf();
-    let mut mock: Spawned = spawn(&mock_spec(args.chunks, mock_cpu)?, &logdir)?;
+    let mut mock: Spawned = spawn(
+        &mock_spec(std::env::current_exe()?, args.chunks, mock_cpu),
+        &logdir,
+    )?;
     println!("started mock      pid {:<7} http://{}", mock.pid, mock.addr);
 
     let setup = Setup {
