@@ -317,16 +317,16 @@ fn compile_provider(
                 (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
                 _ => return Err(err("must be an absolute http:// or https:// URL".into())),
             };
-            let pool = pools
-                .get(&PoolKey {
-                    origin,
-                    ca_file: p.ca_file.clone(),
-                    connect_timeout: Duration::from_millis(p.timeouts.connect_ms),
-                })
-                .map_err(|e| CompileError::Provider {
-                    provider: p.id.clone(),
-                    detail: e.to_string(),
-                })?;
+            let pool = PoolKey::new(
+                origin,
+                p.ca_file.clone(),
+                Duration::from_millis(p.timeouts.connect_ms),
+            )
+            .and_then(|key| pools.get(&key))
+            .map_err(|e| CompileError::Provider {
+                provider: p.id.clone(),
+                detail: e.to_string(),
+            })?;
             (Some(uris), Some(pool))
         }
     };

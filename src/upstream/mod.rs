@@ -40,7 +40,38 @@ pub struct PoolKey {
     /// `scheme://authority` of the provider's base URL.
     pub origin: String,
     pub ca_file: Option<PathBuf>,
+    /// Hash of the CA file's contents, so a rotated CA file gets a new pool on reload.
+    pub ca_digest: Option<u64>,
     pub connect_timeout: Duration,
+}
+
+impl PoolKey {
+    /// A key for `origin`; reads the CA file (if any) to fingerprint its contents.
+    pub fn new(
+        origin: String,
+        ca_file: Option<PathBuf>,
+        connect_timeout: Duration,
+    ) -> Result<Self, UpstreamSetupError> {
+        let ca_digest = match &ca_file {
+            None => None,
+            Some(path) => {
+                use std::hash::{Hash, Hasher};
+                let bytes = std::fs::read(path).map_err(|e| UpstreamSetupError::CaFile {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?;
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut h);
+                Some(h.finish())
+            }
+        };
+        Ok(Self {
+            origin,
+            ca_file,
+            ca_digest,
+            connect_timeout,
+        })
+    }
 }
 
 /// Pools built so far, reused across config reloads so warm connections survive them. Only
@@ -162,5 +193,46 @@ impl Service<Uri> for ProxyConnector {
                 Box::pin(async move { tunnel.call(dst).await.map_err(Into::into) })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_ca(path: &Path) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(path, ck.cert.pem()).unwrap();
+    }
+
+    #[test]
+    fn pools_are_shared_by_key_and_renewed_when_the_ca_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        write_ca(&ca);
+        let cache = PoolCache::default();
+        let key = |ca: &Path| {
+            PoolKey::new(
+                "https://localhost:8443".into(),
+                Some(ca.to_path_buf()),
+                Duration::from_secs(1),
+            )
+            .unwrap()
+        };
+        let a = cache.get(&key(&ca)).unwrap();
+        let b = cache.get(&key(&ca)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "same origin and CA must share a pool");
+        write_ca(&ca); // rotated: a new certificate in the same file
+        let c = cache.get(&key(&ca)).unwrap();
+        assert!(
+            !Arc::ptr_eq(&a, &c),
+            "a rotated CA file must get a new pool"
+        );
+        let missing = PoolKey::new(
+            "https://x".into(),
+            Some(dir.path().join("nope.pem")),
+            Duration::from_secs(1),
+        );
+        assert!(matches!(missing, Err(UpstreamSetupError::CaFile { .. })));
     }
 }
