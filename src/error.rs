@@ -103,11 +103,6 @@ impl GatewayError {
         }
     }
 
-    /// Whether another attempt could succeed (used by retry/fallback policies).
-    pub fn retryable(&self) -> bool {
-        self.blame() == Blame::Upstream
-    }
-
     /// OpenAI-style `(type, code)` for the error object.
     pub fn kind_and_code(&self) -> (&'static str, &'static str) {
         match self {

@@ -11,14 +11,6 @@ use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
 
-/// Finds the end (exclusive, after the blank line) of the first complete event in `buf`.
-///
-/// Returns `None` when no blank line is complete yet, including when the buffer ends in `\r`
-/// (which might be the first half of a `\r\n`).
-pub fn event_end(buf: &[u8]) -> Option<usize> {
-    scan(buf, Resume::default()).ok()
-}
-
 /// Where an unfinished scan stopped: the start of the last, incomplete line and how far it was
 /// already searched for a line terminator.
 #[derive(Debug, Default, Clone, Copy)]

@@ -96,14 +96,6 @@ impl RequestLog {
         }
         write_stderr(&buf);
     }
-
-    pub fn len(&self) -> usize {
-        self.queue.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
 }
 
 fn write_stderr(buf: &[u8]) {
