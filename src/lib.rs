@@ -11,5 +11,6 @@ pub mod server;
 pub mod sse;
 pub mod state;
 pub mod telemetry;
+pub mod translate;
 pub mod upstream;
 pub mod usage;

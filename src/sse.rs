@@ -156,6 +156,21 @@ pub fn data_payload(event: &[u8]) -> Option<Cow<'_, [u8]>> {
     found
 }
 
+/// The `event:` name of one event, if it has one (a single optional space after the colon is
+/// stripped, so `event:x` and `event: x` both give `x`).
+pub fn event_name(event: &[u8]) -> Option<&str> {
+    lines(event).find_map(|line| {
+        let rest = line.strip_prefix(b"event:")?;
+        let value = rest.strip_prefix(b" ").unwrap_or(rest);
+        std::str::from_utf8(value).ok()
+    })
+}
+
+/// True for an event with no fields but comments (`: keep-alive`) or nothing at all.
+pub fn is_comment_only(event: &[u8]) -> bool {
+    lines(event).all(|line| line.is_empty() || line.starts_with(b":"))
+}
+
 /// Lines of an event, without their terminators.
 fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = event;

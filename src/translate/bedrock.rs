@@ -1,0 +1,1 @@
+//! bedrock dialect codec (being written).

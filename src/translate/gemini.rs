@@ -1,0 +1,1 @@
+//! gemini dialect codec (being written).
