@@ -52,8 +52,8 @@ pub struct ChatRequest {
     /// Maximum output tokens; `None` when the client did not say (encoders for dialects that
     /// require it supply a default).
     pub max_tokens: Option<u32>,
-    /// As the client sent it, on the client's scale (OpenAI/Gemini 0–2, Anthropic 0–1); see
-    /// `temperature_scale`.
+    /// On OpenAI's 0–2 scale (Gemini's too); decoders of other scales convert (Anthropic's
+    /// 0–1 is doubled), encoders map into their own range.
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
     pub top_k: Option<u32>,
@@ -73,10 +73,6 @@ pub struct ChatRequest {
     /// Number of choices; only 1 can be translated.
     pub n: Option<u32>,
 }
-
-/// The scale a temperature was given on, so encoders can map it into their own range.
-pub const OPENAI_TEMPERATURE_MAX: f64 = 2.0;
-pub const ANTHROPIC_TEMPERATURE_MAX: f64 = 1.0;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextBlock {
