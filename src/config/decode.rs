@@ -516,6 +516,10 @@ impl Decoder<'_> {
             headers,
             ca_file,
             mock,
+            api_version: None,
+            region: None,
+            aws_credentials: None,
+            anthropic_version: None,
         })
     }
 
@@ -824,6 +828,7 @@ impl Decoder<'_> {
                 provider: provider.unwrap_or_default(),
                 model,
                 weight,
+                deployment: None,
             });
         }
         targets

@@ -132,6 +132,10 @@ fn preset_provider(preset: &Preset, key: String) -> ProviderConfig {
         headers: Default::default(),
         ca_file: None,
         mock: MockSettings::default(),
+        api_version: None,
+        region: None,
+        aws_credentials: None,
+        anthropic_version: None,
     }
 }
 

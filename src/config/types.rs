@@ -55,7 +55,15 @@ impl Default for ServerSettings {
 pub enum ProviderKind {
     /// Any OpenAI-compatible server (OpenAI, Groq, vLLM, Ollama, ...).
     OpenAi,
-    /// The built-in, network-free mock that answers in the OpenAI dialect.
+    /// Anthropic Messages API (`x-api-key`, `anthropic-version`).
+    Anthropic,
+    /// Google AI Studio Gemini API (`x-goog-api-key`).
+    Gemini,
+    /// Azure OpenAI: deployment in the path and `api-version`, or the `/openai/v1` form.
+    Azure,
+    /// AWS Bedrock Converse / ConverseStream, SigV4-signed or with a Bedrock API key.
+    Bedrock,
+    /// The built-in, network-free mock that answers in its configured dialect.
     Mock,
 }
 
@@ -63,6 +71,10 @@ impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Bedrock => "bedrock",
             ProviderKind::Mock => "mock",
         }
     }
@@ -114,6 +126,9 @@ pub struct MockSettings {
     pub latency_ms: u64,
     /// Words in the answer (before `max_tokens` caps it).
     pub reply_words: u32,
+    /// The API the mock answers in (`openai`, `anthropic` or `gemini`); clients of another
+    /// dialect get the answer translated, as from a real provider.
+    pub dialect: crate::translate::ir::Dialect,
 }
 
 impl Default for MockSettings {
@@ -123,6 +138,7 @@ impl Default for MockSettings {
             chunk_delay_ms: 0,
             latency_ms: 0,
             reply_words: 20,
+            dialect: crate::translate::ir::Dialect::OpenAi,
         }
     }
 }
@@ -142,6 +158,35 @@ pub struct ProviderConfig {
     /// Extra PEM CA bundle trusted for this provider (private CAs).
     pub ca_file: Option<PathBuf>,
     pub mock: MockSettings,
+    /// Azure: the `api-version` query parameter of the deployments form; `None` uses the
+    /// `/openai/v1` form (no api-version).
+    pub api_version: Option<String>,
+    /// Bedrock: the AWS region (`us-east-1`); gives the default base URL
+    /// `https://bedrock-runtime.{region}.amazonaws.com` and the SigV4 scope.
+    pub region: Option<String>,
+    /// Bedrock without `keys`: AWS credentials for SigV4 (from the config or the standard
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` variables).
+    pub aws_credentials: Option<AwsCredentialsConfig>,
+    /// Anthropic: the `anthropic-version` header sent when the client did not send one.
+    pub anthropic_version: Option<String>,
+}
+
+/// AWS credentials for SigV4 signing. Never logged or echoed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsCredentialsConfig {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsCredentialsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCredentialsConfig")
+            .field("access_key_id", &"<redacted>")
+            .field("secret_access_key", &"<redacted>")
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,4 +202,6 @@ pub struct TargetConfig {
     /// Upstream model name; `None` forwards the client's model name unchanged.
     pub model: Option<String>,
     pub weight: u32,
+    /// Azure: the deployment name that selects the model (in the request path).
+    pub deployment: Option<String>,
 }

@@ -208,6 +208,13 @@ async fn route_and_forward(
             )
             .await
         }
+        ProviderKind::Anthropic
+        | ProviderKind::Gemini
+        | ProviderKind::Azure
+        | ProviderKind::Bedrock => Err(Failure {
+            error: GatewayError::Internal("provider kind not wired".into()),
+            settle: Some(settle),
+        }),
         ProviderKind::OpenAi => {
             let query = parts.uri.query().map(str::to_owned);
             forward::forward_openai(

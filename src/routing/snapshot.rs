@@ -201,6 +201,10 @@ pub fn compile(
         headers: Default::default(),
         ca_file: None,
         mock: MockSettings::default(),
+        api_version: None,
+        region: None,
+        aws_credentials: None,
+        anthropic_version: None,
     };
     let needs_builtin = !config.providers.iter().any(|p| p.id == BUILTIN_MOCK);
     let all = config
@@ -296,6 +300,15 @@ fn compile_provider(
     let id: Arc<str> = Arc::from(p.id.as_str());
     let (uris, pool) = match p.kind {
         ProviderKind::Mock => (None, None),
+        ProviderKind::Anthropic
+        | ProviderKind::Gemini
+        | ProviderKind::Azure
+        | ProviderKind::Bedrock => {
+            return Err(CompileError::Provider {
+                provider: p.id.clone(),
+                detail: format!("kind {} is not wired yet", p.kind.as_str()),
+            })
+        }
         ProviderKind::OpenAi => {
             let base = p.base_url.as_deref().ok_or_else(|| CompileError::BaseUrl {
                 provider: p.id.clone(),
