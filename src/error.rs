@@ -61,8 +61,31 @@ pub enum GatewayError {
     },
     #[error("provider {provider} sent an invalid response: {detail}")]
     UpstreamProtocol { provider: String, detail: String },
+    /// The request can't be expressed in the routed provider's dialect (or that dialect has
+    /// no such operation).
+    #[error("{message}")]
+    Untranslatable {
+        message: String,
+        param: Option<String>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<crate::translate::ir::TranslateError> for GatewayError {
+    /// A translation failure of the *client's request* (responses map to `UpstreamProtocol`
+    /// at their call site).
+    fn from(e: crate::translate::ir::TranslateError) -> Self {
+        use crate::translate::ir::TranslateError as T;
+        match e {
+            T::Unsupported { message, param } => GatewayError::Untranslatable { message, param },
+            T::Json(m) => GatewayError::BodyRead(format!("invalid JSON body: {m}")),
+            T::Protocol(m) => GatewayError::Untranslatable {
+                message: m,
+                param: None,
+            },
+        }
+    }
 }
 
 impl GatewayError {
@@ -76,7 +99,9 @@ impl GatewayError {
     pub fn status(&self) -> http::StatusCode {
         use http::StatusCode as S;
         match self {
-            GatewayError::BadRequest { .. } | GatewayError::BodyRead(_) => S::BAD_REQUEST,
+            GatewayError::BadRequest { .. }
+            | GatewayError::BodyRead(_)
+            | GatewayError::Untranslatable { .. } => S::BAD_REQUEST,
             GatewayError::ModelNotFound { .. } | GatewayError::NoEndpoint { .. } => S::NOT_FOUND,
             GatewayError::PayloadTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             GatewayError::BodyReadTimeout(_) => S::REQUEST_TIMEOUT,
@@ -92,6 +117,7 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest { .. }
             | GatewayError::BodyRead(_)
+            | GatewayError::Untranslatable { .. }
             | GatewayError::ModelNotFound { .. }
             | GatewayError::NoEndpoint { .. }
             | GatewayError::PayloadTooLarge { .. }
@@ -108,6 +134,9 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest { .. } => ("invalid_request_error", "invalid_request"),
             GatewayError::BodyRead(_) => ("invalid_request_error", "invalid_body"),
+            GatewayError::Untranslatable { .. } => {
+                ("invalid_request_error", "unsupported_for_target")
+            }
             GatewayError::ModelNotFound { .. } => ("invalid_request_error", "model_not_found"),
             GatewayError::NoEndpoint { .. } => ("invalid_request_error", "unknown_url"),
             GatewayError::PayloadTooLarge { .. } => ("invalid_request_error", "request_too_large"),
@@ -119,11 +148,36 @@ impl GatewayError {
         }
     }
 
-    pub fn param(&self) -> Option<&'static str> {
+    pub fn param(&self) -> Option<&str> {
         match self {
             GatewayError::BadRequest { param, .. } => *param,
+            GatewayError::Untranslatable { param, .. } => param.as_deref(),
             GatewayError::ModelNotFound { .. } => Some("model"),
             _ => None,
+        }
+    }
+
+    /// The error in the dialect-neutral form the translators frame.
+    pub fn info(&self) -> crate::translate::ir::ErrorInfo {
+        use crate::translate::ir::ErrorKind as K;
+        let kind = match self {
+            GatewayError::BadRequest { .. }
+            | GatewayError::BodyRead(_)
+            | GatewayError::Untranslatable { .. }
+            | GatewayError::BodyReadTimeout(_) => K::InvalidRequest,
+            GatewayError::ModelNotFound { .. } | GatewayError::NoEndpoint { .. } => K::NotFound,
+            GatewayError::PayloadTooLarge { .. } => K::RequestTooLarge,
+            GatewayError::UpstreamTimeout { .. } => K::Timeout,
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::Internal(_) => K::Server,
+        };
+        crate::translate::ir::ErrorInfo {
+            status: self.status().as_u16(),
+            kind,
+            message: self.to_string(),
+            code: Some(self.kind_and_code().1.to_string()),
+            param: self.param().map(str::to_owned),
         }
     }
 }

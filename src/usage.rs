@@ -334,3 +334,166 @@ mod tests {
         assert_eq!((u.input, u.output), (12, 0));
     }
 }
+
+// Other dialects' usage objects. Only gateway bookkeeping reads these (never the hot
+// OpenAI path), so plain serde structs are enough.
+
+#[derive(Deserialize, Default)]
+struct AnthropicUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicEnvelope {
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+    /// `message_start` nests the message.
+    #[serde(default)]
+    message: Option<Box<AnthropicEnvelope>>,
+}
+
+/// Updates `acc` from an Anthropic message body or stream event (`message_start`,
+/// `message_delta`). Anthropic's `input_tokens` excludes cache reads and writes; ours includes
+/// them. Stream usage is cumulative, so present fields replace earlier values.
+pub fn update_from_anthropic_json(json: &[u8], acc: &mut Option<Usage>) -> bool {
+    let Ok(env) = serde_json::from_slice::<AnthropicEnvelope>(json) else {
+        return false;
+    };
+    let Some(u) = env.usage.or_else(|| env.message.and_then(|m| m.usage)) else {
+        return false;
+    };
+    let cur = acc.get_or_insert_with(Usage::default);
+    let uncached = u
+        .input_tokens
+        .unwrap_or(cur.input.saturating_sub(cur.cache_read + cur.cache_write));
+    if let Some(r) = u.cache_read_input_tokens {
+        cur.cache_read = r;
+    }
+    if let Some(w) = u.cache_creation_input_tokens {
+        cur.cache_write = w;
+    }
+    cur.input = uncached + cur.cache_read + cur.cache_write;
+    if let Some(o) = u.output_tokens {
+        cur.output = o;
+    }
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GeminiUsage {
+    #[serde(default)]
+    prompt_token_count: Option<u64>,
+    #[serde(default)]
+    candidates_token_count: Option<u64>,
+    #[serde(default)]
+    thoughts_token_count: Option<u64>,
+    #[serde(default)]
+    cached_content_token_count: Option<u64>,
+    #[serde(default)]
+    tool_use_prompt_token_count: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GeminiEnvelope {
+    #[serde(default)]
+    usage_metadata: Option<GeminiUsage>,
+}
+
+/// Usage from a Gemini response or stream event (`usageMetadata`, cumulative per event).
+pub fn from_gemini_json(json: &[u8]) -> Option<Usage> {
+    let u = serde_json::from_slice::<GeminiEnvelope>(json)
+        .ok()?
+        .usage_metadata?;
+    let thoughts = u.thoughts_token_count.unwrap_or(0);
+    Some(Usage {
+        input: u.prompt_token_count.unwrap_or(0) + u.tool_use_prompt_token_count.unwrap_or(0),
+        output: u.candidates_token_count.unwrap_or(0) + thoughts,
+        cache_read: u.cached_content_token_count.unwrap_or(0),
+        cache_write: 0,
+        reasoning: thoughts,
+        estimated: false,
+    })
+}
+
+#[derive(Deserialize)]
+struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    input_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    output_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesEnvelope {
+    #[serde(default)]
+    usage: Option<ResponsesUsage>,
+    /// Stream events (`response.completed`) nest the response.
+    #[serde(default)]
+    response: Option<Box<ResponsesEnvelope>>,
+}
+
+/// Usage from an OpenAI Responses API body or terminal stream event.
+pub fn from_responses_json(json: &[u8]) -> Option<Usage> {
+    let env = serde_json::from_slice::<ResponsesEnvelope>(json).ok()?;
+    let u = env.usage.or_else(|| env.response.and_then(|r| r.usage))?;
+    Some(Usage {
+        input: u.input_tokens.unwrap_or(0),
+        output: u.output_tokens.unwrap_or(0),
+        cache_read: u
+            .input_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0),
+        cache_write: 0,
+        reasoning: u
+            .output_tokens_details
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0),
+        estimated: false,
+    })
+}
+
+#[cfg(test)]
+mod dialect_tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_usage_adds_cache_to_input_and_takes_last_values() {
+        let mut acc = None;
+        let start = br#"{"type":"message_start","message":{"usage":{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":5,"output_tokens":1}}}"#;
+        assert!(update_from_anthropic_json(start, &mut acc));
+        assert_eq!(
+            acc.map(|u| (u.input, u.output, u.cache_read, u.cache_write)),
+            Some((115, 1, 100, 5))
+        );
+        let delta = br#"{"type":"message_delta","delta":{},"usage":{"output_tokens":42}}"#;
+        assert!(update_from_anthropic_json(delta, &mut acc));
+        assert_eq!(acc.map(|u| (u.input, u.output)), Some((115, 42)));
+        assert!(!update_from_anthropic_json(br#"{"type":"ping"}"#, &mut acc));
+    }
+
+    #[test]
+    fn gemini_and_responses_usage() {
+        let g = br#"{"usageMetadata":{"promptTokenCount":18,"candidatesTokenCount":80,"thoughtsTokenCount":35,"totalTokenCount":133,"cachedContentTokenCount":4}}"#;
+        let u = from_gemini_json(g).unwrap();
+        assert_eq!(
+            (u.input, u.output, u.reasoning, u.cache_read),
+            (18, 115, 35, 4)
+        );
+        let r = br#"{"type":"response.completed","response":{"usage":{"input_tokens":7,"input_tokens_details":{"cached_tokens":2},"output_tokens":9,"output_tokens_details":{"reasoning_tokens":3}}}}"#;
+        let u = from_responses_json(r).unwrap();
+        assert_eq!((u.input, u.output, u.cache_read, u.reasoning), (7, 9, 2, 3));
+    }
+}

@@ -184,7 +184,10 @@ impl std::fmt::Debug for AwsCredentialsConfig {
         f.debug_struct("AwsCredentialsConfig")
             .field("access_key_id", &"<redacted>")
             .field("secret_access_key", &"<redacted>")
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

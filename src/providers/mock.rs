@@ -57,6 +57,7 @@ fn prompt_words(endpoint: Endpoint, req: &Value) -> u64 {
             .unwrap_or(0),
         Endpoint::Completions => req.get("prompt").map(count_words).unwrap_or(0),
         Endpoint::Embeddings => req.get("input").map(count_words).unwrap_or(0),
+        Endpoint::Responses | Endpoint::CountTokens => 0,
     }
 }
 

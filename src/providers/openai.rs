@@ -1,14 +1,10 @@
-//! Outbound requests to OpenAI-compatible providers: URI, credentials and header hygiene, and the
-//! same hygiene for the response headers passed back.
+//! Header hygiene shared by every outbound request (hop-by-hop and credential headers,
+//! query-string keys) and for the response headers passed back.
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Uri};
-use http_body_util::Full;
+use http::Uri;
 
-use crate::config::AuthMode;
 use crate::error::GatewayError;
-use crate::routing::snapshot::{Endpoint, ProviderRt};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
@@ -17,9 +13,9 @@ static X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 static API_KEY: HeaderName = HeaderName::from_static("api-key");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static IDENTITY: HeaderValue = HeaderValue::from_static("identity");
+pub(crate) static IDENTITY: HeaderValue = HeaderValue::from_static("identity");
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
         || name == header::TE
         || name == header::TRAILER
@@ -31,7 +27,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == PROXY_CONNECTION
 }
 
-fn is_client_credential(name: &HeaderName) -> bool {
+pub(crate) fn is_client_credential(name: &HeaderName) -> bool {
     name == header::AUTHORIZATION || name == X_API_KEY || name == X_GOOG_API_KEY || name == API_KEY
 }
 
@@ -39,7 +35,7 @@ fn is_client_credential(name: &HeaderName) -> bool {
 ///
 /// One pass over the (few) present names instead of a hashed `remove` per candidate name: most
 /// requests carry none of them, and then this costs a short loop of enum comparisons.
-fn remove_headers(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
+pub(crate) fn remove_headers(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
     // A few names on the stack first (the usual case: `host`, `content-length`, a credential),
     // so most requests allocate nothing here.
     let mut few: [Option<HeaderName>; 6] = Default::default();
@@ -78,60 +74,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     remove_headers(headers, is_hop_by_hop);
 }
 
-/// Builds the upstream request from the client's headers (taken over, then cleaned).
-pub fn build_request(
-    provider: &ProviderRt,
-    endpoint: Endpoint,
-    client_query: Option<&str>,
-    mut headers: HeaderMap,
-    body: Bytes,
-    request_id: &HeaderValue,
-) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let base = provider
-        .uri(endpoint)
-        .ok_or_else(|| GatewayError::Internal("provider has no upstream URI".into()))?;
-    let replace_credentials = provider.auth != AuthMode::Passthrough;
-    // A `?key=` credential is the client's own: dropped unless the provider forwards the
-    // client's credentials (bring-your-own-key).
-    let query = client_query.map(|q| {
-        if replace_credentials {
-            strip_key_param(q)
-        } else {
-            q.to_owned()
-        }
-    });
-    let uri = match query {
-        Some(q) if !q.is_empty() => with_query(base, &q)?,
-        _ => base.clone(),
-    };
-
-    remove_headers(&mut headers, |n| {
-        is_hop_by_hop(n)
-            || n == header::HOST
-            || n == header::CONTENT_LENGTH
-            || (replace_credentials && is_client_credential(n))
-    });
-    if replace_credentials {
-        if let Some(key) = provider.pick_key() {
-            headers.insert(header::AUTHORIZATION, key.header.clone());
-        }
-    }
-    // Plain bytes upstream, so the usage tap can read them.
-    headers.insert(header::ACCEPT_ENCODING, IDENTITY.clone());
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-    for (name, value) in &provider.headers {
-        headers.insert(name.clone(), value.clone());
-    }
-
-    let mut req = Request::new(Full::new(body));
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = uri;
-    *req.headers_mut() = headers;
-    Ok(req)
-}
-
 /// Drops `key=` (a query-string credential) from a client's query.
-fn strip_key_param(query: &str) -> String {
+pub(crate) fn strip_key_param(query: &str) -> String {
     query
         .split('&')
         .filter(|kv| {
@@ -144,7 +88,7 @@ fn strip_key_param(query: &str) -> String {
         .join("&")
 }
 
-fn with_query(base: &Uri, query: &str) -> Result<Uri, GatewayError> {
+pub(crate) fn with_query(base: &Uri, query: &str) -> Result<Uri, GatewayError> {
     let path = base.path();
     let mut parts = base.clone().into_parts();
     parts.path_and_query = Some(

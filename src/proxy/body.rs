@@ -12,8 +12,10 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
+use crate::proxy::event_tap::EventTap;
 use crate::proxy::settle::Settle;
 use crate::proxy::stream_tap::StreamTap;
+use crate::proxy::translate_stream::TranslatingStream;
 use crate::upstream::Lease;
 use crate::usage::Usage;
 
@@ -29,6 +31,7 @@ pub enum GatewayBody {
     Full(Option<Bytes>),
     Frames(PacedFrames),
     Stream(Box<PassthroughStream>),
+    Translated(Box<TranslatingStream>),
 }
 
 impl GatewayBody {
@@ -53,6 +56,7 @@ impl Body for GatewayBody {
             GatewayBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             GatewayBody::Frames(f) => f.poll_next(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
             GatewayBody::Stream(s) => s.poll_next(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            GatewayBody::Translated(s) => s.poll_next(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -128,13 +132,55 @@ impl Drop for PacedFrames {
     }
 }
 
+/// The usage tap of a pass-through stream, by dialect.
+pub enum Tap {
+    /// OpenAI chat/completions: the tuned tap, with the strip of injected usage.
+    OpenAi(StreamTap),
+    /// Anthropic, Gemini, Responses API: bytes untouched, usage read from a few events.
+    Events(EventTap),
+}
+
+impl Tap {
+    #[inline]
+    fn on_chunk(&mut self, data: Bytes) -> Option<Bytes> {
+        match self {
+            Tap::OpenAi(t) => t.on_chunk(data),
+            Tap::Events(t) => Some(t.on_chunk(data)),
+        }
+    }
+
+    fn finish(&mut self) -> Option<Bytes> {
+        match self {
+            Tap::OpenAi(t) => t.finish(),
+            Tap::Events(t) => {
+                t.finish();
+                None
+            }
+        }
+    }
+
+    fn error_event(&mut self, message: &str, kind: &str, code: &str) -> Bytes {
+        match self {
+            Tap::OpenAi(t) => t.error_event(message, kind, code),
+            Tap::Events(t) => t.error_event(message, code),
+        }
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        match self {
+            Tap::OpenAi(t) => t.usage(),
+            Tap::Events(t) => t.usage(),
+        }
+    }
+}
+
 /// An upstream SSE stream forwarded frame by frame, with the usage tap (and, when the gateway
 /// injected `include_usage`, the strip of what the client didn't ask for) applied on the way.
 pub struct PassthroughStream {
     upstream: Incoming,
     /// The upstream connection, returned to its pool when the body ends cleanly.
     lease: Option<Lease>,
-    tap: StreamTap,
+    tap: Tap,
     /// Total deadline of the exchange; armed lazily the first time the upstream is not ready.
     deadline: tokio::time::Instant,
     sleep: Option<Pin<Box<Sleep>>>,
@@ -149,7 +195,7 @@ impl PassthroughStream {
     pub fn new(
         upstream: Incoming,
         lease: Lease,
-        tap: StreamTap,
+        tap: Tap,
         deadline: tokio::time::Instant,
         settle: Settle,
     ) -> Self {

@@ -1,5 +1,5 @@
-//! Forwarding to an OpenAI-compatible upstream: body edits, the upstream call under its
-//! deadlines, and the response path (buffered non-stream, or the tapped pass-through stream).
+//! Same-dialect forwarding (pass-through): body edits, the upstream call under its deadlines,
+//! and the response path (buffered non-stream, or the tapped pass-through stream).
 
 use std::time::Instant;
 
@@ -7,91 +7,149 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::Response;
 
-use super::body::{GatewayBody, PassthroughStream};
+use super::body::{GatewayBody, PassthroughStream, Tap};
+use super::event_tap::{EventDialect, EventTap};
 use super::read_body::{collect_body, ready_or_timeout, BodyError};
 use super::settle::Settle;
 use super::stream_tap::StreamTap;
-use super::{finish_head, Chosen, Failure, MAX_UPSTREAM_BODY};
+use super::{finish_head, Call, Failure, MAX_UPSTREAM_BODY};
+use crate::config::ProviderKind;
 use crate::dialect::openai::{self as wire, BodyEdits, RequestFields};
 use crate::error::{Deadline, GatewayError};
-use crate::providers::openai;
+use crate::providers::{openai, outbound};
 use crate::routing::snapshot::{Endpoint, ProviderRt};
-use crate::upstream::{error_chain, SendError};
+use crate::translate::ir::Dialect;
+use crate::upstream::{error_chain, Lease, SendError};
+use crate::usage::{self, Usage};
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn forward_openai(
-    chosen: &Chosen,
-    endpoint: Endpoint,
+/// Client and provider speak the same dialect (OpenAI or Anthropic): the body goes up as
+/// sent, with only the model renamed (and, for OpenAI chat streams, `include_usage` injected);
+/// the answer comes back byte for byte.
+pub(super) async fn forward_same_dialect(
+    call: &Call<'_>,
     headers: HeaderMap,
     query: Option<&str>,
     body: &Bytes,
     fields: &RequestFields<'_>,
-    served_header: HeaderValue,
-    mut settle: Settle,
+    settle: Settle,
 ) -> Result<Response<GatewayBody>, Failure> {
-    let provider = &chosen.provider;
-    let fail = |error: GatewayError, settle: Settle| Failure {
-        error,
-        settle: Some(settle),
-    };
-    // Meter every stream: ask for usage when the client didn't, and strip it on the way back.
-    let strip = fields.stream && !fields.include_usage && endpoint != Endpoint::Embeddings;
+    let endpoint = call.inbound.endpoint;
+    let dialect = call.inbound.dialect;
+    let openai_chat = dialect == Dialect::OpenAi
+        && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
+    // Meter every OpenAI stream: ask for usage when the client didn't, and strip it on the
+    // way back. Other dialects always report usage.
+    let strip = openai_chat && call.stream && !fields.include_usage;
     let edits = BodyEdits {
-        model: chosen
+        model: call
+            .chosen
             .upstream_model
             .as_deref()
             .filter(|m| *m != fields.model),
         inject_include_usage: strip,
     };
-    let request_len = body.len();
     let upstream_body = match wire::apply_edits(body, fields, edits) {
         Ok(b) => b,
         Err(e) => return Err(fail(e, settle)),
     };
-    let req = match openai::build_request(
+    let (tap, usage_of): (Tap, fn(&[u8]) -> Option<Usage>) = match (dialect, endpoint) {
+        (Dialect::Anthropic, _) => (
+            Tap::Events(EventTap::new(EventDialect::Anthropic, body.len())),
+            anthropic_body_usage,
+        ),
+        (_, Endpoint::Responses) => (
+            Tap::Events(EventTap::new(EventDialect::Responses, body.len())),
+            usage::from_responses_json,
+        ),
+        _ => (
+            Tap::OpenAi(StreamTap::new(strip, body.len())),
+            usage::from_openai_body,
+        ),
+    };
+    // Only OpenAI-kind providers take the client's query string (Azure's api-version is ours).
+    let query = (call.chosen.provider.kind == ProviderKind::OpenAi)
+        .then_some(query)
+        .flatten();
+    exchange(call, headers, query, upstream_body, tap, usage_of, settle).await
+}
+
+/// Gemini client to Gemini provider: the body has no model (it is in the path), so it goes up
+/// untouched; the answer comes back byte for byte.
+pub(super) async fn forward_gemini(
+    call: &Call<'_>,
+    headers: HeaderMap,
+    _query: Option<&str>,
+    body: Bytes,
+    settle: Settle,
+) -> Result<Response<GatewayBody>, Failure> {
+    let tap = Tap::Events(EventTap::new(EventDialect::Gemini, body.len()));
+    exchange(
+        call,
+        headers,
+        None,
+        body,
+        tap,
+        usage::from_gemini_json,
+        settle,
+    )
+    .await
+}
+
+fn anthropic_body_usage(body: &[u8]) -> Option<Usage> {
+    let mut u = None;
+    usage::update_from_anthropic_json(body, &mut u);
+    u
+}
+
+fn fail(error: GatewayError, settle: Settle) -> Failure {
+    Failure {
+        error,
+        settle: Some(settle),
+    }
+}
+
+/// Sends a pass-through request and answers with the upstream's response, tapped for usage.
+async fn exchange(
+    call: &Call<'_>,
+    headers: HeaderMap,
+    query: Option<&str>,
+    upstream_body: Bytes,
+    tap: Tap,
+    usage_of: fn(&[u8]) -> Option<Usage>,
+    mut settle: Settle,
+) -> Result<Response<GatewayBody>, Failure> {
+    let provider = &call.chosen.provider;
+    let uri = match provider.upstream_uri(
+        call.inbound.endpoint,
+        call.served_model,
+        call.chosen.deployment.as_deref(),
+        call.stream,
+    ) {
+        Ok(u) => u,
+        Err(e) => return Err(fail(GatewayError::Internal(e), settle)),
+    };
+    let req = match outbound::build_request(
         provider,
-        endpoint,
+        uri,
         query,
         headers,
         upstream_body,
         &settle.request_id,
+        outbound::ClientHeaders::Keep,
     ) {
         Ok(r) => r,
         Err(e) => return Err(fail(e, settle)),
     };
-    let Some(pool) = provider.pool.as_ref() else {
-        return Err(fail(
-            GatewayError::Internal("provider has no upstream pool".into()),
-            settle,
-        ));
+    let (resp, lease, sent_at, head_at) = match send(provider, req).await {
+        Ok(r) => r,
+        Err(e) => return Err(fail(e, settle)),
     };
-
-    let sent_at = Instant::now();
-    let pre = sent_at - settle.started;
-    let deadline = tokio::time::Instant::from_std(sent_at + provider.total_timeout);
-    let (resp, lease) =
-        match tokio::time::timeout(provider.first_byte_timeout, pool.send(req)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                provider.health.record_failure();
-                return Err(fail(classify_client_error(provider, &e), settle));
-            }
-            Err(_) => {
-                provider.health.record_failure();
-                let error = GatewayError::UpstreamTimeout {
-                    provider: provider.id.to_string(),
-                    deadline: Deadline::FirstByte,
-                    after: provider.first_byte_timeout,
-                };
-                return Err(fail(error, settle));
-            }
-        };
-    let head_at = Instant::now();
     settle
         .metrics
         .ttfb
         .record((head_at - sent_at).as_secs_f64());
-    provider.health.record_success();
+    let pre = sent_at - settle.started;
+    let deadline = tokio::time::Instant::from_std(sent_at + provider.total_timeout);
 
     let status = resp.status();
     let is_sse = resp
@@ -100,12 +158,16 @@ pub(super) async fn forward_openai(
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let (mut parts, incoming) = resp.into_parts();
 
-    if fields.stream && status.is_success() && is_sse {
+    if call.stream && status.is_success() && is_sse {
         settle.overhead = pre + head_at.elapsed();
         // Always framed by hyper: a stream may end with a gateway-written error event, which a
         // forwarded Content-Length would cut off.
-        client_head(&mut parts.headers, &settle, served_header, true);
-        let tap = StreamTap::new(strip, request_len);
+        client_head(
+            &mut parts.headers,
+            &settle,
+            call.served_header.clone(),
+            true,
+        );
         let body = PassthroughStream::new(incoming, lease, tap, deadline, settle);
         return Ok(Response::from_parts(
             parts,
@@ -114,41 +176,94 @@ pub(super) async fn forward_openai(
     }
 
     // Non-stream (or an error answer to a stream request): buffer, tap usage, forward untouched.
+    let bytes = match read_upstream_body(provider, incoming, deadline).await {
+        Ok(b) => b,
+        Err(e) => return Err(fail(e, settle)),
+    };
+    lease.release();
+    let body_at = Instant::now();
+    let usage = if status.is_success() {
+        usage_of(&bytes)
+    } else {
+        None
+    };
+    settle.overhead = pre + body_at.elapsed();
+    client_head(
+        &mut parts.headers,
+        &settle,
+        call.served_header.clone(),
+        false,
+    );
+    settle.finish(status.as_u16(), usage, false);
+    Ok(Response::from_parts(parts, GatewayBody::full(bytes)))
+}
+
+/// Sends under the first-byte deadline; records provider health. Returns the response head,
+/// the connection lease, and when the request was sent and the head arrived.
+pub(super) async fn send(
+    provider: &ProviderRt,
+    req: http::Request<http_body_util::Full<Bytes>>,
+) -> Result<
+    (
+        http::Response<hyper::body::Incoming>,
+        Lease,
+        Instant,
+        Instant,
+    ),
+    GatewayError,
+> {
+    let Some(pool) = provider.pool.as_ref() else {
+        return Err(GatewayError::Internal(
+            "provider has no upstream pool".into(),
+        ));
+    };
+    let sent_at = Instant::now();
+    match tokio::time::timeout(provider.first_byte_timeout, pool.send(req)).await {
+        Ok(Ok((resp, lease))) => {
+            provider.health.record_success();
+            Ok((resp, lease, sent_at, Instant::now()))
+        }
+        Ok(Err(e)) => {
+            provider.health.record_failure();
+            Err(classify_client_error(provider, &e))
+        }
+        Err(_) => {
+            provider.health.record_failure();
+            Err(GatewayError::UpstreamTimeout {
+                provider: provider.id.to_string(),
+                deadline: Deadline::FirstByte,
+                after: provider.first_byte_timeout,
+            })
+        }
+    }
+}
+
+/// Reads a whole upstream body under the total deadline and the size cap.
+pub(super) async fn read_upstream_body(
+    provider: &ProviderRt,
+    incoming: hyper::body::Incoming,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, GatewayError> {
     let collect = collect_body(incoming, MAX_UPSTREAM_BODY);
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let bytes = match ready_or_timeout(collect, remaining).await {
-        Some(Ok(b)) => b,
+    match ready_or_timeout(collect, remaining).await {
+        Some(Ok(b)) => Ok(b),
         Some(Err(e)) => {
             let detail = match e {
                 BodyError::TooLarge => format!("response body over {MAX_UPSTREAM_BODY} bytes"),
                 BodyError::Read(e) => format!("reading the response body: {e}"),
             };
-            let error = GatewayError::UpstreamProtocol {
+            Err(GatewayError::UpstreamProtocol {
                 provider: provider.id.to_string(),
                 detail,
-            };
-            return Err(fail(error, settle));
+            })
         }
-        None => {
-            let error = GatewayError::UpstreamTimeout {
-                provider: provider.id.to_string(),
-                deadline: Deadline::Total,
-                after: provider.total_timeout,
-            };
-            return Err(fail(error, settle));
-        }
-    };
-    lease.release();
-    let body_at = Instant::now();
-    let usage = if status.is_success() {
-        crate::usage::from_openai_body(&bytes)
-    } else {
-        None
-    };
-    settle.overhead = pre + body_at.elapsed();
-    client_head(&mut parts.headers, &settle, served_header, false);
-    settle.finish(status.as_u16(), usage, false);
-    Ok(Response::from_parts(parts, GatewayBody::full(bytes)))
+        None => Err(GatewayError::UpstreamTimeout {
+            provider: provider.id.to_string(),
+            deadline: Deadline::Total,
+            after: provider.total_timeout,
+        }),
+    }
 }
 
 fn classify_client_error(provider: &ProviderRt, e: &SendError) -> GatewayError {
@@ -170,7 +285,12 @@ fn classify_client_error(provider: &ProviderRt, e: &SendError) -> GatewayError {
 }
 
 /// The upstream's response head, cleaned and stamped with the gateway's headers.
-fn client_head(headers: &mut HeaderMap, settle: &Settle, served: HeaderValue, body_changed: bool) {
+pub(super) fn client_head(
+    headers: &mut HeaderMap,
+    settle: &Settle,
+    served: HeaderValue,
+    body_changed: bool,
+) {
     openai::response_headers(headers, &settle.request_id, body_changed);
     finish_head(headers, &settle.request_id, served, settle.overhead);
 }

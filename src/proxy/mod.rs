@@ -3,11 +3,15 @@
 //! built-in mock. Errors come back as `GatewayError` and are framed by `server::error_response`.
 
 pub mod body;
+mod count_tokens;
+pub mod event_tap;
 mod forward;
 mod mock_answer;
 mod read_body;
 pub mod settle;
 pub mod stream_tap;
+pub mod translate_stream;
+mod translated;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +29,7 @@ use crate::routing::snapshot::{Endpoint, ProviderRt, Resolved, Snapshot};
 use crate::server::error_response;
 use crate::state::AppState;
 use crate::telemetry::metrics::RouteMetrics;
+use crate::translate::ir::Dialect;
 use body::GatewayBody;
 use settle::{InFlight, Settle};
 
@@ -41,12 +46,12 @@ const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
 pub async fn handle(
     state: &Arc<AppState>,
     req: Request<Incoming>,
-    endpoint: Endpoint,
+    inbound: Inbound,
     started: Instant,
 ) -> Response<GatewayBody> {
     let request_id = request_id(req.headers());
     let in_flight = InFlight::enter(state);
-    match route_and_forward(in_flight, req, endpoint, started, &request_id).await {
+    match route_and_forward(in_flight, req, &inbound, started, &request_id).await {
         Ok(resp) => resp,
         Err(failure) => {
             let status = failure.error.status();
@@ -58,7 +63,8 @@ pub async fn handle(
                 None => crate::telemetry::metrics::requests_counter("-", "-", status.as_u16())
                     .increment(1),
             }
-            let mut resp = error_response::openai(&failure.error, Some(&request_id));
+            let mut resp =
+                error_response::for_dialect(inbound.dialect, &failure.error, Some(&request_id));
             // Upstream failures include time spent waiting on the upstream, which is not
             // gateway overhead; every other error is all gateway time.
             if failure.error.blame() != crate::error::Blame::Upstream {
@@ -103,13 +109,38 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
+/// What a client asked for, by the path it used.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The API the client speaks; errors and answers are framed in it.
+    pub dialect: Dialect,
+    pub endpoint: Endpoint,
+    /// Gemini: the model named in the path (`models/{model}:generateContent`).
+    pub path_model: Option<String>,
+    /// Gemini: `:streamGenerateContent`.
+    pub path_stream: bool,
+}
+
+impl Inbound {
+    pub fn new(dialect: Dialect, endpoint: Endpoint) -> Self {
+        Self {
+            dialect,
+            endpoint,
+            path_model: None,
+            path_stream: false,
+        }
+    }
+}
+
 /// What the route resolved to, detached from the snapshot borrow.
-struct Chosen {
-    provider: Arc<ProviderRt>,
+pub(crate) struct Chosen {
+    pub provider: Arc<ProviderRt>,
     /// Model name to send upstream.
-    upstream_model: Option<Arc<str>>,
-    metrics: Arc<RouteMetrics>,
-    served_header: Option<HeaderValue>,
+    pub upstream_model: Option<Arc<str>>,
+    /// Azure: the target's deployment.
+    pub deployment: Option<Arc<str>>,
+    pub metrics: Arc<RouteMetrics>,
+    pub served_header: Option<HeaderValue>,
 }
 
 fn choose(snapshot: &Snapshot, model: &str) -> Result<Chosen, GatewayError> {
@@ -121,6 +152,7 @@ fn choose(snapshot: &Snapshot, model: &str) -> Result<Chosen, GatewayError> {
             Ok(Chosen {
                 provider: Arc::clone(&t.provider),
                 upstream_model: t.model.clone(),
+                deployment: t.deployment.clone(),
                 metrics: Arc::clone(&t.metrics),
                 served_header: t.served_header.clone(),
             })
@@ -128,6 +160,7 @@ fn choose(snapshot: &Snapshot, model: &str) -> Result<Chosen, GatewayError> {
         Some(Resolved::Direct { provider, model }) => Ok(Chosen {
             provider: Arc::clone(provider),
             upstream_model: Some(Arc::from(model)),
+            deployment: None,
             metrics: Arc::clone(&provider.direct_metrics),
             served_header: None,
         }),
@@ -162,7 +195,7 @@ fn quote_list(items: &[String]) -> String {
 async fn route_and_forward(
     in_flight: InFlight,
     req: Request<Incoming>,
-    endpoint: Endpoint,
+    inbound: &Inbound,
     started: Instant,
     request_id: &HeaderValue,
 ) -> Result<Response<GatewayBody>, Failure> {
@@ -170,73 +203,139 @@ async fn route_and_forward(
     let snapshot = state.snapshot.load_full();
     let (parts, incoming) = req.into_parts();
     let body = read_body::read_body(incoming, &parts.headers, &snapshot).await?;
-    let fields = wire::read_request_fields(&body)?;
-    if endpoint == Endpoint::Embeddings && fields.stream {
+    let endpoint = inbound.endpoint;
+    // Model and streaming flag: from the body, or from the path for Gemini.
+    let fields = match &inbound.path_model {
+        Some(_) => None,
+        None => Some(wire::read_request_fields(&body)?),
+    };
+    let (model, stream): (&str, bool) = match (&fields, &inbound.path_model) {
+        (Some(f), _) => (&f.model, f.stream && endpoint != Endpoint::CountTokens),
+        (None, Some(m)) => (m, inbound.path_stream),
+        (None, None) => return Err(GatewayError::Internal("no model source".into()).into()),
+    };
+    if endpoint == Endpoint::Embeddings && stream {
         return Err(
             GatewayError::bad_request("embeddings cannot be streamed", Some("stream")).into(),
         );
     }
-    let chosen = choose(&snapshot, &fields.model)?;
+    let chosen = choose(&snapshot, model)?;
     drop(snapshot);
 
     let settle = Settle {
         in_flight,
         metrics: Arc::clone(&chosen.metrics),
         request_id: request_id.clone(),
-        endpoint: endpoint_label(endpoint),
-        stream: fields.stream,
+        endpoint: endpoint_label(inbound),
+        stream,
         started,
         overhead: Duration::ZERO,
         recorded: false,
     };
-    let served_model: &str = chosen.upstream_model.as_deref().unwrap_or(&fields.model);
+    let served_model: &str = chosen.upstream_model.as_deref().unwrap_or(model);
     let served_header = match &chosen.served_header {
         Some(h) => h.clone(),
         None => HeaderValue::from_str(&format!("{}/{}", chosen.provider.id, served_model))
             .unwrap_or_else(|_| HeaderValue::from_static("-")),
     };
-    match chosen.provider.kind {
-        ProviderKind::Mock => {
-            mock_answer::answer_from_mock(
-                &chosen,
-                endpoint,
-                &body,
-                &fields,
-                served_model,
-                served_header,
-                settle,
-            )
-            .await
-        }
-        ProviderKind::Anthropic
-        | ProviderKind::Gemini
-        | ProviderKind::Azure
-        | ProviderKind::Bedrock => Err(Failure {
-            error: GatewayError::Internal("provider kind not wired".into()),
+    let provider_dialect = chosen.provider.dialect;
+    let is_mock = chosen.provider.kind == ProviderKind::Mock;
+    let fail = |error: GatewayError, settle: Settle| {
+        Err(Failure {
+            error,
             settle: Some(settle),
-        }),
-        ProviderKind::OpenAi => {
-            let query = parts.uri.query().map(str::to_owned);
-            forward::forward_openai(
-                &chosen,
-                endpoint,
+        })
+    };
+    let call = Call {
+        chosen: &chosen,
+        inbound,
+        model,
+        served_model,
+        stream,
+        served_header,
+    };
+
+    match endpoint {
+        Endpoint::CountTokens => {
+            count_tokens::count(&call, parts.headers, &body, fields.as_ref(), settle).await
+        }
+        Endpoint::Responses | Endpoint::Completions | Endpoint::Embeddings
+            if provider_dialect != Dialect::OpenAi
+                || (is_mock && endpoint == Endpoint::Responses) =>
+        {
+            let what = match endpoint {
+                Endpoint::Responses => {
+                    "The Responses API is passed through to OpenAI-compatible providers only"
+                }
+                Endpoint::Embeddings => "Embeddings are served by OpenAI-compatible providers only",
+                _ => "Legacy completions are served by OpenAI-compatible providers only",
+            };
+            let message = format!(
+                "{what}; model `{model}` is served by {} provider `{}`{}.",
+                provider_dialect.as_str(),
+                chosen.provider.id,
+                if endpoint == Endpoint::Responses {
+                    " (use /v1/chat/completions, which is translated)"
+                } else {
+                    ""
+                }
+            );
+            fail(
+                GatewayError::Untranslatable {
+                    message,
+                    param: Some("model".into()),
+                },
+                settle,
+            )
+        }
+        _ if is_mock => mock_answer::answer_from_mock(&call, &body, fields.as_ref(), settle).await,
+        _ if inbound.dialect == provider_dialect => {
+            let Some(fields) = fields.as_ref() else {
+                // Gemini to Gemini: the body has no model to rewrite.
+                return forward::forward_gemini(
+                    &call,
+                    parts.headers,
+                    parts.uri.query(),
+                    body.clone(),
+                    settle,
+                )
+                .await;
+            };
+            forward::forward_same_dialect(
+                &call,
                 parts.headers,
-                query.as_deref(),
+                parts.uri.query(),
                 &body,
-                &fields,
-                served_header,
+                fields,
                 settle,
             )
             .await
         }
+        _ => translated::forward_translated(&call, &parts.headers, &body, settle).await,
     }
 }
 
-fn endpoint_label(e: Endpoint) -> &'static str {
-    match e {
-        Endpoint::ChatCompletions => "chat/completions",
-        Endpoint::Completions => "completions",
-        Endpoint::Embeddings => "embeddings",
+/// One routed request, as the forwarding paths need it.
+pub(crate) struct Call<'a> {
+    pub chosen: &'a Chosen,
+    pub inbound: &'a Inbound,
+    /// The model name the client asked for.
+    pub model: &'a str,
+    /// The model name sent upstream.
+    pub served_model: &'a str,
+    pub stream: bool,
+    pub served_header: HeaderValue,
+}
+
+fn endpoint_label(inbound: &Inbound) -> &'static str {
+    match (inbound.dialect, inbound.endpoint) {
+        (Dialect::Anthropic, Endpoint::ChatCompletions) => "messages",
+        (Dialect::Gemini, _) => "generate_content",
+        (_, Endpoint::ChatCompletions) => "chat/completions",
+        (_, Endpoint::Completions) => "completions",
+        (_, Endpoint::Embeddings) => "embeddings",
+        (_, Endpoint::Responses) => "responses",
+        (_, Endpoint::CountTokens) => "count_tokens",
     }
 }
 

@@ -11,13 +11,14 @@ use http::header::{HeaderName, HeaderValue};
 use http::Uri;
 
 use crate::config::{
-    AuthMode, Config, MockSettings, ModelConfig, ProviderConfig, ProviderKind, ServerSettings,
-    Timeouts,
+    AuthMode, AwsCredentialsConfig, Config, MockSettings, ModelConfig, ProviderConfig,
+    ProviderKind, ServerSettings, Timeouts,
 };
 use crate::routing::glob;
 use crate::routing::health::{HealthRegistry, ProviderHealth};
 use crate::routing::pick;
 use crate::telemetry::metrics::RouteMetrics;
+use crate::translate::ir::Dialect;
 use crate::upstream::{Pool, PoolCache, PoolKey};
 
 /// Id of the built-in mock provider, present unless the config defines its own `mock`.
@@ -33,37 +34,81 @@ pub enum CompileError {
     UnknownProvider { index: usize, provider: String },
 }
 
-/// Which OpenAI endpoint a request is for; selects the upstream path.
+/// Which operation a request is for, whatever dialect the client spoke; selects the upstream
+/// path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
+    /// A chat turn: OpenAI chat completions, Anthropic messages, Gemini generateContent.
     ChatCompletions,
     Completions,
     Embeddings,
+    /// OpenAI Responses API (OpenAI-dialect providers only).
+    Responses,
+    /// Anthropic `count_tokens`.
+    CountTokens,
 }
 
 impl Endpoint {
+    /// Path of the OpenAI-dialect endpoint, appended to an OpenAI base URL.
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
+            Endpoint::CountTokens => "/messages/count_tokens",
+        }
+    }
+
+    /// Label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
+            Endpoint::CountTokens => "count_tokens",
         }
     }
 }
 
+const OPENAI_ENDPOINTS: [Endpoint; 4] = [
+    Endpoint::ChatCompletions,
+    Endpoint::Completions,
+    Endpoint::Embeddings,
+    Endpoint::Responses,
+];
+
 pub struct ApiKey {
-    /// `Bearer <key>`, marked sensitive so it is never printed.
+    /// The credential header's value (`Bearer <key>` or the bare key, by provider kind),
+    /// marked sensitive so it is never printed.
     pub header: HeaderValue,
     pub weight: u32,
 }
+
+/// Default `anthropic-version` sent to Anthropic when the client did not send one.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// A provider, ready for the request path.
 pub struct ProviderRt {
     pub id: Arc<str>,
     pub kind: ProviderKind,
-    /// Upstream URIs per endpoint (`None` for the mock).
-    uris: Option<[Uri; 3]>,
+    /// The wire protocol the provider speaks (a mock's configured dialect).
+    pub dialect: Dialect,
+    /// OpenAI kind: upstream URIs per OpenAI endpoint (`None` otherwise).
+    uris: Option<[Uri; 4]>,
+    /// Base URL without a trailing slash, for URIs that depend on the request (`None` for
+    /// the mock).
+    base: Option<Box<str>>,
+    /// Header that carries a key (`authorization`, `x-api-key`, `x-goog-api-key`, `api-key`).
+    pub auth_header: HeaderName,
     pub keys: Vec<ApiKey>,
+    /// Bedrock without keys: SigV4 credentials and region.
+    pub aws: Option<(AwsCredentialsConfig, Box<str>)>,
+    /// Azure: `api-version` of the deployments form; `None` uses `/openai/v1`.
+    pub api_version: Option<Box<str>>,
+    /// Anthropic: `anthropic-version` sent when the client sent none.
+    pub anthropic_version: HeaderValue,
     key_weight: u32,
     pub auth: AuthMode,
     pub connect_timeout: Duration,
@@ -78,13 +123,74 @@ pub struct ProviderRt {
 }
 
 impl ProviderRt {
+    /// The pre-built URI of an OpenAI-kind provider's endpoint.
     pub fn uri(&self, endpoint: Endpoint) -> Option<&Uri> {
         let uris = self.uris.as_ref()?;
-        Some(match endpoint {
-            Endpoint::ChatCompletions => &uris[0],
-            Endpoint::Completions => &uris[1],
-            Endpoint::Embeddings => &uris[2],
-        })
+        OPENAI_ENDPOINTS
+            .iter()
+            .position(|e| *e == endpoint)
+            .map(|i| &uris[i])
+    }
+
+    /// The upstream URI for one request: `model` is the upstream model name (in the path for
+    /// Gemini and Bedrock; Azure's deployment when the target names none).
+    pub fn upstream_uri(
+        &self,
+        endpoint: Endpoint,
+        model: &str,
+        deployment: Option<&str>,
+        stream: bool,
+    ) -> Result<Uri, String> {
+        if let Some(uri) = self.uri(endpoint) {
+            return Ok(uri.clone());
+        }
+        let base = self.base.as_deref().ok_or("provider has no base URL")?;
+        let seg = |s: &str| percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string();
+        let full = match (self.kind, endpoint) {
+            (ProviderKind::Azure, e) if e != Endpoint::CountTokens => {
+                let dep = deployment.unwrap_or(model);
+                match &self.api_version {
+                    Some(v) => format!(
+                        "{base}/openai/deployments/{}{}?api-version={}",
+                        seg(dep),
+                        e.path(),
+                        seg(v)
+                    ),
+                    None => format!("{base}/openai/v1{}", e.path()),
+                }
+            }
+            (ProviderKind::Anthropic, Endpoint::ChatCompletions) => format!("{base}/v1/messages"),
+            (ProviderKind::Anthropic, Endpoint::CountTokens) => {
+                format!("{base}/v1/messages/count_tokens")
+            }
+            (ProviderKind::Gemini, Endpoint::ChatCompletions) => {
+                if stream {
+                    format!(
+                        "{base}/v1beta/models/{}:streamGenerateContent?alt=sse",
+                        seg(model)
+                    )
+                } else {
+                    format!("{base}/v1beta/models/{}:generateContent", seg(model))
+                }
+            }
+            (ProviderKind::Bedrock, Endpoint::ChatCompletions) => {
+                let op = if stream {
+                    "converse-stream"
+                } else {
+                    "converse"
+                };
+                format!("{base}/model/{}/{op}", seg(model))
+            }
+            (kind, e) => {
+                return Err(format!(
+                    "{} providers have no {} endpoint",
+                    kind.as_str(),
+                    e.label()
+                ))
+            }
+        };
+        full.parse()
+            .map_err(|e| format!("invalid upstream URI: {e}"))
     }
 
     /// A key by weighted choice, or `None` when the provider has none.
@@ -93,8 +199,17 @@ impl ProviderRt {
     }
 }
 
+/// Characters escaped in one path segment (a model id such as `us.amazon.nova-micro-v1:0`).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 pub struct TargetRt {
     pub provider: Arc<ProviderRt>,
+    /// Azure: the deployment that selects the model.
+    pub deployment: Option<Arc<str>>,
     /// Upstream model name; `None` forwards the client's.
     pub model: Option<Arc<str>>,
     pub weight: u32,
@@ -134,6 +249,8 @@ pub struct Snapshot {
     globs: Vec<(Box<str>, Arc<Route>)>,
     /// Pre-rendered `GET /v1/models` body.
     pub models_json: Bytes,
+    /// The same list in Anthropic's shape (for clients that send `anthropic-version`).
+    pub models_json_anthropic: Bytes,
     /// Health of every provider some configured model routes to (deduplicated); empty when no
     /// models are configured, in which case every provider counts for readiness.
     routed_health: Vec<Arc<ProviderHealth>>,
@@ -241,6 +358,7 @@ pub fn compile(
         }
     }
     let models_json = render_models(config);
+    let models_json_anthropic = render_models_anthropic(config);
     Ok(Snapshot {
         settings: config.server.clone(),
         providers,
@@ -248,6 +366,7 @@ pub fn compile(
         exact,
         globs,
         models_json,
+        models_json_anthropic,
         routed_health,
     })
 }
@@ -280,6 +399,7 @@ fn compile_route(
             served_header,
             metrics: Arc::new(RouteMetrics::new(Arc::clone(&name), target_label)),
             model: t.model.as_deref().map(Arc::from),
+            deployment: t.deployment.as_deref().map(Arc::from),
             weight: t.weight.max(1),
             provider,
         });
@@ -298,35 +418,29 @@ fn compile_provider(
     health: &HealthRegistry,
 ) -> Result<ProviderRt, CompileError> {
     let id: Arc<str> = Arc::from(p.id.as_str());
-    let (uris, pool) = match p.kind {
-        ProviderKind::Mock => (None, None),
-        ProviderKind::Anthropic
-        | ProviderKind::Gemini
-        | ProviderKind::Azure
-        | ProviderKind::Bedrock => {
-            return Err(CompileError::Provider {
-                provider: p.id.clone(),
-                detail: format!("kind {} is not wired yet", p.kind.as_str()),
-            })
-        }
-        ProviderKind::OpenAi => {
-            let base = p.base_url.as_deref().ok_or_else(|| CompileError::BaseUrl {
-                provider: p.id.clone(),
-                detail: "required for kind openai".into(),
-            })?;
-            let uris = [
-                Endpoint::ChatCompletions,
-                Endpoint::Completions,
-                Endpoint::Embeddings,
-            ]
-            .map(|e| join_uri(base, e.path()));
-            let [a, b, c] = uris;
-            let err = |detail: String| CompileError::BaseUrl {
-                provider: p.id.clone(),
-                detail,
+    let err = |detail: String| CompileError::BaseUrl {
+        provider: p.id.clone(),
+        detail,
+    };
+    let (uris, base, pool) = match p.kind {
+        ProviderKind::Mock => (None, None, None),
+        kind => {
+            let base = p
+                .base_url
+                .as_deref()
+                .ok_or_else(|| err(format!("required for kind {}", kind.as_str())))?
+                .trim_end_matches('/');
+            let uris = if kind == ProviderKind::OpenAi {
+                let mut built = Vec::with_capacity(OPENAI_ENDPOINTS.len());
+                for e in OPENAI_ENDPOINTS {
+                    built.push(join_uri(base, e.path()).map_err(err)?);
+                }
+                built.try_into().ok()
+            } else {
+                None
             };
-            let uris = [a.map_err(err)?, b.map_err(err)?, c.map_err(err)?];
-            let origin = match (uris[0].scheme_str(), uris[0].authority()) {
+            let probe = join_uri(base, "/").map_err(err)?;
+            let origin = match (probe.scheme_str(), probe.authority()) {
                 (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
                 _ => return Err(err("must be an absolute http:// or https:// URL".into())),
             };
@@ -340,16 +454,25 @@ fn compile_provider(
                 provider: p.id.clone(),
                 detail: e.to_string(),
             })?;
-            (Some(uris), Some(pool))
+            (uris, Some(Box::from(base)), Some(pool))
         }
+    };
+    let (auth_header, bearer) = match p.kind {
+        ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), false),
+        ProviderKind::Gemini => (HeaderName::from_static("x-goog-api-key"), false),
+        ProviderKind::Azure => (HeaderName::from_static("api-key"), false),
+        _ => (http::header::AUTHORIZATION, true),
     };
     let mut keys = Vec::with_capacity(p.keys.len());
     for k in &p.keys {
-        let mut header = HeaderValue::from_str(&format!("Bearer {}", k.value)).map_err(|_| {
-            CompileError::Provider {
-                provider: p.id.clone(),
-                detail: "an API key contains characters not allowed in a header".into(),
-            }
+        let value = if bearer {
+            format!("Bearer {}", k.value)
+        } else {
+            k.value.clone()
+        };
+        let mut header = HeaderValue::from_str(&value).map_err(|_| CompileError::Provider {
+            provider: p.id.clone(),
+            detail: "an API key contains characters not allowed in a header".into(),
         })?;
         header.set_sensitive(true);
         keys.push(ApiKey {
@@ -369,11 +492,40 @@ fn compile_provider(
         })?;
         headers.push((n, v));
     }
+    let aws = match (p.kind, &p.aws_credentials) {
+        (ProviderKind::Bedrock, Some(creds)) if p.keys.is_empty() => {
+            let region = p.region.as_deref().ok_or_else(|| CompileError::Provider {
+                provider: p.id.clone(),
+                detail: "region is required to sign requests".into(),
+            })?;
+            Some((creds.clone(), Box::from(region)))
+        }
+        _ => None,
+    };
+    let anthropic_version =
+        HeaderValue::from_str(p.anthropic_version.as_deref().unwrap_or(ANTHROPIC_VERSION))
+            .map_err(|_| CompileError::Provider {
+                provider: p.id.clone(),
+                detail: "anthropic_version is not a valid header value".into(),
+            })?;
+    let dialect = match p.kind {
+        ProviderKind::OpenAi | ProviderKind::Azure => Dialect::OpenAi,
+        ProviderKind::Anthropic => Dialect::Anthropic,
+        ProviderKind::Gemini => Dialect::Gemini,
+        ProviderKind::Bedrock => Dialect::Bedrock,
+        ProviderKind::Mock => p.mock.dialect,
+    };
     let direct_label: Arc<str> = format!("{id}/*").into();
     Ok(ProviderRt {
         key_weight: keys.iter().map(|k| k.weight).sum(),
         keys,
         uris,
+        base,
+        auth_header,
+        aws,
+        api_version: p.api_version.as_deref().map(Box::from),
+        anthropic_version,
+        dialect,
         kind: p.kind,
         auth: p.auth.clone(),
         connect_timeout: Duration::from_millis(p.timeouts.connect_ms),
@@ -409,6 +561,23 @@ fn render_models(config: &Config) -> Bytes {
     Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
 }
 
+fn render_models_anthropic(config: &Config) -> Bytes {
+    let data: Vec<serde_json::Value> = config
+        .models
+        .iter()
+        .map(|m| {
+            serde_json::json!({"type": "model", "id": m.name, "display_name": m.name,
+                "created_at": "1970-01-01T00:00:00Z"})
+        })
+        .collect();
+    let first = config.models.first().map(|m| m.name.as_str());
+    let last = config.models.last().map(|m| m.name.as_str());
+    Bytes::from(
+        serde_json::json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
+            .to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,7 +597,75 @@ mod tests {
             headers: Default::default(),
             ca_file: None,
             mock: MockSettings::default(),
+            api_version: None,
+            region: None,
+            aws_credentials: None,
+            anthropic_version: None,
         }
+    }
+
+    #[test]
+    fn upstream_uris_follow_each_vendors_base_url_convention() {
+        let pools = PoolCache::default();
+        let health = HealthRegistry::default();
+        let mk = |kind, base: &str| {
+            let mut p = provider("p");
+            p.kind = kind;
+            p.base_url = Some(base.into());
+            compile_provider(&p, &pools, &health).unwrap()
+        };
+        let ch = Endpoint::ChatCompletions;
+        let a = mk(ProviderKind::Anthropic, "https://api.anthropic.com");
+        assert_eq!(
+            a.upstream_uri(ch, "claude-x", None, true).unwrap(),
+            "https://api.anthropic.com/v1/messages"
+        );
+        assert_eq!(
+            a.upstream_uri(Endpoint::CountTokens, "claude-x", None, false)
+                .unwrap(),
+            "https://api.anthropic.com/v1/messages/count_tokens"
+        );
+        assert_eq!(a.auth_header, "x-api-key");
+        assert_eq!(a.keys[0].header, "sk-test");
+        let g = mk(
+            ProviderKind::Gemini,
+            "https://generativelanguage.googleapis.com/",
+        );
+        assert_eq!(
+            g.upstream_uri(ch, "gemini-2.5-flash", None, true).unwrap(),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            g.upstream_uri(ch, "gemini-2.5-flash", None, false).unwrap(),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        let b = mk(
+            ProviderKind::Bedrock,
+            "https://bedrock-runtime.us-east-1.amazonaws.com",
+        );
+        assert_eq!(
+            b.upstream_uri(ch, "us.amazon.nova-micro-v1:0", None, true).unwrap(),
+            "https://bedrock-runtime.us-east-1.amazonaws.com/model/us.amazon.nova-micro-v1%3A0/converse-stream"
+        );
+        assert_eq!(b.keys[0].header, "Bearer sk-test");
+        let mut az = provider("az");
+        az.kind = ProviderKind::Azure;
+        az.base_url = Some("https://r.openai.azure.com".into());
+        az.api_version = Some("2024-10-21".into());
+        let az = compile_provider(&az, &pools, &health).unwrap();
+        assert_eq!(
+            az.upstream_uri(ch, "gpt-4o", Some("prod-4o"), false).unwrap(),
+            "https://r.openai.azure.com/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(az.auth_header, "api-key");
+        let v1 = mk(ProviderKind::Azure, "https://r.openai.azure.com");
+        assert_eq!(
+            v1.upstream_uri(ch, "gpt-4o", None, false).unwrap(),
+            "https://r.openai.azure.com/openai/v1/chat/completions"
+        );
+        assert!(g
+            .upstream_uri(Endpoint::Embeddings, "m", None, false)
+            .is_err());
     }
 
     fn model(name: &str, provider: &str, target: Option<&str>) -> ModelConfig {
@@ -438,6 +675,7 @@ mod tests {
                 provider: provider.into(),
                 model: target.map(Into::into),
                 weight: 1,
+                deployment: None,
             }],
         }
     }

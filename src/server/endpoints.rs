@@ -1,4 +1,4 @@
-//! The endpoint table: which handler serves a method and path.
+//! The endpoint table: which handler serves a method and path, and in which client dialect.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,31 +8,104 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::error::GatewayError;
-use crate::proxy::{self, body::GatewayBody, json_response};
+use crate::proxy::{self, body::GatewayBody, json_response, Inbound};
 use crate::routing::snapshot::Endpoint;
 use crate::server::error_response;
 use crate::state::AppState;
+use crate::translate::ir::Dialect;
 
-/// Dispatches one request. Paths are accepted with and without the `/v1` prefix.
+/// Which API a request path belongs to: OpenAI paths with or without `/v1` (and under
+/// `/openai`), Anthropic's `/v1/messages` (and under `/anthropic`), Gemini's
+/// `/v1beta/models/{model}:generateContent` (and under `/genai`).
+pub fn classify(path: &str) -> Option<Inbound> {
+    use Dialect::OpenAi;
+    if let Some(rest) = path.strip_prefix("/anthropic") {
+        return anthropic_path(rest.strip_prefix("/v1").unwrap_or(rest));
+    }
+    if let Some(rest) = path.strip_prefix("/genai") {
+        return gemini_path(rest);
+    }
+    if let Some(inbound) = gemini_path(path) {
+        return Some(inbound);
+    }
+    let rest = path.strip_prefix("/openai").unwrap_or(path);
+    let short = rest.strip_prefix("/v1").unwrap_or(rest);
+    let endpoint = match short {
+        "/chat/completions" => Endpoint::ChatCompletions,
+        "/completions" => Endpoint::Completions,
+        "/embeddings" => Endpoint::Embeddings,
+        "/responses" => Endpoint::Responses,
+        _ => {
+            // `/v1/messages` is Anthropic's, also without the `/anthropic` prefix.
+            return if rest.len() == path.len() {
+                anthropic_path(short)
+            } else {
+                None
+            };
+        }
+    };
+    Some(Inbound::new(OpenAi, endpoint))
+}
+
+fn anthropic_path(short: &str) -> Option<Inbound> {
+    let endpoint = match short {
+        "/messages" => Endpoint::ChatCompletions,
+        "/messages/count_tokens" => Endpoint::CountTokens,
+        _ => return None,
+    };
+    Some(Inbound::new(Dialect::Anthropic, endpoint))
+}
+
+/// `/v1beta/models/{model}:generateContent` or `:streamGenerateContent` (also `/v1/...`).
+fn gemini_path(path: &str) -> Option<Inbound> {
+    let rest = path
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/"))?;
+    let (model, method) = rest.rsplit_once(':')?;
+    let stream = match method {
+        "generateContent" => false,
+        "streamGenerateContent" => true,
+        _ => return None,
+    };
+    let model = percent_encoding::percent_decode_str(model)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    if model.is_empty() {
+        return None;
+    }
+    let mut inbound = Inbound::new(Dialect::Gemini, Endpoint::ChatCompletions);
+    inbound.path_model = Some(model);
+    inbound.path_stream = stream;
+    Some(inbound)
+}
+
+/// Dispatches one request.
 pub async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<GatewayBody> {
     let started = Instant::now();
     let path = req.uri().path();
-    let short = path.strip_prefix("/v1").unwrap_or(path);
-    let endpoint = match short {
-        "/chat/completions" => Some(Endpoint::ChatCompletions),
-        "/completions" => Some(Endpoint::Completions),
-        "/embeddings" => Some(Endpoint::Embeddings),
-        _ => None,
-    };
-    if let Some(endpoint) = endpoint {
+    if let Some(inbound) = classify(path) {
         if req.method() != Method::POST {
-            return method_not_allowed(&req);
+            return method_not_allowed(&req, inbound.dialect);
         }
-        return proxy::handle(&state, req, endpoint, started).await;
+        return proxy::handle(&state, req, inbound, started).await;
     }
+    let anthropic_shape =
+        path.starts_with("/anthropic/") || req.headers().contains_key("anthropic-version");
+    let short = path
+        .strip_prefix("/anthropic")
+        .or_else(|| path.strip_prefix("/openai"))
+        .unwrap_or(path);
+    let short = short.strip_prefix("/v1").unwrap_or(short);
     match (req.method(), path, short) {
         (&Method::GET, _, "/models") => {
-            json_response(StatusCode::OK, state.snapshot.load().models_json.clone())
+            let snapshot = state.snapshot.load();
+            let body = if anthropic_shape {
+                snapshot.models_json_anthropic.clone()
+            } else {
+                snapshot.models_json.clone()
+            };
+            json_response(StatusCode::OK, body)
         }
         (&Method::GET, "/health", _) => {
             json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
@@ -48,18 +121,29 @@ pub async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<
             }
         }
         (&Method::GET, "/metrics", _) => metrics(&state),
-        _ => error_response::openai(
-            &GatewayError::NoEndpoint {
-                method: req.method().to_string(),
-                path: path.to_string(),
-            },
-            None,
-        ),
+        _ => {
+            let dialect = if anthropic_shape {
+                Dialect::Anthropic
+            } else if path.starts_with("/genai/") || path.starts_with("/v1beta/") {
+                Dialect::Gemini
+            } else {
+                Dialect::OpenAi
+            };
+            error_response::for_dialect(
+                dialect,
+                &GatewayError::NoEndpoint {
+                    method: req.method().to_string(),
+                    path: path.to_string(),
+                },
+                None,
+            )
+        }
     }
 }
 
-fn method_not_allowed(req: &Request<Incoming>) -> Response<GatewayBody> {
-    let mut resp = error_response::openai(
+fn method_not_allowed(req: &Request<Incoming>, dialect: Dialect) -> Response<GatewayBody> {
+    let mut resp = error_response::for_dialect(
+        dialect,
         &GatewayError::bad_request(
             format!(
                 "{} is not allowed on {}; use POST",

@@ -7,6 +7,41 @@ use crate::dialect::openai;
 use crate::error::GatewayError;
 use crate::providers::openai::X_REQUEST_ID;
 use crate::proxy::body::GatewayBody;
+use crate::translate::{self, ir::Dialect, ir::ErrorInfo};
+
+/// A gateway error in the client's dialect.
+pub fn for_dialect(
+    dialect: Dialect,
+    err: &GatewayError,
+    request_id: Option<&HeaderValue>,
+) -> Response<GatewayBody> {
+    match dialect {
+        Dialect::OpenAi | Dialect::Bedrock => openai(err, request_id),
+        _ => info(dialect, &err.info(), request_id),
+    }
+}
+
+/// An error (the gateway's or a translated upstream one) in the client's dialect, with the
+/// error's status.
+pub fn info(
+    dialect: Dialect,
+    err: &ErrorInfo,
+    request_id: Option<&HeaderValue>,
+) -> Response<GatewayBody> {
+    let body = translate::encode_error(dialect, err);
+    let mut resp = Response::new(GatewayBody::full(body));
+    *resp.status_mut() =
+        http::StatusCode::from_u16(err.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(id) = request_id {
+        h.insert(&X_REQUEST_ID, id.clone());
+    }
+    resp
+}
 
 /// An OpenAI error object response with the error's status.
 pub fn openai(err: &GatewayError, request_id: Option<&HeaderValue>) -> Response<GatewayBody> {

@@ -137,7 +137,9 @@ pub enum Part {
         signature: Option<String>,
     },
     /// Encrypted reasoning (Anthropic `redacted_thinking`), replayed verbatim.
-    RedactedThinking { data: String },
+    RedactedThinking {
+        data: String,
+    },
     /// A refusal message (OpenAI `refusal`).
     Refusal(String),
 }
@@ -236,7 +238,10 @@ pub enum StreamEvent {
         signature: Option<String>,
     },
     /// A fragment of a tool call's JSON arguments, forwarded as it arrives.
-    ToolArgsDelta { index: u32, fragment: String },
+    ToolArgsDelta {
+        index: u32,
+        fragment: String,
+    },
     /// Exactly once, last on success: why the model stopped and the final usage.
     Finish {
         reason: StopReason,
