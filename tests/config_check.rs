@@ -63,6 +63,110 @@ models:
     assert_eq!(code, Some(0), "documented example rejected:\n{text}");
 }
 
+/// Runs `ferrogate check` on `path` with exactly the environment variables `vars` (the test
+/// process's own environment may hold real provider keys, which would change the outcome).
+fn check_file_with_env(path: &std::path::Path, vars: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrogate"))
+        .args(["check", "--config"])
+        .arg(path)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run ferrogate check");
+    (out.status.code(), output_text(&out))
+}
+
+#[test]
+fn check_accepts_every_provider_kind() {
+    let yaml = r#"
+providers:
+  oa: { kind: openai, base_url: "http://127.0.0.1:9/v1" }
+  an: { kind: anthropic, anthropic_version: "2023-06-01" }
+  ge: { kind: gemini }
+  az: { kind: azure, base_url: "https://r.openai.azure.com", api_version: "2024-10-21" }
+  br: { kind: bedrock, region: us-east-1 }
+  bk: { kind: bedrock, region: us-west-2, keys: ["${BEDROCK_KEY}"] }
+  mo: { kind: mock, mock: { dialect: gemini } }
+models:
+  - name: "claude-*"
+    targets: [{ provider: an }]
+  - name: gpt-4.1
+    targets: [{ provider: az, deployment: prod-gpt-41 }]
+  - name: nova
+    targets: [{ provider: br, model: "us.amazon.nova-micro-v1:0" }, { provider: bk }]
+"#;
+    let (_dir, path) = write_config(yaml);
+    let vars = [
+        ("ANTHROPIC_API_KEY", "sk-ant-dummy"),
+        ("GOOGLE_API_KEY", "goog-dummy"),
+        ("AZURE_OPENAI_API_KEY", "az-dummy"),
+        ("AWS_ACCESS_KEY_ID", "AKIADUMMY"),
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret-dummy"),
+        ("BEDROCK_KEY", "bedrock-dummy"),
+    ];
+    let (code, text) = check_file_with_env(&path, &vars);
+    assert_eq!(code, Some(0), "rejected:\n{text}");
+    assert!(text.contains("ok (7 providers, 3 models)"), "{text}");
+}
+
+#[test]
+fn check_reports_missing_credentials_of_the_new_kinds_without_secrets() {
+    let yaml = r#"
+providers:
+  an: { kind: anthropic }
+  az: { kind: azure, api_version: "2024-10-21" }
+  br: { kind: bedrock }
+  bx: { kind: bedrock, region: us-east-1, aws_access_key_id: "${AWS_ACCESS_KEY_ID}" }
+  oa: { kind: openai, base_url: "http://127.0.0.1:9/v1" }
+models:
+  - name: m
+    targets: [{ provider: oa, deployment: d }]
+"#;
+    let (_dir, path) = write_config(yaml);
+    let (code, text) = check_file_with_env(&path, &[("AWS_ACCESS_KEY_ID", "AKIASECRETVALUE")]);
+    assert_eq!(code, Some(1), "output:\n{text}");
+    let expected = [
+        "providers.an.keys: not given, and environment variable ANTHROPIC_API_KEY (read by kind anthropic) is not set",
+        "providers.az.base_url: required for kind azure: the resource endpoint, like https://my-resource.openai.azure.com",
+        "providers.az.keys: not given, and environment variable AZURE_OPENAI_API_KEY (read by kind azure) is not set",
+        "providers.br.region: required for kind bedrock (like us-east-1), unless base_url is given",
+        "providers.br.keys: not given, and environment variable AWS_SECRET_ACCESS_KEY is not set (AWS_ACCESS_KEY_ID is; AWS credentials need both)",
+        "providers.bx.aws_secret_access_key: required when aws_access_key_id is given (give both or neither)",
+        "models[0].targets[0].deployment: only applies to kind azure (provider \"oa\" is kind openai)",
+    ];
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, expected, "output:\n{text}");
+    assert!(!text.contains("AKIASECRETVALUE"), "secret leaked:\n{text}");
+}
+
+#[test]
+fn check_accepts_config_example_yaml() {
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.yaml"));
+    // The variables the file's header comment lists, with dummy values.
+    let vars = [
+        "OPENAI_API_KEY",
+        "OPENAI_API_KEY_2",
+        "OPENROUTER_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "BEDROCK_API_KEY",
+    ]
+    .map(|name| (name, "dummy"));
+    let (code, text) = check_file_with_env(path, &vars);
+    assert_eq!(code, Some(0), "config/example.yaml rejected:\n{text}");
+    assert!(text.contains("ok (10 providers, 8 models)"), "{text}");
+    // Every listed variable is needed: without them each one is reported.
+    let (code, text) = check_file_with_env(path, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    for (name, _) in vars {
+        assert!(text.contains(name), "{name} not reported:\n{text}");
+    }
+}
+
 #[tokio::test]
 async fn check_reports_unknown_provider_with_path_and_suggestion() {
     let yaml = r#"

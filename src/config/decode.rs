@@ -15,11 +15,12 @@ use serde_yaml_ng::Value;
 use crate::config::env;
 use crate::config::suggest::did_you_mean;
 use crate::config::types::{
-    AuthMode, Config, KeyConfig, MockSettings, ModelConfig, ProviderConfig, ProviderKind,
-    ServerSettings, TargetConfig, Timeouts, DEFAULT_LISTEN,
+    AuthMode, AwsCredentialsConfig, Config, KeyConfig, MockSettings, ModelConfig, ProviderConfig,
+    ProviderKind, ServerSettings, TargetConfig, Timeouts, DEFAULT_LISTEN,
 };
 use crate::config::ConfigProblem;
 use crate::providers::presets::{self, Preset};
+use crate::translate::ir::Dialect;
 
 /// Path reported for problems with the file as a whole (syntax, wrong root type).
 pub(crate) const FILE_PATH: &str = "<file>";
@@ -37,18 +38,56 @@ const SERVER_FIELDS: &[&str] = &[
     "write_stall_timeout_ms",
 ];
 const PROVIDER_FIELDS: &[&str] = &[
-    "kind", "preset", "base_url", "keys", "auth", "timeouts", "headers", "ca_file", "mock",
+    "kind",
+    "preset",
+    "base_url",
+    "keys",
+    "auth",
+    "timeouts",
+    "headers",
+    "ca_file",
+    "mock",
+    "api_version",
+    "region",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "anthropic_version",
+];
+/// Provider fields that mean something for one kind only; giving one for another kind is a
+/// problem rather than silently ignored.
+const KIND_FIELDS: &[(&str, ProviderKind)] = &[
+    ("preset", ProviderKind::OpenAi),
+    ("mock", ProviderKind::Mock),
+    ("api_version", ProviderKind::Azure),
+    ("region", ProviderKind::Bedrock),
+    ("aws_access_key_id", ProviderKind::Bedrock),
+    ("aws_secret_access_key", ProviderKind::Bedrock),
+    ("aws_session_token", ProviderKind::Bedrock),
+    ("anthropic_version", ProviderKind::Anthropic),
 ];
 const KEY_FIELDS: &[&str] = &["value", "weight"];
 const TIMEOUT_FIELDS: &[&str] = &["connect_ms", "first_byte_ms", "total_ms"];
-const MOCK_FIELDS: &[&str] = &["chunks", "chunk_delay_ms", "latency_ms", "reply_words"];
+const MOCK_FIELDS: &[&str] = &[
+    "chunks",
+    "chunk_delay_ms",
+    "latency_ms",
+    "reply_words",
+    "dialect",
+];
 const MODEL_FIELDS: &[&str] = &["name", "targets"];
-const TARGET_FIELDS: &[&str] = &["provider", "model", "weight"];
+const TARGET_FIELDS: &[&str] = &["provider", "model", "weight", "deployment"];
 
-const SUPPORTED_KINDS: &[&str] = &["openai", "mock"];
-/// Kinds people will try because other gateways have them; they get a clearer message than
-/// "unknown".
-const PLANNED_KINDS: &[&str] = &["anthropic", "gemini", "azure", "bedrock"];
+const SUPPORTED_KINDS: &[&str] = &["openai", "anthropic", "gemini", "azure", "bedrock", "mock"];
+/// Names people write for a kind because vendors or other gateways use them.
+const KIND_ALIASES: &[(&str, &str)] = &[
+    ("claude", "anthropic"),
+    ("google", "gemini"),
+    ("aws", "bedrock"),
+    ("azure_openai", "azure"),
+    ("azure-openai", "azure"),
+];
+const MOCK_DIALECTS: &[&str] = &["openai", "anthropic", "gemini"];
 const AUTH_MODES: &[&str] = &["keys", "passthrough"];
 
 /// Headers that describe one hop's connection; forwarding a fixed value would break HTTP.
@@ -70,6 +109,52 @@ const MANAGED_HEADERS: &[&str] = &["host", "content-length"];
 
 /// Longest value echoed in a message; longer ones are cut so one bad value cannot flood output.
 const MAX_ECHO_CHARS: usize = 60;
+
+/// Base URLs as each vendor's own SDK takes them; the gateway appends the API paths.
+pub(crate) const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+pub(crate) const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+/// Variables read for a provider's key when `keys` is not given, in order of preference (the
+/// names each vendor's SDK reads).
+pub(crate) const ANTHROPIC_KEY_ENVS: &[&str] = &["ANTHROPIC_API_KEY"];
+pub(crate) const GEMINI_KEY_ENVS: &[&str] = &["GEMINI_API_KEY", "GOOGLE_API_KEY"];
+const AZURE_KEY_ENVS: &[&str] = &["AZURE_OPENAI_API_KEY"];
+/// A Bedrock API key (sent as a Bearer token); read before the SigV4 variables below.
+const BEDROCK_KEY_ENV: &str = "AWS_BEARER_TOKEN_BEDROCK";
+const AWS_ACCESS_KEY_ID_ENV: &str = "AWS_ACCESS_KEY_ID";
+const AWS_SECRET_ACCESS_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
+const AWS_SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
+
+/// What the gateway appends to a kind's base URL, so a base URL must not already carry it: the
+/// API version segments it must not end with, pieces of whole endpoint paths it must not hold
+/// (a pasted request URL), and an example of the right form. Either would make the path
+/// appear twice (`.../v1/v1/messages`).
+struct AppendedPaths {
+    ends: &'static [&'static str],
+    holds: &'static [&'static str],
+    example: &'static str,
+}
+
+fn appended_paths(kind: ProviderKind) -> AppendedPaths {
+    let (ends, holds, example): (&[&str], &[&str], &str) = match kind {
+        ProviderKind::Anthropic => (&["/v1"], &["/v1/messages"], ANTHROPIC_BASE_URL),
+        ProviderKind::Gemini => (
+            &["/v1beta", "/v1alpha", "/v1"],
+            &["/models/"],
+            GEMINI_BASE_URL,
+        ),
+        ProviderKind::Azure => (
+            &["/openai", "/openai/v1"],
+            &["/openai/deployments/", "/openai/v1/"],
+            "https://my-resource.openai.azure.com",
+        ),
+        ProviderKind::OpenAi | ProviderKind::Bedrock | ProviderKind::Mock => (&[], &[], ""),
+    };
+    AppendedPaths {
+        ends,
+        holds,
+        example,
+    }
+}
 
 /// Decodes a parsed YAML document. `base_dir` resolves relative `ca_file` paths (the config
 /// file's directory); `None` leaves them relative to the working directory.
@@ -137,6 +222,13 @@ impl<'v> Fields<'v> {
     fn get(&self, name: &str) -> Option<&'v Value> {
         self.given.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
+}
+
+/// What targets may refer to: every provider id written in the file, and the kinds of those
+/// that decoded (the built-in mock included unless the file redefines `mock`).
+struct KnownProviders<'a> {
+    ids: &'a [String],
+    kinds: HashMap<&'a str, ProviderKind>,
 }
 
 struct Decoder<'e> {
@@ -341,8 +433,19 @@ impl Decoder<'_> {
         if let Some(v) = f.get("providers") {
             config.providers = self.providers("providers", v, &mut ids);
         }
+        // Kinds of the providers that decoded, for checks on targets (`deployment`); an id
+        // whose kind is unknown is left out so its targets get no second-hand problems.
+        let mut kinds: HashMap<&str, ProviderKind> = config
+            .providers
+            .iter()
+            .map(|p| (p.id.as_str(), p.kind))
+            .collect();
+        if !ids.iter().any(|id| id == BUILTIN_MOCK) {
+            kinds.insert(BUILTIN_MOCK, ProviderKind::Mock);
+        }
+        let known = KnownProviders { ids: &ids, kinds };
         if let Some(v) = f.get("models") {
-            config.models = self.models("models", v, &ids);
+            config.models = self.models("models", v, &known);
         }
         config
     }
@@ -445,50 +548,148 @@ impl Decoder<'_> {
     fn provider(&mut self, path: &str, id: &str, v: &Value) -> Option<ProviderConfig> {
         let f = self.fields(path, v, PROVIDER_FIELDS)?;
         let preset_given = f.get("preset").is_some();
-        let preset = f
-            .get("preset")
-            .and_then(|v| self.preset(&child(path, "preset"), v));
         let kind = match f.get("kind") {
             Some(v) => self.kind(&child(path, "kind"), v),
             None if preset_given => Some(ProviderKind::OpenAi),
             None => {
-                let msg = "missing required field (supported: openai, mock), or set preset";
+                let msg = format!(
+                    "missing required field (supported: {}), or set preset",
+                    SUPPORTED_KINDS.join(", ")
+                );
                 self.problem(&child(path, "kind"), msg);
                 None
             }
         };
-        if kind == Some(ProviderKind::Mock) && preset_given {
-            self.problem(&child(path, "preset"), "only applies to kind openai");
-        }
-        if kind == Some(ProviderKind::OpenAi) && f.get("mock").is_some() {
-            self.problem(&child(path, "mock"), "only applies to kind mock");
+        // A field of another kind is reported and not decoded. With the kind itself invalid
+        // every field is decoded, so its own problems still show.
+        let applies = |field: &str| match (kind, KIND_FIELDS.iter().find(|(f, _)| *f == field)) {
+            (Some(kind), Some((_, owner))) => kind == *owner,
+            _ => true,
+        };
+        let preset = match f.get("preset") {
+            Some(v) if applies("preset") => self.preset(&child(path, "preset"), v),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            for (field, owner) in KIND_FIELDS {
+                if kind != *owner && f.get(field).is_some() {
+                    let msg = format!("only applies to kind {}", owner.as_str());
+                    self.problem(&child(path, field), msg);
+                }
+            }
         }
 
         let base_url = match f.get("base_url") {
-            Some(v) => self.base_url(&child(path, "base_url"), v),
+            Some(v) => self.base_url(&child(path, "base_url"), v, kind),
             None => preset.map(|p| p.base_url.to_string()),
         };
-        if kind == Some(ProviderKind::OpenAi) && !preset_given && f.get("base_url").is_none() {
-            let msg = "required for kind openai (or set preset, e.g. preset: openai)";
-            self.problem(&child(path, "base_url"), msg);
-        }
+        let api_version = match f.get("api_version") {
+            Some(v) if applies("api_version") => self.api_version(&child(path, "api_version"), v),
+            _ => None,
+        };
+        let anthropic_version = match f.get("anthropic_version") {
+            Some(v) if applies("anthropic_version") => {
+                self.anthropic_version(&child(path, "anthropic_version"), v)
+            }
+            _ => None,
+        };
+        let region = match f.get("region") {
+            Some(v) if applies("region") => self.region(&child(path, "region"), v),
+            _ => None,
+        };
+        let base_url_given = f.get("base_url").is_some();
+        let base_url = match kind {
+            Some(_) if base_url_given => base_url,
+            Some(ProviderKind::OpenAi) if preset_given => base_url,
+            Some(ProviderKind::OpenAi) => {
+                let msg = "required for kind openai (or set preset, e.g. preset: openai)";
+                self.problem(&child(path, "base_url"), msg);
+                None
+            }
+            Some(ProviderKind::Anthropic) => Some(ANTHROPIC_BASE_URL.to_string()),
+            Some(ProviderKind::Gemini) => Some(GEMINI_BASE_URL.to_string()),
+            Some(ProviderKind::Azure) => {
+                let msg = "required for kind azure: the resource endpoint, like https://my-resource.openai.azure.com";
+                self.problem(&child(path, "base_url"), msg);
+                None
+            }
+            Some(ProviderKind::Bedrock) => {
+                if f.get("region").is_none() {
+                    let msg =
+                        "required for kind bedrock (like us-east-1), unless base_url is given";
+                    self.problem(&child(path, "region"), msg);
+                }
+                region
+                    .as_deref()
+                    .map(|r| format!("https://bedrock-runtime.{r}.amazonaws.com"))
+            }
+            Some(ProviderKind::Mock) | None => base_url,
+        };
 
         let auth = match f.get("auth") {
             Some(v) => self.auth(&child(path, "auth"), v),
             None => AuthMode::Keys,
         };
+        let keys_given = f.get("keys").is_some();
         let mut keys = match f.get("keys") {
             Some(v) => self.keys(&child(path, "keys"), v),
             None => Vec::new(),
         };
-        if auth == AuthMode::Passthrough && f.get("keys").is_some() {
+        if auth == AuthMode::Passthrough && keys_given {
             let msg = "passthrough forwards the client's own credentials, so it cannot be combined with keys";
             self.problem(&child(path, "auth"), msg);
         }
-        if let Some(p) = preset {
-            if auth == AuthMode::Keys && f.get("keys").is_none() && !p.key_env.is_empty() {
-                keys = self.preset_key(&child(path, "keys"), p);
+        let aws_given =
+            f.get("aws_access_key_id").is_some() || f.get("aws_secret_access_key").is_some();
+        let explicit_aws = if applies("aws_access_key_id") {
+            self.aws_fields(path, &f)
+        } else {
+            None
+        };
+        if kind == Some(ProviderKind::Bedrock) && aws_given {
+            if auth == AuthMode::Passthrough {
+                let msg = "passthrough forwards the client's own credentials, so it cannot be combined with aws_access_key_id / aws_secret_access_key";
+                self.problem(&child(path, "auth"), msg);
             }
+            if keys_given {
+                let msg = "Bedrock API keys cannot be combined with aws_access_key_id / aws_secret_access_key; give one or the other";
+                self.problem(&child(path, "keys"), msg);
+            }
+        }
+
+        let mut aws_credentials = None;
+        let keys_path = child(path, "keys");
+        if auth == AuthMode::Keys && !keys_given {
+            match kind {
+                Some(ProviderKind::OpenAi) => {
+                    if let Some(p) = preset.filter(|p| !p.key_env.is_empty()) {
+                        keys = self.preset_key(&keys_path, p);
+                    }
+                }
+                Some(ProviderKind::Anthropic) => {
+                    keys = self.env_key(&keys_path, ANTHROPIC_KEY_ENVS, ProviderKind::Anthropic);
+                }
+                Some(ProviderKind::Gemini) => {
+                    keys = self.env_key(&keys_path, GEMINI_KEY_ENVS, ProviderKind::Gemini);
+                }
+                Some(ProviderKind::Azure) => {
+                    keys = self.env_key(&keys_path, AZURE_KEY_ENVS, ProviderKind::Azure);
+                }
+                Some(ProviderKind::Bedrock) if aws_given => aws_credentials = explicit_aws,
+                Some(ProviderKind::Bedrock) => {
+                    (keys, aws_credentials) = self.bedrock_env_credentials(&keys_path);
+                }
+                Some(ProviderKind::Mock) | None => {}
+            }
+        }
+        // SigV4 signs for a region; without one the base URL alone cannot say it.
+        if aws_credentials.is_some()
+            && region.is_none()
+            && f.get("region").is_none()
+            && base_url_given
+        {
+            let msg = "required to sign requests with AWS credentials (SigV4), also when base_url is given";
+            self.problem(&child(path, "region"), msg);
         }
 
         let timeouts = match f.get("timeouts") {
@@ -503,8 +704,8 @@ impl Decoder<'_> {
             .get("ca_file")
             .and_then(|v| self.ca_file(&child(path, "ca_file"), v));
         let mock = match f.get("mock") {
-            Some(v) => self.mock(&child(path, "mock"), v),
-            None => MockSettings::default(),
+            Some(v) if applies("mock") => self.mock(&child(path, "mock"), v),
+            _ => MockSettings::default(),
         };
         Some(ProviderConfig {
             id: id.to_string(),
@@ -516,31 +717,207 @@ impl Decoder<'_> {
             headers,
             ca_file,
             mock,
-            api_version: None,
-            region: None,
-            aws_credentials: None,
-            anthropic_version: None,
+            api_version,
+            region,
+            aws_credentials,
+            anthropic_version,
         })
     }
 
     fn kind(&mut self, path: &str, v: &Value) -> Option<ProviderKind> {
         let name = self.string(path, v)?;
-        match name.as_str() {
-            "openai" => return Some(ProviderKind::OpenAi),
-            "mock" => return Some(ProviderKind::Mock),
+        let kind = match name.as_str() {
+            "openai" => ProviderKind::OpenAi,
+            "anthropic" => ProviderKind::Anthropic,
+            "gemini" => ProviderKind::Gemini,
+            "azure" => ProviderKind::Azure,
+            "bedrock" => ProviderKind::Bedrock,
+            "mock" => ProviderKind::Mock,
+            _ => {
+                let supported = SUPPORTED_KINDS.join(", ");
+                let msg = if presets::find(&name).is_some() {
+                    // `kind: groq` is a natural guess; the vendor is a preset of kind openai.
+                    format!("unknown provider kind {name:?} (did you mean preset: {name}?)")
+                } else if let Some((_, kind)) = KIND_ALIASES.iter().find(|(a, _)| *a == name) {
+                    format!(
+                        "unknown provider kind {name:?} (did you mean {kind:?}?) (supported: {supported})"
+                    )
+                } else {
+                    let hint = did_you_mean(&name, SUPPORTED_KINDS.iter().copied());
+                    format!("unknown provider kind {name:?}{hint} (supported: {supported})")
+                };
+                self.problem(path, msg);
+                return None;
+            }
+        };
+        Some(kind)
+    }
+
+    /// Azure's `api-version` query value (`2024-10-21`, `2025-04-01-preview`); limited to the
+    /// characters that need no escaping in a query string.
+    fn api_version(&mut self, path: &str, v: &Value) -> Option<String> {
+        let text = self.string(path, v)?;
+        let ok = !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+        if !ok {
+            let msg = format!(
+                "expected an API version like \"2024-10-21\" (letters, digits, '-', '.', '_'), got {}",
+                self.got(&Value::String(text))
+            );
+            self.problem(path, msg);
+            return None;
+        }
+        Some(text)
+    }
+
+    /// Anthropic versions are dates (`2023-06-01`); anything else fails every request.
+    fn anthropic_version(&mut self, path: &str, v: &Value) -> Option<String> {
+        let text = self.string(path, v)?;
+        let bytes = text.as_bytes();
+        let ok = bytes.len() == 10
+            && bytes.iter().enumerate().all(|(i, b)| match i {
+                4 | 7 => *b == b'-',
+                _ => b.is_ascii_digit(),
+            });
+        if !ok {
+            let msg = format!(
+                "expected a version date like \"2023-06-01\", got {}",
+                self.got(&Value::String(text))
+            );
+            self.problem(path, msg);
+            return None;
+        }
+        Some(text)
+    }
+
+    /// An AWS region name (`us-east-1`): it goes into the host name and the SigV4 scope.
+    fn region(&mut self, path: &str, v: &Value) -> Option<String> {
+        let text = self.string(path, v)?;
+        let ok = text.starts_with(|c: char| c.is_ascii_lowercase())
+            && !text.ends_with('-')
+            && text
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            let msg = format!(
+                "expected an AWS region like \"us-east-1\" (lowercase letters, digits and dashes), got {}",
+                self.got(&Value::String(text))
+            );
+            self.problem(path, msg);
+            return None;
+        }
+        Some(text)
+    }
+
+    /// `aws_access_key_id` / `aws_secret_access_key` / `aws_session_token`, decoded without
+    /// ever echoing a value. `Some` only when both halves of the pair are valid.
+    fn aws_fields(&mut self, path: &str, f: &Fields) -> Option<AwsCredentialsConfig> {
+        const ID: &str = "aws_access_key_id";
+        const SECRET: &str = "aws_secret_access_key";
+        const TOKEN: &str = "aws_session_token";
+        self.redact = true;
+        let secret = |d: &mut Self, name: &str| {
+            let p = child(path, name);
+            let value = d.string(&p, f.get(name)?)?;
+            if value.is_empty() {
+                d.problem(&p, "must not be empty");
+                return None;
+            }
+            Some(value)
+        };
+        let id = secret(self, ID);
+        let key = secret(self, SECRET);
+        let token = secret(self, TOKEN);
+        self.redact = false;
+        match (f.get(ID).is_some(), f.get(SECRET).is_some()) {
+            (true, false) => self.problem(
+                &child(path, SECRET),
+                format!("required when {ID} is given (give both or neither)"),
+            ),
+            (false, true) => self.problem(
+                &child(path, ID),
+                format!("required when {SECRET} is given (give both or neither)"),
+            ),
+            (false, false) if f.get(TOKEN).is_some() => self.problem(
+                &child(path, TOKEN),
+                format!("only used together with {ID} and {SECRET}"),
+            ),
             _ => {}
         }
-        let msg = if PLANNED_KINDS.contains(&name.as_str()) {
-            format!("provider kind {name:?} is not supported yet (supported: openai, mock)")
-        } else if presets::find(&name).is_some() {
-            // `kind: groq` is a natural guess; the vendor is a preset of kind openai.
-            format!("unknown provider kind {name:?} (did you mean preset: {name}?)")
-        } else {
-            let hint = did_you_mean(&name, SUPPORTED_KINDS.iter().copied());
-            format!("unknown provider kind {name:?}{hint} (supported: openai, mock)")
+        Some(AwsCredentialsConfig {
+            access_key_id: id?,
+            secret_access_key: key?,
+            session_token: token,
+        })
+    }
+
+    /// Bedrock credentials from the environment when the file gives none: a Bedrock API key
+    /// (`AWS_BEARER_TOKEN_BEDROCK`) if set, else the standard AWS credential variables. (Ones
+    /// written in the file were an explicit choice, so they are never overridden from here.)
+    fn bedrock_env_credentials(
+        &mut self,
+        path: &str,
+    ) -> (Vec<KeyConfig>, Option<AwsCredentialsConfig>) {
+        let env = |name: &str| (self.env)(name).filter(|v| !v.is_empty());
+        if let Some(value) = env(BEDROCK_KEY_ENV) {
+            return (vec![KeyConfig { value, weight: 1 }], None);
+        }
+        let id = env(AWS_ACCESS_KEY_ID_ENV);
+        let secret = env(AWS_SECRET_ACCESS_KEY_ENV);
+        let token = env(AWS_SESSION_TOKEN_ENV);
+        let (set, unset) = match (id, secret) {
+            (Some(access_key_id), Some(secret_access_key)) => {
+                let creds = AwsCredentialsConfig {
+                    access_key_id,
+                    secret_access_key,
+                    session_token: token,
+                };
+                return (Vec::new(), Some(creds));
+            }
+            (Some(_), None) => (AWS_ACCESS_KEY_ID_ENV, AWS_SECRET_ACCESS_KEY_ENV),
+            (None, Some(_)) => (AWS_SECRET_ACCESS_KEY_ENV, AWS_ACCESS_KEY_ID_ENV),
+            (None, None) => {
+                let msg = format!(
+                    "not given, and no credentials found: set {BEDROCK_KEY_ENV} (a Bedrock API key), \
+                     or {AWS_ACCESS_KEY_ID_ENV} and {AWS_SECRET_ACCESS_KEY_ENV} (signed requests; \
+                     {AWS_SESSION_TOKEN_ENV} optional), or give keys, or aws_access_key_id and \
+                     aws_secret_access_key"
+                );
+                self.problem(path, msg);
+                return (Vec::new(), None);
+            }
+        };
+        let msg = format!(
+            "not given, and environment variable {unset} is not set ({set} is; AWS credentials need both)"
+        );
+        self.problem(path, msg);
+        (Vec::new(), None)
+    }
+
+    /// The key a kind reads from its vendor's variables when `keys` is not given: the first
+    /// one set. None set is a problem rather than "no key", which would only surface as
+    /// upstream 401s.
+    fn env_key(&mut self, path: &str, names: &[&str], kind: ProviderKind) -> Vec<KeyConfig> {
+        if let Some(value) = names
+            .iter()
+            .find_map(|name| (self.env)(name).filter(|v| !v.is_empty()))
+        {
+            return vec![KeyConfig { value, weight: 1 }];
+        }
+        let kind = kind.as_str();
+        let msg = match names {
+            [one] => format!(
+                "not given, and environment variable {one} (read by kind {kind}) is not set"
+            ),
+            _ => format!(
+                "not given, and none of the environment variables {} (read by kind {kind}) is set",
+                names.join(", ")
+            ),
         };
         self.problem(path, msg);
-        None
+        Vec::new()
     }
 
     fn preset(&mut self, path: &str, v: &Value) -> Option<&'static Preset> {
@@ -575,24 +952,48 @@ impl Decoder<'_> {
         }
     }
 
-    fn base_url(&mut self, path: &str, v: &Value) -> Option<String> {
+    fn base_url(&mut self, path: &str, v: &Value, kind: Option<ProviderKind>) -> Option<String> {
         let text = self.string(path, v)?;
         let trimmed = text.trim_end_matches('/');
-        let ok = trimmed.parse::<http::Uri>().is_ok_and(|uri| {
+        let uri = trimmed.parse::<http::Uri>().ok().filter(|uri| {
             matches!(uri.scheme_str(), Some("http" | "https"))
                 && uri.host().is_some_and(|h| !h.is_empty())
                 && uri.query().is_none()
         });
-        if ok {
-            Some(trimmed.to_string())
-        } else {
+        let Some(uri) = uri else {
             let msg = format!(
                 "expected an absolute http:// or https:// URL without a query, got {:?}",
                 text
             );
             self.problem(path, msg);
-            None
+            return None;
+        };
+        if let Some(kind) = kind {
+            let appended = appended_paths(kind);
+            let url_path = uri.path().trim_end_matches('/');
+            let doubled = appended
+                .ends
+                .iter()
+                .find(|end| url_path.ends_with(**end))
+                .map(|end| format!("ends with {end:?}"));
+            let pasted = || {
+                appended
+                    .holds
+                    .iter()
+                    .find(|piece| url_path.contains(**piece))
+                    .map(|piece| format!("contains {piece:?}"))
+            };
+            if let Some(what) = doubled.or_else(pasted) {
+                let msg = format!(
+                    "{what}, which the gateway appends itself for kind {}; give the base URL only, like {}",
+                    kind.as_str(),
+                    appended.example
+                );
+                self.problem(path, msg);
+                return None;
+            }
         }
+        Some(trimmed.to_string())
     }
 
     fn auth(&mut self, path: &str, v: &Value) -> AuthMode {
@@ -676,7 +1077,31 @@ impl Decoder<'_> {
         m.reply_words = self
             .field_u32(&f, path, "reply_words", 0)
             .unwrap_or(m.reply_words);
+        if let Some(v) = f.get("dialect") {
+            m.dialect = self
+                .mock_dialect(&child(path, "dialect"), v)
+                .unwrap_or(m.dialect);
+        }
         m
+    }
+
+    fn mock_dialect(&mut self, path: &str, v: &Value) -> Option<Dialect> {
+        let name = self.string(path, v)?;
+        match name.as_str() {
+            "openai" => return Some(Dialect::OpenAi),
+            "anthropic" => return Some(Dialect::Anthropic),
+            "gemini" => return Some(Dialect::Gemini),
+            _ => {}
+        }
+        let msg = if name == "bedrock" {
+            // Bedrock is only ever an upstream (SigV4, binary event streams); no client speaks it.
+            "bedrock is not a mock dialect (expected openai, anthropic or gemini)".to_string()
+        } else {
+            let hint = did_you_mean(&name, MOCK_DIALECTS.iter().copied());
+            format!("expected openai, anthropic or gemini, got {name:?}{hint}")
+        };
+        self.problem(path, msg);
+        None
     }
 
     /// Extra upstream headers, keyed by lower-case name (HTTP names are case-insensitive).
@@ -757,7 +1182,7 @@ impl Decoder<'_> {
 
 // `models`.
 impl Decoder<'_> {
-    fn models(&mut self, path: &str, v: &Value, ids: &[String]) -> Vec<ModelConfig> {
+    fn models(&mut self, path: &str, v: &Value, known: &KnownProviders) -> Vec<ModelConfig> {
         let Some(items) = self.sequence(path, v) else {
             return Vec::new();
         };
@@ -784,7 +1209,7 @@ impl Decoder<'_> {
                 None => {}
             }
             let targets = match f.get("targets") {
-                Some(v) => self.targets(&child(&p, "targets"), v, ids),
+                Some(v) => self.targets(&child(&p, "targets"), v, known),
                 None => {
                     let msg = "missing required field (a list of { provider, model, weight })";
                     self.problem(&child(&p, "targets"), msg);
@@ -799,7 +1224,7 @@ impl Decoder<'_> {
         models
     }
 
-    fn targets(&mut self, path: &str, v: &Value, ids: &[String]) -> Vec<TargetConfig> {
+    fn targets(&mut self, path: &str, v: &Value, known: &KnownProviders) -> Vec<TargetConfig> {
         let Some(items) = self.sequence(path, v) else {
             return Vec::new();
         };
@@ -814,7 +1239,7 @@ impl Decoder<'_> {
             };
             let provider = self.required_string(&f, &p, "provider");
             if let Some(provider) = &provider {
-                self.check_provider_ref(&child(&p, "provider"), provider, ids);
+                self.check_provider_ref(&child(&p, "provider"), provider, known.ids);
             }
             let model = f
                 .get("model")
@@ -824,14 +1249,54 @@ impl Decoder<'_> {
                 self.problem(&child(&p, "model"), msg);
             }
             let weight = self.field_u32(&f, &p, "weight", 1).unwrap_or(1);
+            let deployment = match f.get("deployment") {
+                Some(v) => {
+                    let dp = child(&p, "deployment");
+                    let kind = provider.as_deref().and_then(|id| known.kinds.get(id));
+                    match kind {
+                        Some(kind) if *kind != ProviderKind::Azure => {
+                            let msg = format!(
+                                "only applies to kind azure (provider {:?} is kind {})",
+                                provider.as_deref().unwrap_or_default(),
+                                kind.as_str()
+                            );
+                            self.problem(&dp, msg);
+                            None
+                        }
+                        _ => self.deployment(&dp, v),
+                    }
+                }
+                None => None,
+            };
             targets.push(TargetConfig {
                 provider: provider.unwrap_or_default(),
                 model,
                 weight,
-                deployment: None,
+                deployment,
             });
         }
         targets
+    }
+
+    /// An Azure deployment name; it goes into the request path, so it must be one segment.
+    fn deployment(&mut self, path: &str, v: &Value) -> Option<String> {
+        let name = self.string(path, v)?;
+        if name.is_empty() {
+            let msg = "must not be empty (omit it to use the model name as the deployment)";
+            self.problem(path, msg);
+            return None;
+        }
+        if name.chars().any(|c| {
+            matches!(c, '/' | '?' | '#' | '%' | '\\') || c.is_whitespace() || c.is_control()
+        }) {
+            let msg = format!(
+                "expected a deployment name (it goes into the request path: no '/', '?', '#', '%', '\\' or spaces), got {}",
+                self.got(&Value::String(name))
+            );
+            self.problem(path, msg);
+            return None;
+        }
+        Some(name)
     }
 
     fn check_provider_ref(&mut self, path: &str, provider: &str, ids: &[String]) {
@@ -855,6 +1320,7 @@ impl Decoder<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -958,12 +1424,486 @@ mod tests {
     #[test]
     fn kind_messages() {
         assert_eq!(
-            problems("providers: { a: { kind: anthropic }, g: { kind: groq }, o: { kind: opnai, base_url: 'http://x' } }"),
+            problems("providers: { g: { kind: groq }, o: { kind: opnai, base_url: 'http://x' }, c: { kind: claude }, n: { base_url: 'http://x' } }"),
             [
-                "providers.a.kind: provider kind \"anthropic\" is not supported yet (supported: openai, mock)",
                 "providers.g.kind: unknown provider kind \"groq\" (did you mean preset: groq?)",
-                "providers.o.kind: unknown provider kind \"opnai\" (did you mean \"openai\"?) (supported: openai, mock)",
+                "providers.o.kind: unknown provider kind \"opnai\" (did you mean \"openai\"?) (supported: openai, anthropic, gemini, azure, bedrock, mock)",
+                "providers.c.kind: unknown provider kind \"claude\" (did you mean \"anthropic\"?) (supported: openai, anthropic, gemini, azure, bedrock, mock)",
+                "providers.n.kind: missing required field (supported: openai, anthropic, gemini, azure, bedrock, mock), or set preset",
             ]
+        );
+        let config = decoded(
+            "providers:\n  o: { kind: openai, base_url: 'http://x' }\n  a: { kind: anthropic, keys: [k] }\n  g: { kind: gemini, keys: [k] }\n  z: { kind: azure, base_url: 'https://r.openai.azure.com', keys: [k] }\n  b: { kind: bedrock, region: us-east-1, keys: [k] }\n  m: { kind: mock }\n",
+            &[],
+        );
+        let kinds: Vec<ProviderKind> = config.providers.iter().map(|p| p.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                ProviderKind::OpenAi,
+                ProviderKind::Anthropic,
+                ProviderKind::Gemini,
+                ProviderKind::Azure,
+                ProviderKind::Bedrock,
+                ProviderKind::Mock,
+            ]
+        );
+    }
+
+    /// Decodes with exactly these environment variables; panics with the problems otherwise.
+    fn decoded(yaml: &str, vars: &[(&str, &str)]) -> Config {
+        match decode_with(yaml, vars) {
+            Ok(config) => config,
+            Err(problems) => panic!("unexpected problems: {problems:#?}"),
+        }
+    }
+
+    fn decode_with(yaml: &str, vars: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        let env = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let root: Value = match serde_yaml_ng::from_str(yaml) {
+            Ok(root) => root,
+            Err(e) => panic!("test YAML does not parse: {e}"),
+        };
+        decode(&root, &env, None)
+            .map_err(|problems| problems.iter().map(ToString::to_string).collect())
+    }
+
+    fn problems_with(yaml: &str, vars: &[(&str, &str)]) -> Vec<String> {
+        decode_with(yaml, vars).err().unwrap_or_default()
+    }
+
+    fn key_values(p: &ProviderConfig) -> Vec<&str> {
+        p.keys.iter().map(|k| k.value.as_str()).collect()
+    }
+
+    #[test]
+    fn native_kinds_get_vendor_base_urls_and_key_variables() {
+        let vars = [
+            ("ANTHROPIC_API_KEY", "sk-ant-env"),
+            ("GEMINI_API_KEY", "gem-env"),
+            ("GOOGLE_API_KEY", "goog-env"),
+            ("AZURE_OPENAI_API_KEY", "az-env"),
+            ("AWS_BEARER_TOKEN_BEDROCK", "bedrock-env"),
+        ];
+        let config = decoded(
+            "providers:\n  a: { kind: anthropic }\n  g: { kind: gemini }\n  z: { kind: azure, base_url: 'https://r.openai.azure.com/' }\n  b: { kind: bedrock, region: eu-west-3 }\n  m: { kind: mock }\n",
+            &vars,
+        );
+        let summary: Vec<_> = config
+            .providers
+            .iter()
+            .map(|p| (p.id.as_str(), p.base_url.as_deref(), key_values(p)))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a", Some("https://api.anthropic.com"), vec!["sk-ant-env"]),
+                (
+                    "g",
+                    Some("https://generativelanguage.googleapis.com"),
+                    vec!["gem-env"]
+                ),
+                ("z", Some("https://r.openai.azure.com"), vec!["az-env"]),
+                (
+                    "b",
+                    Some("https://bedrock-runtime.eu-west-3.amazonaws.com"),
+                    vec!["bedrock-env"]
+                ),
+                ("m", None, vec![]),
+            ]
+        );
+        assert_eq!(config.providers[3].region.as_deref(), Some("eu-west-3"));
+        assert!(config.providers.iter().all(|p| p.aws_credentials.is_none()
+            && p.api_version.is_none()
+            && p.anthropic_version.is_none()));
+
+        // GOOGLE_API_KEY when GEMINI_API_KEY is unset or empty; explicit base URLs win.
+        let config = decoded(
+            "providers:\n  g: { kind: gemini, base_url: 'https://proxy.example/gemini/' }\n",
+            &[("GEMINI_API_KEY", ""), ("GOOGLE_API_KEY", "goog-env")],
+        );
+        assert_eq!(key_values(&config.providers[0]), ["goog-env"]);
+        assert_eq!(
+            config.providers[0].base_url.as_deref(),
+            Some("https://proxy.example/gemini")
+        );
+
+        // Given keys and passthrough read no variable.
+        let config = decoded(
+            "providers:\n  a: { kind: anthropic, keys: [own] }\n  g: { kind: gemini, auth: passthrough }\n",
+            &vars,
+        );
+        assert_eq!(key_values(&config.providers[0]), ["own"]);
+        assert!(config.providers[1].keys.is_empty());
+        assert_eq!(config.providers[1].auth, AuthMode::Passthrough);
+    }
+
+    #[test]
+    fn missing_key_variables_and_base_urls_are_reported() {
+        assert_eq!(
+            problems_with(
+                "providers:\n  a: { kind: anthropic }\n  g: { kind: gemini }\n  z: { kind: azure }\n  b: { kind: bedrock }\n",
+                &[],
+            ),
+            [
+                "providers.a.keys: not given, and environment variable ANTHROPIC_API_KEY (read by kind anthropic) is not set",
+                "providers.g.keys: not given, and none of the environment variables GEMINI_API_KEY, GOOGLE_API_KEY (read by kind gemini) is set",
+                "providers.z.base_url: required for kind azure: the resource endpoint, like https://my-resource.openai.azure.com",
+                "providers.z.keys: not given, and environment variable AZURE_OPENAI_API_KEY (read by kind azure) is not set",
+                "providers.b.region: required for kind bedrock (like us-east-1), unless base_url is given",
+                "providers.b.keys: not given, and no credentials found: set AWS_BEARER_TOKEN_BEDROCK (a Bedrock API key), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (signed requests; AWS_SESSION_TOKEN optional), or give keys, or aws_access_key_id and aws_secret_access_key",
+            ]
+        );
+    }
+
+    #[test]
+    fn fields_of_another_kind_are_problems() {
+        let yaml = r#"
+providers:
+  o: { kind: openai, base_url: "http://x", api_version: 2024-10-21, mock: { chunks: 2 } }
+  a: { kind: anthropic, keys: [k], region: us-east-1, preset: groq }
+  g: { kind: gemini, keys: [k], anthropic_version: "2023-06-01" }
+  z: { kind: azure, base_url: "https://r.openai.azure.com", keys: [k], aws_access_key_id: AKIDSECRET1, aws_secret_access_key: SECRETSECRET2, aws_session_token: TOKENSECRET3 }
+  m: { kind: mock, api_version: x, region: us-east-1, anthropic_version: "2023-06-01" }
+"#;
+        let got = problems(yaml);
+        assert_eq!(
+            got,
+            [
+                "providers.o.mock: only applies to kind mock",
+                "providers.o.api_version: only applies to kind azure",
+                "providers.a.preset: only applies to kind openai",
+                "providers.a.region: only applies to kind bedrock",
+                "providers.g.anthropic_version: only applies to kind anthropic",
+                "providers.z.aws_access_key_id: only applies to kind bedrock",
+                "providers.z.aws_secret_access_key: only applies to kind bedrock",
+                "providers.z.aws_session_token: only applies to kind bedrock",
+                "providers.m.api_version: only applies to kind azure",
+                "providers.m.region: only applies to kind bedrock",
+                "providers.m.anthropic_version: only applies to kind anthropic",
+            ]
+        );
+        for secret in ["AKIDSECRET1", "SECRETSECRET2", "TOKENSECRET3"] {
+            assert!(got.iter().all(|m| !m.contains(secret)), "{secret} leaked");
+        }
+        // A preset does not lend its base URL or key variable to another kind.
+        let config = decoded(
+            "providers:\n  a: { kind: anthropic, keys: [k] }\n",
+            &[("GROQ_API_KEY", "gsk")],
+        );
+        assert_eq!(
+            config.providers[0].base_url.as_deref(),
+            Some(ANTHROPIC_BASE_URL)
+        );
+    }
+
+    #[test]
+    fn kind_specific_values_are_validated() {
+        let yaml = r#"
+providers:
+  z: { kind: azure, base_url: "https://r.openai.azure.com", keys: [k], api_version: "2024-10-21&x=1" }
+  z2: { kind: azure, base_url: "https://r.openai.azure.com", keys: [k], api_version: "" }
+  a: { kind: anthropic, keys: [k], anthropic_version: "2023-6-1" }
+  b1: { kind: bedrock, keys: [k], region: US-East-1 }
+  b2: { kind: bedrock, keys: [k], region: us_east_1 }
+  b3: { kind: bedrock, keys: [k], region: "us-east-" }
+  b4: { kind: bedrock, keys: [k], region: "1us" }
+"#;
+        assert_eq!(
+            problems(yaml),
+            [
+                "providers.z.api_version: expected an API version like \"2024-10-21\" (letters, digits, '-', '.', '_'), got \"2024-10-21&x=1\"",
+                "providers.z2.api_version: expected an API version like \"2024-10-21\" (letters, digits, '-', '.', '_'), got \"\"",
+                "providers.a.anthropic_version: expected a version date like \"2023-06-01\", got \"2023-6-1\"",
+                "providers.b1.region: expected an AWS region like \"us-east-1\" (lowercase letters, digits and dashes), got \"US-East-1\"",
+                "providers.b2.region: expected an AWS region like \"us-east-1\" (lowercase letters, digits and dashes), got \"us_east_1\"",
+                "providers.b3.region: expected an AWS region like \"us-east-1\" (lowercase letters, digits and dashes), got \"us-east-\"",
+                "providers.b4.region: expected an AWS region like \"us-east-1\" (lowercase letters, digits and dashes), got \"1us\"",
+            ]
+        );
+        let config = decoded(
+            "providers:\n  z: { kind: azure, base_url: 'https://r.openai.azure.com', keys: [k], api_version: 2025-04-01-preview }\n  a: { kind: anthropic, keys: [k], anthropic_version: '${V}' }\n  b: { kind: bedrock, keys: [k], region: '${R}' }\n",
+            &[("V", "2023-06-01"), ("R", "ap-southeast-2")],
+        );
+        assert_eq!(
+            config.providers[0].api_version.as_deref(),
+            Some("2025-04-01-preview")
+        );
+        assert_eq!(
+            config.providers[1].anthropic_version.as_deref(),
+            Some("2023-06-01")
+        );
+        assert_eq!(
+            config.providers[2].base_url.as_deref(),
+            Some("https://bedrock-runtime.ap-southeast-2.amazonaws.com")
+        );
+    }
+
+    #[test]
+    fn base_urls_must_not_carry_the_appended_api_path() {
+        let yaml = r#"
+providers:
+  a: { kind: anthropic, keys: [k], base_url: "https://api.anthropic.com/v1/" }
+  a2: { kind: anthropic, keys: [k], base_url: "https://api.anthropic.com/v1/messages" }
+  g: { kind: gemini, keys: [k], base_url: "https://generativelanguage.googleapis.com/v1beta" }
+  g2: { kind: gemini, keys: [k], base_url: "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent" }
+  z: { kind: azure, keys: [k], base_url: "https://r.openai.azure.com/openai/v1" }
+  z2: { kind: azure, keys: [k], base_url: "https://r.openai.azure.com/openai/deployments/gpt-4o/chat/completions" }
+"#;
+        assert_eq!(
+            problems(yaml),
+            [
+                "providers.a.base_url: ends with \"/v1\", which the gateway appends itself for kind anthropic; give the base URL only, like https://api.anthropic.com",
+                "providers.a2.base_url: contains \"/v1/messages\", which the gateway appends itself for kind anthropic; give the base URL only, like https://api.anthropic.com",
+                "providers.g.base_url: ends with \"/v1beta\", which the gateway appends itself for kind gemini; give the base URL only, like https://generativelanguage.googleapis.com",
+                "providers.g2.base_url: contains \"/models/\", which the gateway appends itself for kind gemini; give the base URL only, like https://generativelanguage.googleapis.com",
+                "providers.z.base_url: ends with \"/openai/v1\", which the gateway appends itself for kind azure; give the base URL only, like https://my-resource.openai.azure.com",
+                "providers.z2.base_url: contains \"/openai/deployments/\", which the gateway appends itself for kind azure; give the base URL only, like https://my-resource.openai.azure.com",
+            ]
+        );
+        // A proxy whose own path has a version segment in the middle is fine, and OpenAI keeps
+        // its `/v1` (OpenAI base URLs include it).
+        let config = decoded(
+            "providers:\n  a: { kind: anthropic, keys: [k], base_url: 'https://gateway.ai.cloudflare.com/v1/acct/gw/anthropic' }\n  o: { kind: openai, base_url: 'https://api.openai.com/v1' }\n",
+            &[],
+        );
+        assert_eq!(
+            config.providers[0].base_url.as_deref(),
+            Some("https://gateway.ai.cloudflare.com/v1/acct/gw/anthropic")
+        );
+    }
+
+    #[test]
+    fn bedrock_credentials_resolution() {
+        let yaml = "providers:\n  b: { kind: bedrock, region: us-west-2 }\n";
+        // A Bedrock API key in the environment wins over SigV4 variables.
+        let config = decoded(
+            yaml,
+            &[
+                ("AWS_BEARER_TOKEN_BEDROCK", "bedrock-api-key"),
+                ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+                ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+            ],
+        );
+        assert_eq!(key_values(&config.providers[0]), ["bedrock-api-key"]);
+        assert_eq!(config.providers[0].aws_credentials, None);
+
+        // The standard AWS variables, session token included.
+        let config = decoded(
+            yaml,
+            &[
+                ("AWS_BEARER_TOKEN_BEDROCK", ""),
+                ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+                ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+                ("AWS_SESSION_TOKEN", "env-token"),
+            ],
+        );
+        assert!(config.providers[0].keys.is_empty());
+        assert_eq!(
+            config.providers[0].aws_credentials,
+            Some(AwsCredentialsConfig {
+                access_key_id: "AKIAENV".into(),
+                secret_access_key: "env-secret".into(),
+                session_token: Some("env-token".into()),
+            })
+        );
+
+        // Credentials written in the file win over everything in the environment, and do not
+        // pick up the environment's session token (it belongs to other credentials).
+        let config = decoded(
+            "providers:\n  b: { kind: bedrock, region: us-west-2, aws_access_key_id: AKIAFILE, aws_secret_access_key: '${S}' }\n",
+            &[
+                ("S", "file-secret"),
+                ("AWS_BEARER_TOKEN_BEDROCK", "bedrock-api-key"),
+                ("AWS_SESSION_TOKEN", "env-token"),
+            ],
+        );
+        assert!(config.providers[0].keys.is_empty());
+        assert_eq!(
+            config.providers[0].aws_credentials,
+            Some(AwsCredentialsConfig {
+                access_key_id: "AKIAFILE".into(),
+                secret_access_key: "file-secret".into(),
+                session_token: None,
+            })
+        );
+
+        // `keys` are Bedrock API keys.
+        let config = decoded(
+            "providers:\n  b: { kind: bedrock, region: us-west-2, keys: [abk-1] }\n",
+            &[
+                ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+                ("AWS_SECRET_ACCESS_KEY", "s"),
+            ],
+        );
+        assert_eq!(key_values(&config.providers[0]), ["abk-1"]);
+        assert_eq!(config.providers[0].aws_credentials, None);
+
+        // Passthrough reads nothing.
+        let config = decoded(
+            "providers:\n  b: { kind: bedrock, region: us-west-2, auth: passthrough }\n",
+            &[
+                ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+                ("AWS_SECRET_ACCESS_KEY", "s"),
+            ],
+        );
+        assert!(config.providers[0].keys.is_empty());
+        assert_eq!(config.providers[0].aws_credentials, None);
+    }
+
+    #[test]
+    fn bedrock_credential_problems_never_show_secrets() {
+        let yaml = r#"
+providers:
+  only_id: { kind: bedrock, region: us-east-1, aws_access_key_id: AKIASECRETID1 }
+  only_secret: { kind: bedrock, region: us-east-1, aws_secret_access_key: SECRETVALUE2 }
+  only_token: { kind: bedrock, region: us-east-1, keys: [k], aws_session_token: TOKENVALUE3 }
+  both: { kind: bedrock, region: us-east-1, keys: [k], aws_access_key_id: AKIASECRETID4, aws_secret_access_key: SECRETVALUE5 }
+  pass: { kind: bedrock, region: us-east-1, auth: passthrough, aws_access_key_id: AKIASECRETID6, aws_secret_access_key: SECRETVALUE7 }
+  bad: { kind: bedrock, region: us-east-1, aws_access_key_id: [AKIASECRETID8], aws_secret_access_key: "" }
+  num: { kind: bedrock, region: us-east-1, aws_access_key_id: 123456789, aws_secret_access_key: { v: SECRETVALUE9 } }
+"#;
+        let got = problems_with(yaml, &[("AWS_ACCESS_KEY_ID", "AKIAENVSECRET")]);
+        assert_eq!(
+            got,
+            [
+                "providers.only_id.aws_secret_access_key: required when aws_access_key_id is given (give both or neither)",
+                "providers.only_secret.aws_access_key_id: required when aws_secret_access_key is given (give both or neither)",
+                "providers.only_token.aws_session_token: only used together with aws_access_key_id and aws_secret_access_key",
+                "providers.both.keys: Bedrock API keys cannot be combined with aws_access_key_id / aws_secret_access_key; give one or the other",
+                "providers.pass.auth: passthrough forwards the client's own credentials, so it cannot be combined with aws_access_key_id / aws_secret_access_key",
+                "providers.bad.aws_access_key_id: expected a string, got a list",
+                "providers.bad.aws_secret_access_key: must not be empty",
+                "providers.num.aws_secret_access_key: expected a string, got a mapping",
+            ]
+        );
+        for secret in [
+            "AKIASECRETID",
+            "SECRETVALUE",
+            "TOKENVALUE",
+            "AKIAENVSECRET",
+            "123456789",
+        ] {
+            assert!(got.iter().all(|m| !m.contains(secret)), "{secret} leaked");
+        }
+
+        // Half of the AWS variables names the missing one, never a value.
+        let got = problems_with(
+            "providers:\n  b: { kind: bedrock, region: us-east-1 }\n",
+            &[("AWS_SECRET_ACCESS_KEY", "ENVSECRETVALUE")],
+        );
+        assert_eq!(
+            got,
+            ["providers.b.keys: not given, and environment variable AWS_ACCESS_KEY_ID is not set (AWS_SECRET_ACCESS_KEY is; AWS credentials need both)"]
+        );
+        assert!(!got[0].contains("ENVSECRETVALUE"));
+    }
+
+    #[test]
+    fn bedrock_region_rules() {
+        // base_url instead of region is fine with a Bedrock API key...
+        let config = decoded(
+            "providers:\n  b: { kind: bedrock, base_url: 'https://vpce-1.bedrock-runtime.us-east-1.vpce.amazonaws.com', keys: [k] }\n",
+            &[],
+        );
+        assert_eq!(config.providers[0].region, None);
+        assert_eq!(
+            config.providers[0].base_url.as_deref(),
+            Some("https://vpce-1.bedrock-runtime.us-east-1.vpce.amazonaws.com")
+        );
+        // ...but SigV4 needs the region for its signing scope.
+        assert_eq!(
+            problems_with(
+                "providers:\n  b: { kind: bedrock, base_url: 'https://proxy.internal' }\n",
+                &[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "s")],
+            ),
+            ["providers.b.region: required to sign requests with AWS credentials (SigV4), also when base_url is given"]
+        );
+        // Both given: the base URL wins, the region stays for signing.
+        let config = decoded(
+            "providers:\n  b: { kind: bedrock, region: eu-central-1, base_url: 'https://proxy.internal/' }\n",
+            &[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "s")],
+        );
+        assert_eq!(
+            config.providers[0].base_url.as_deref(),
+            Some("https://proxy.internal")
+        );
+        assert_eq!(config.providers[0].region.as_deref(), Some("eu-central-1"));
+    }
+
+    #[test]
+    fn mock_dialect() {
+        let config = decoded(
+            "providers:\n  d: { kind: mock }\n  a: { kind: mock, mock: { dialect: anthropic } }\n  g: { kind: mock, mock: { dialect: gemini, chunks: 3 } }\n  o: { kind: mock, mock: { dialect: openai } }\n",
+            &[],
+        );
+        let dialects: Vec<Dialect> = config.providers.iter().map(|p| p.mock.dialect).collect();
+        assert_eq!(
+            dialects,
+            [
+                Dialect::OpenAi,
+                Dialect::Anthropic,
+                Dialect::Gemini,
+                Dialect::OpenAi
+            ]
+        );
+        assert_eq!(config.providers[2].mock.chunks, 3);
+        assert_eq!(
+            problems("providers:\n  b: { kind: mock, mock: { dialect: bedrock } }\n  t: { kind: mock, mock: { dialect: antropic } }\n  n: { kind: mock, mock: { dialect: [openai] } }\n"),
+            [
+                "providers.b.mock.dialect: bedrock is not a mock dialect (expected openai, anthropic or gemini)",
+                "providers.t.mock.dialect: expected openai, anthropic or gemini, got \"antropic\" (did you mean \"anthropic\"?)",
+                "providers.n.mock.dialect: expected a string, got a list",
+            ]
+        );
+    }
+
+    #[test]
+    fn target_deployment_is_for_azure_only() {
+        let providers = "providers:\n  az: { kind: azure, base_url: 'https://r.openai.azure.com', keys: [k] }\n  oa: { kind: openai, base_url: 'http://x' }\n  broken: { kind: nope }\n";
+        let config = decoded(
+            &format!("{providers}models:\n  - name: gpt-4o\n    targets: [{{ provider: az, deployment: prod-gpt-4o }}, {{ provider: az }}, {{ provider: az, model: gpt-4o, deployment: '${{D}}' }}]\n").replace("  broken: { kind: nope }\n", ""),
+            &[("D", "dep.2")],
+        );
+        let targets: Vec<(&str, Option<&str>, Option<&str>)> = config.models[0]
+            .targets
+            .iter()
+            .map(|t| {
+                (
+                    t.provider.as_str(),
+                    t.model.as_deref(),
+                    t.deployment.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("az", None, Some("prod-gpt-4o")),
+                ("az", None, None),
+                ("az", Some("gpt-4o"), Some("dep.2")),
+            ]
+        );
+        assert_eq!(
+            problems(&format!("{providers}models:\n  - name: m\n    targets:\n      - {{ provider: oa, deployment: d }}\n      - {{ provider: mock, deployment: d }}\n      - {{ provider: broken, deployment: d }}\n      - {{ provider: ghost, deployment: d }}\n      - {{ provider: az, deployment: 'a/b' }}\n      - {{ provider: az, deployment: '' }}\n      - {{ provider: az, deployment: 'has space' }}\n")),
+            [
+                "providers.broken.kind: unknown provider kind \"nope\" (supported: openai, anthropic, gemini, azure, bedrock, mock)",
+                "models[0].targets[0].deployment: only applies to kind azure (provider \"oa\" is kind openai)",
+                "models[0].targets[1].deployment: only applies to kind azure (provider \"mock\" is kind mock)",
+                "models[0].targets[3].provider: unknown provider \"ghost\" (known: az, oa, broken, mock)",
+                "models[0].targets[4].deployment: expected a deployment name (it goes into the request path: no '/', '?', '#', '%', '\\' or spaces), got \"a/b\"",
+                "models[0].targets[5].deployment: must not be empty (omit it to use the model name as the deployment)",
+                "models[0].targets[6].deployment: expected a deployment name (it goes into the request path: no '/', '?', '#', '%', '\\' or spaces), got \"has space\"",
+            ]
+        );
+        // A file's own `mock` provider of another kind is what `provider: mock` means.
+        assert_eq!(
+            problems("providers:\n  mock: { kind: azure, base_url: 'https://r.openai.azure.com', keys: [k] }\nmodels: [{ name: m, targets: [{ provider: mock, deployment: d }] }]\n"),
+            Vec::<String>::new()
         );
     }
 }

@@ -97,16 +97,38 @@ fn parse_with_base(
 }
 
 /// The configuration used when no file is given: one provider per preset whose API key
-/// variable is set (and non-empty), no model aliases, default server settings.
+/// variable is set (and non-empty), then `anthropic` (from `ANTHROPIC_API_KEY`) and `gemini`
+/// (from `GEMINI_API_KEY`, else `GOOGLE_API_KEY`) with their native APIs; no model aliases,
+/// default server settings.
 ///
 /// Also returns what was found, e.g. `["openai (OPENAI_API_KEY)"]`, for the startup banner.
 pub fn zero_config(env: &dyn Fn(&str) -> Option<String>) -> (Config, Vec<String>) {
     let mut providers = Vec::new();
     let mut found = Vec::new();
+    let key = |name: &str| env(name).filter(|k| !k.is_empty());
     for preset in PRESETS.iter().filter(|p| !p.key_env.is_empty()) {
-        if let Some(key) = env(preset.key_env).filter(|k| !k.is_empty()) {
+        if let Some(key) = key(preset.key_env) {
             providers.push(preset_provider(preset, key));
             found.push(format!("{} ({})", preset.id, preset.key_env));
+        }
+    }
+    let native = [
+        (
+            ProviderKind::Anthropic,
+            decode::ANTHROPIC_BASE_URL,
+            decode::ANTHROPIC_KEY_ENVS,
+        ),
+        (
+            ProviderKind::Gemini,
+            decode::GEMINI_BASE_URL,
+            decode::GEMINI_KEY_ENVS,
+        ),
+    ];
+    for (kind, base_url, names) in native {
+        // The first variable set wins, as in a config file without `keys`.
+        if let Some((name, value)) = names.iter().find_map(|n| key(n).map(|v| (*n, v))) {
+            providers.push(native_provider(kind, base_url, value));
+            found.push(format!("{} ({name})", kind.as_str()));
         }
     }
     let config = Config {
@@ -121,8 +143,16 @@ pub fn zero_config(env: &dyn Fn(&str) -> Option<String>) -> (Config, Vec<String>
 fn preset_provider(preset: &Preset, key: String) -> ProviderConfig {
     ProviderConfig {
         id: preset.id.to_string(),
-        kind: ProviderKind::OpenAi,
-        base_url: Some(preset.base_url.to_string()),
+        ..native_provider(ProviderKind::OpenAi, preset.base_url, key)
+    }
+}
+
+/// A zero-config provider of `kind`, named after the kind, with one key and defaults otherwise.
+fn native_provider(kind: ProviderKind, base_url: &str, key: String) -> ProviderConfig {
+    ProviderConfig {
+        id: kind.as_str().to_string(),
+        kind,
+        base_url: Some(base_url.to_string()),
         keys: vec![KeyConfig {
             value: key,
             weight: 1,
@@ -284,7 +314,8 @@ models:
                 chunks: 3,
                 chunk_delay_ms: 5,
                 latency_ms: 7,
-                reply_words: 9
+                reply_words: 9,
+                dialect: crate::translate::ir::Dialect::OpenAi,
             }
         );
 
@@ -298,11 +329,13 @@ models:
                             provider: "openai".into(),
                             model: Some("gpt-4o-mini".into()),
                             weight: 3,
+                            deployment: None,
                         },
                         TargetConfig {
                             provider: "groq".into(),
                             model: Some("llama-3.1-8b-instant".into()),
                             weight: 1,
+                            deployment: None,
                         },
                     ],
                 },
@@ -311,7 +344,8 @@ models:
                     targets: vec![TargetConfig {
                         provider: "mock".into(),
                         model: None,
-                        weight: 1
+                        weight: 1,
+                        deployment: None,
                     }],
                 },
             ]
@@ -350,7 +384,7 @@ models:
                 "providers.openai.base_url: required for kind openai (or set preset, e.g. preset: openai)",
                 "providers.openai.keys[0]: environment variable MISSING_KEY is not set",
                 "providers.bad.base_url: expected an absolute http:// or https:// URL without a query, got \"ftp://files.example.com\"",
-                "providers.claude.kind: provider kind \"anthropic\" is not supported yet (supported: openai, mock)",
+                "providers.claude.keys: not given, and environment variable ANTHROPIC_API_KEY (read by kind anthropic) is not set",
                 "providers.groq.preset: unknown preset \"grok\" (did you mean \"groq\"?)",
                 "models[0].targets[0].provider: unknown provider \"opnai\" (did you mean \"openai\"?)",
                 "models[0].targets[1].weight: expected a positive integer, got \"heavy\"",
@@ -460,6 +494,83 @@ providers:
         assert_eq!(config.server, ServerSettings::default());
         let (empty, none) = zero_config(&|_| None);
         assert!(empty.providers.is_empty() && none.is_empty());
+    }
+
+    #[test]
+    fn zero_config_discovers_anthropic_and_gemini() {
+        let env = |name: &str| {
+            let value = match name {
+                "OPENAI_API_KEY" => "sk-openai-secret",
+                "ANTHROPIC_API_KEY" => "sk-ant-secret",
+                "GEMINI_API_KEY" => "gemini-secret",
+                "GOOGLE_API_KEY" => "google-secret",
+                _ => return None,
+            };
+            Some(value.to_string())
+        };
+        let (config, found) = zero_config(&env);
+        assert_eq!(
+            found,
+            [
+                "openai (OPENAI_API_KEY)",
+                "anthropic (ANTHROPIC_API_KEY)",
+                "gemini (GEMINI_API_KEY)",
+            ]
+        );
+        let summary: Vec<_> = config
+            .providers
+            .iter()
+            .map(|p| {
+                let keys: Vec<&str> = p.keys.iter().map(|k| k.value.as_str()).collect();
+                (
+                    p.id.as_str(),
+                    p.kind,
+                    p.base_url.as_deref(),
+                    keys,
+                    p.auth.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "openai",
+                    ProviderKind::OpenAi,
+                    Some("https://api.openai.com/v1"),
+                    vec!["sk-openai-secret"],
+                    AuthMode::Keys
+                ),
+                (
+                    "anthropic",
+                    ProviderKind::Anthropic,
+                    Some("https://api.anthropic.com"),
+                    vec!["sk-ant-secret"],
+                    AuthMode::Keys
+                ),
+                (
+                    "gemini",
+                    ProviderKind::Gemini,
+                    Some("https://generativelanguage.googleapis.com"),
+                    vec!["gemini-secret"],
+                    AuthMode::Keys
+                ),
+            ]
+        );
+        assert!(config.providers[1..]
+            .iter()
+            .all(|p| p.anthropic_version.is_none() && p.aws_credentials.is_none()));
+
+        // GOOGLE_API_KEY is the fallback; an empty variable counts as unset.
+        let google = |name: &str| match name {
+            "GEMINI_API_KEY" | "ANTHROPIC_API_KEY" => Some(String::new()),
+            "GOOGLE_API_KEY" => Some("google-secret".to_string()),
+            _ => None,
+        };
+        let (config, found) = zero_config(&google);
+        assert_eq!(found, ["gemini (GOOGLE_API_KEY)"]);
+        assert_eq!(config.providers.len(), 1);
+        assert_eq!(config.providers[0].keys[0].value, "google-secret");
     }
 
     #[test]
