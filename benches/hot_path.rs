@@ -94,6 +94,10 @@ fn route_pick(c: &mut Criterion) {
         headers: Default::default(),
         ca_file: None,
         mock: MockSettings::default(),
+        api_version: None,
+        region: None,
+        aws_credentials: None,
+        anthropic_version: None,
     };
     let mut models: Vec<ModelConfig> = (0..200)
         .map(|i| ModelConfig {
@@ -103,11 +107,13 @@ fn route_pick(c: &mut Criterion) {
                     provider: "up".into(),
                     model: Some(format!("m{i}")),
                     weight: 3,
+                    deployment: None,
                 },
                 TargetConfig {
                     provider: "up".into(),
                     model: None,
                     weight: 1,
+                    deployment: None,
                 },
             ],
         })
@@ -118,6 +124,7 @@ fn route_pick(c: &mut Criterion) {
             provider: "up".into(),
             model: None,
             weight: 1,
+            deployment: None,
         }],
     });
     let config = Config {
