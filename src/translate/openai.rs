@@ -1,1 +1,0 @@
-//! openai dialect codec (being written).
