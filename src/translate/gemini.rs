@@ -1,1 +1,0 @@
-//! gemini dialect codec (being written).
