@@ -85,7 +85,7 @@ pub fn stream_encoder(dialect: Dialect, opts: EncodeOptions) -> Box<dyn StreamEn
     match dialect {
         Dialect::OpenAi | Dialect::Bedrock => Box::new(openai::StreamEncoder::new(opts)),
         Dialect::Anthropic => Box::new(anthropic::StreamEncoder::new(opts)),
-        Dialect::Gemini => Box::new(gemini::StreamEncoder::new(opts)),
+        Dialect::Gemini => Box::new(gemini::StreamEncoder::new(&opts)),
     }
 }
 
