@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod eventstream;
 pub mod gemini;
 pub mod ir;
 pub mod openai;

@@ -1,1 +1,0 @@
-//! bedrock dialect codec (being written).
