@@ -100,7 +100,20 @@ pub fn build_request(
         headers.insert(name.clone(), value.clone());
     }
     if let Some((creds, region)) = &provider.aws {
-        super::bedrock_auth::sign(&mut headers, &uri, &body, creds, region)?;
+        // Signed last, over exactly the headers and bytes that are sent.
+        let signed = super::bedrock_sign::sign(
+            "POST",
+            &uri,
+            &headers,
+            &body,
+            creds,
+            region,
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| GatewayError::Internal(format!("signing the Bedrock request: {e}")))?;
+        for (name, value) in signed {
+            headers.insert(name, value);
+        }
     }
 
     let mut req = Request::new(Full::new(body));

@@ -11,9 +11,10 @@ use http::header::{HeaderName, HeaderValue};
 use http::Uri;
 
 use crate::config::{
-    AuthMode, AwsCredentialsConfig, Config, MockSettings, ModelConfig, ProviderConfig,
+    AuthMode, Config, MockSettings, ModelConfig, ProviderConfig,
     ProviderKind, ServerSettings, Timeouts,
 };
+use crate::providers::bedrock_sign::AwsCredentials;
 use crate::routing::glob;
 use crate::routing::health::{HealthRegistry, ProviderHealth};
 use crate::routing::pick;
@@ -104,7 +105,7 @@ pub struct ProviderRt {
     pub auth_header: HeaderName,
     pub keys: Vec<ApiKey>,
     /// Bedrock without keys: SigV4 credentials and region.
-    pub aws: Option<(AwsCredentialsConfig, Box<str>)>,
+    pub aws: Option<(AwsCredentials, Box<str>)>,
     /// Azure: `api-version` of the deployments form; `None` uses `/openai/v1`.
     pub api_version: Option<Box<str>>,
     /// Anthropic: `anthropic-version` sent when the client sent none.
@@ -498,7 +499,12 @@ fn compile_provider(
                 provider: p.id.clone(),
                 detail: "region is required to sign requests".into(),
             })?;
-            Some((creds.clone(), Box::from(region)))
+            let creds = AwsCredentials {
+                access_key_id: creds.access_key_id.clone(),
+                secret_access_key: creds.secret_access_key.clone(),
+                session_token: creds.session_token.clone(),
+            };
+            Some((creds, Box::from(region)))
         }
         _ => None,
     };
