@@ -1,1 +1,0 @@
-//! anthropic dialect codec (being written).
