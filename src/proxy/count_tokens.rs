@@ -50,7 +50,13 @@ pub(super) async fn count(
             })
         }
     };
-    let Some(n) = estimate(&req) else {
+    // Off the reactor: the first call loads the BPE tables (~1 s in debug builds), and a
+    // large agent prompt takes milliseconds to tokenize.
+    let n = tokio::task::spawn_blocking(move || estimate(&req))
+        .await
+        .ok()
+        .flatten();
+    let Some(n) = n else {
         return Err(Failure {
             error: GatewayError::Internal("the token estimator failed to load".into()),
             settle: Some(settle),

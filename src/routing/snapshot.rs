@@ -11,8 +11,8 @@ use http::header::{HeaderName, HeaderValue};
 use http::Uri;
 
 use crate::config::{
-    AuthMode, Config, MockSettings, ModelConfig, ProviderConfig,
-    ProviderKind, ServerSettings, Timeouts,
+    AuthMode, Config, MockSettings, ModelConfig, ProviderConfig, ProviderKind, ServerSettings,
+    Timeouts,
 };
 use crate::providers::bedrock_sign::AwsCredentials;
 use crate::routing::glob;
