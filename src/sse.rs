@@ -286,4 +286,53 @@ mod tests {
         );
         assert_eq!(data_payload(b": ping\n\n"), None);
     }
+
+    proptest::proptest! {
+        /// Any stream of events, with any line endings, cut at any points, splits into the
+        /// same events as when it arrives whole, and loses no byte.
+        #[test]
+        fn splitting_is_independent_of_chunk_boundaries(
+            events in proptest::collection::vec(
+                (proptest::option::of("[a-z_]{1,12}"), "[ -~]{0,40}", 0usize..3), 1..12),
+            cuts in proptest::collection::vec(1usize..40, 1..30),
+        ) {
+            let mut text = Vec::new();
+            let mut expected = Vec::new();
+            for (name, data, eol) in &events {
+                let eol = ["\n", "\r\n", "\r"][*eol];
+                let mut ev = String::new();
+                if let Some(n) = name {
+                    ev.push_str(&format!("event: {n}{eol}"));
+                }
+                ev.push_str(&format!("data: {data}{eol}{eol}"));
+                expected.push(ev.clone().into_bytes());
+                text.extend_from_slice(ev.as_bytes());
+            }
+            let mut s = SseSplitter::new();
+            let mut out: Vec<Vec<u8>> = Vec::new();
+            let mut at = 0;
+            let mut i = 0;
+            while at < text.len() {
+                let n = cuts[i % cuts.len()].min(text.len() - at);
+                s.push(Bytes::copy_from_slice(&text[at..at + n]), |e| out.push(e.to_vec()));
+                at += n;
+                i += 1;
+            }
+            if let Some(rest) = s.finish() {
+                out.push(rest.to_vec());
+            }
+            proptest::prop_assert_eq!(out.concat(), text.clone());
+            // A bare `\r` line end followed by the next event's `\r` can only be told apart
+            // from `\r\n` once the next byte arrives, so compare payloads, not slices.
+            let payloads: Vec<Vec<u8>> = out
+                .iter()
+                .filter_map(|e| data_payload(e).map(|d| d.into_owned()))
+                .collect();
+            let want: Vec<Vec<u8>> = expected
+                .iter()
+                .filter_map(|e| data_payload(e).map(|d| d.into_owned()))
+                .collect();
+            proptest::prop_assert_eq!(payloads, want);
+        }
+    }
 }

@@ -222,3 +222,6 @@ pub fn translate_sse_frames(
     }
     out_frames
 }
+
+#[cfg(test)]
+mod roundtrip_tests;
