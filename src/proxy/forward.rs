@@ -52,7 +52,7 @@ pub(super) async fn forward_same_dialect(
         Ok(b) => b,
         Err(e) => return Err(fail(e, settle)),
     };
-    let (tap, usage_of): (Tap, fn(&[u8]) -> Option<Usage>) = match (dialect, endpoint) {
+    let (tap, usage_of): (Tap, UsageOf) = match (dialect, endpoint) {
         (Dialect::Anthropic, _) => (
             Tap::Events(EventTap::new(EventDialect::Anthropic, body.len())),
             anthropic_body_usage,
@@ -95,6 +95,9 @@ pub(super) async fn forward_gemini(
     .await
 }
 
+/// Reads usage from a whole (non-stream) response body of one dialect.
+type UsageOf = fn(&[u8]) -> Option<Usage>;
+
 fn anthropic_body_usage(body: &[u8]) -> Option<Usage> {
     let mut u = None;
     usage::update_from_anthropic_json(body, &mut u);
@@ -115,7 +118,7 @@ async fn exchange(
     query: Option<&str>,
     upstream_body: Bytes,
     tap: Tap,
-    usage_of: fn(&[u8]) -> Option<Usage>,
+    usage_of: UsageOf,
     mut settle: Settle,
 ) -> Result<Response<GatewayBody>, Failure> {
     let provider = &call.chosen.provider;

@@ -240,12 +240,6 @@ async fn route_and_forward(
     };
     let provider_dialect = chosen.provider.dialect;
     let is_mock = chosen.provider.kind == ProviderKind::Mock;
-    let fail = |error: GatewayError, settle: Settle| {
-        Err(Failure {
-            error,
-            settle: Some(settle),
-        })
-    };
     let call = Call {
         chosen: &chosen,
         inbound,

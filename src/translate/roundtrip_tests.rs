@@ -206,6 +206,8 @@ fn stream_events(reply: &str, calls: &[(usize, i64)], max_tokens_hit: bool) -> V
 }
 
 /// Text, calls (name, arguments), stop reason and (input, output) usage of an event sequence.
+type StreamMeaning = (String, Vec<(String, Value)>, StopReason, (u64, u64));
+
 fn stream_meaning(
     events: &[StreamEvent],
 ) -> (String, Vec<(String, Value)>, StopReason, (u64, u64)) {
