@@ -274,13 +274,13 @@ async fn route_and_forward(
                     ""
                 }
             );
-            fail(
-                GatewayError::Untranslatable {
+            Err(Failure {
+                error: GatewayError::Untranslatable {
                     message,
                     param: Some("model".into()),
                 },
-                settle,
-            )
+                settle: Some(settle),
+            })
         }
         _ if is_mock => mock_answer::answer_from_mock(&call, &body, fields.as_ref(), settle).await,
         _ if inbound.dialect == provider_dialect => {
