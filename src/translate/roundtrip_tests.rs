@@ -210,7 +210,7 @@ type StreamMeaning = (String, Vec<(String, Value)>, StopReason, (u64, u64));
 
 fn stream_meaning(
     events: &[StreamEvent],
-) -> (String, Vec<(String, Value)>, StopReason, (u64, u64)) {
+) -> StreamMeaning {
     let mut text = String::new();
     let mut calls: Vec<(String, String)> = Vec::new();
     let mut by_index = std::collections::HashMap::new();
