@@ -77,11 +77,15 @@ pub(super) async fn forward_same_dialect(
 /// untouched; the answer comes back byte for byte.
 pub(super) async fn forward_gemini(
     call: &Call<'_>,
-    headers: HeaderMap,
-    _query: Option<&str>,
+    mut headers: HeaderMap,
+    query: Option<&str>,
     body: Bytes,
     settle: Settle,
 ) -> Result<Response<GatewayBody>, Failure> {
+    if call.chosen.provider.auth == crate::config::AuthMode::Passthrough {
+        // The client's `?key=` travels as a header, never in the upstream URL.
+        outbound::gemini_query_key(query, &mut headers);
+    }
     let tap = Tap::Events(EventTap::new(EventDialect::Gemini, body.len()));
     exchange(
         call,

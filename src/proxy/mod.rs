@@ -305,7 +305,10 @@ async fn route_and_forward(
             )
             .await
         }
-        _ => translated::forward_translated(&call, &parts.headers, &body, settle).await,
+        _ => {
+            translated::forward_translated(&call, parts.uri.query(), &parts.headers, &body, settle)
+                .await
+        }
     }
 }
 

@@ -41,6 +41,7 @@ pub(super) fn now_secs() -> u64 {
 
 pub(super) async fn forward_translated(
     call: &Call<'_>,
+    client_query: Option<&str>,
     client_headers: &HeaderMap,
     body: &Bytes,
     mut settle: Settle,
@@ -76,6 +77,7 @@ pub(super) async fn forward_translated(
     let mut key_headers = HeaderMap::new();
     if provider.auth == crate::config::AuthMode::Passthrough {
         key_headers = client_headers.clone();
+        outbound::gemini_query_key(client_query, &mut key_headers);
     }
     let up_req = match outbound::build_request(
         provider,
