@@ -102,6 +102,15 @@ impl Behavior {
         Self::json(status, fixture(name))
     }
 
+    /// A 200 response with any content type (e.g. Bedrock's binary
+    /// `application/vnd.amazon.eventstream`), sent as one frame unless re-framed.
+    pub fn bytes(content_type: &str, body: impl Into<Bytes>) -> Self {
+        Self {
+            headers: vec![("content-type".into(), content_type.into())],
+            ..Self::json(200, body)
+        }
+    }
+
     /// A 200 `text/event-stream` response, one frame per SSE event.
     pub fn sse(body: impl Into<Bytes>) -> Self {
         Self {
@@ -435,9 +444,18 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     bump(&state.request_count, &state.request_notify);
 
     let bare = path.split('?').next().unwrap_or("");
+    // Every dialect's generation endpoints: OpenAI (and Azure), Responses, Anthropic
+    // Messages and count_tokens, Gemini generateContent, Bedrock Converse.
     let known = bare.ends_with("/chat/completions")
         || bare.ends_with("/completions")
-        || bare.ends_with("/embeddings");
+        || bare.ends_with("/embeddings")
+        || bare.ends_with("/responses")
+        || bare.ends_with("/messages")
+        || bare.ends_with("/messages/count_tokens")
+        || bare.ends_with(":generateContent")
+        || bare.ends_with(":streamGenerateContent")
+        || bare.ends_with("/converse")
+        || bare.ends_with("/converse-stream");
     if method != "POST" || !known {
         let mut r = Response::new(full(
             r#"{"error":{"message":"mock: no such route","type":"invalid_request_error","param":null,"code":null}}"#,
