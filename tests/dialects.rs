@@ -590,7 +590,7 @@ async fn anthropic_passthrough_keeps_the_clients_version_and_unrenamed_body() {
 }
 
 #[tokio::test]
-#[ignore = "bug: forward_same_dialect drops the client's query for every provider kind but openai, so /v1/messages?beta=true reaches Anthropic as /v1/messages"]
+
 async fn anthropic_passthrough_forwards_the_beta_query() {
     // anthropic-sdk-python's beta client calls `/v1/messages?beta=true`
     // (anthropic-parallel-tool-use.turn1.request.json).

@@ -30,6 +30,7 @@ const MESSAGE_OVERHEAD: usize = 3;
 
 pub(super) async fn count(
     call: &Call<'_>,
+    query: Option<&str>,
     headers: HeaderMap,
     body: &Bytes,
     fields: Option<&RequestFields<'_>>,
@@ -37,8 +38,10 @@ pub(super) async fn count(
 ) -> Result<Response<GatewayBody>, Failure> {
     if call.chosen.provider.kind == ProviderKind::Anthropic {
         if let Some(fields) = fields {
-            return super::forward::forward_same_dialect(call, headers, None, body, fields, settle)
-                .await;
+            return super::forward::forward_same_dialect(
+                call, headers, query, body, fields, settle,
+            )
+            .await;
         }
     }
     let req = match crate::translate::decode_request(Dialect::Anthropic, body, call.model, false) {

@@ -66,10 +66,14 @@ pub(super) async fn forward_same_dialect(
             usage::from_openai_body,
         ),
     };
-    // Only OpenAI-kind providers take the client's query string (Azure's api-version is ours).
-    let query = (call.chosen.provider.kind == ProviderKind::OpenAi)
-        .then_some(query)
-        .flatten();
+    // OpenAI-kind and Anthropic providers take the client's query string (Anthropic's SDK
+    // sends `?beta=true`); Azure's `api-version` is the gateway's own.
+    let query = matches!(
+        call.chosen.provider.kind,
+        ProviderKind::OpenAi | ProviderKind::Anthropic
+    )
+    .then_some(query)
+    .flatten();
     exchange(call, headers, query, upstream_body, tap, usage_of, settle).await
 }
 

@@ -251,7 +251,15 @@ async fn route_and_forward(
 
     match endpoint {
         Endpoint::CountTokens => {
-            count_tokens::count(&call, parts.headers, &body, fields.as_ref(), settle).await
+            count_tokens::count(
+                &call,
+                parts.uri.query(),
+                parts.headers,
+                &body,
+                fields.as_ref(),
+                settle,
+            )
+            .await
         }
         Endpoint::Responses | Endpoint::Completions | Endpoint::Embeddings
             if provider_dialect != Dialect::OpenAi
