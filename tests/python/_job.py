@@ -9,13 +9,26 @@ anything else propagates, so the process fails with a traceback the Rust test sh
 import json
 import sys
 
-# The weather tool every scenario declares, as a JSON Schema all three APIs accept.
-WEATHER_SCHEMA = {
-    "type": "object",
-    "properties": {"location": {"type": "string", "description": "City name"}},
-    "required": ["location"],
-    "additionalProperties": False,
-}
+
+def _schema(*params):
+    """A strict JSON Schema object of string parameters (accepted by all three APIs)."""
+    return {
+        "type": "object",
+        "properties": {p: {"type": "string"} for p in params},
+        "required": list(params),
+        "additionalProperties": False,
+    }
+
+
+# Every scenario declares the same tools: those the recorded upstream answers call
+# (tests/fixtures), so each SDK finds the tool its answer names.
+TOOLS = [
+    ("get_weather", "Current weather of a city", _schema("location")),
+    ("weather", "Current weather of a city", _schema("location")),
+    ("get_capital", "Capital of a country", _schema("country")),
+    ("get_country", "The user's country", _schema()),
+    ("retrieve_entity_info", "Facts about a person", _schema("name")),
+]
 
 # Two parallel calls of one assistant turn and their results, for the `tool_results` scenario.
 PARALLEL_CALLS = [

@@ -2,15 +2,10 @@
 
 import anthropic
 
-from _job import PARALLEL_CALLS, QUESTION, WEATHER_SCHEMA, emit, error_result, read_job
+from _job import PARALLEL_CALLS, QUESTION, emit, error_result, read_job
+from _job import TOOLS as TOOL_SPECS
 
-TOOLS = [
-    {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "input_schema": WEATHER_SCHEMA,
-    }
-]
+TOOLS = [{"name": name, "description": desc, "input_schema": schema} for name, desc, schema in TOOL_SPECS]
 MAX_TOKENS = 1024
 
 

@@ -1,19 +1,19 @@
 """Drives the gateway with the official `google-genai` SDK; the answer is what the SDK's response
 objects say (`.text`, `.function_calls`)."""
 
+import logging
+
 from google import genai
 from google.genai import errors, types
 
-from _job import PARALLEL_CALLS, QUESTION, WEATHER_SCHEMA, emit, error_result, read_job
+from _job import PARALLEL_CALLS, QUESTION, emit, error_result, read_job
+from _job import TOOLS as TOOL_SPECS
 
 TOOLS = [
     types.Tool(
         function_declarations=[
-            types.FunctionDeclaration(
-                name="get_weather",
-                description="Current weather of a city",
-                parameters_json_schema=WEATHER_SCHEMA,
-            )
+            types.FunctionDeclaration(name=name, description=desc, parameters_json_schema=schema)
+            for name, desc, schema in TOOL_SPECS
         ]
     )
 ]
@@ -43,6 +43,8 @@ def finish_of(resp):
 
 def main():
     job = read_job()
+    # `.text` on an answer with function calls logs a warning; expected here.
+    logging.getLogger("google_genai.types").setLevel(logging.ERROR)
     client = genai.Client(
         api_key="client-key",
         http_options=types.HttpOptions(base_url=job["base_url"], timeout=30_000),
@@ -56,8 +58,8 @@ def main():
         resp = client.models.generate_content(model=model, contents=QUESTION, config=config)
         emit(
             {
-                # `.text` warns and returns None when the answer has only function calls.
-                "text": resp.text if scenario == "text" else None,
+                # `.text` joins the text parts (None when there are none).
+                "text": resp.text,
                 "finish": finish_of(resp),
                 "tool_calls": [call_of(fc) for fc in (resp.function_calls or [])],
                 "usage": usage_of(resp.usage_metadata),
@@ -69,10 +71,8 @@ def main():
         text, calls, finish, usage, chunks = "", [], None, None, 0
         for chunk in client.models.generate_content_stream(model=model, contents=QUESTION, config=config):
             chunks += 1
-            if chunk.function_calls:
-                calls.extend(call_of(fc) for fc in chunk.function_calls)
-            elif chunk.text:
-                text += chunk.text
+            calls.extend(call_of(fc) for fc in (chunk.function_calls or []))
+            text += chunk.text or ""
             finish = finish_of(chunk) or finish
             usage = usage_of(chunk.usage_metadata) or usage
         emit({"text": text, "finish": finish, "tool_calls": calls, "usage": usage, "chunks": chunks})

@@ -4,19 +4,16 @@ import json
 
 import openai
 
-from _job import PARALLEL_CALLS, QUESTION, WEATHER_SCHEMA, emit, error_result, read_job
+from _job import PARALLEL_CALLS, QUESTION, emit, error_result, read_job
+from _job import TOOLS as TOOL_SPECS
 
 TOOLS = [
     {
         "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather of a city",
-            "parameters": WEATHER_SCHEMA,
-            # The SDK's stream helper parses arguments only for strict tools.
-            "strict": True,
-        },
+        # The SDK's stream helper parses arguments only for strict tools.
+        "function": {"name": name, "description": desc, "parameters": schema, "strict": True},
     }
+    for name, desc, schema in TOOL_SPECS
 ]
 
 
