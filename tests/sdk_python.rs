@@ -182,9 +182,11 @@ async fn run_sdk(sdk: Sdk, base_url: String, scenario: &str) -> Value {
         let py = python();
         let dir = scripts_dir();
         let script = dir.join(sdk.script());
-        // `python -c` with the script run as `__main__`: `run_script` bounds it in time.
+        // `python -c` with the script run as `__main__`: `run_script` bounds it in time. No
+        // __pycache__ is written into the source tree.
         let boot = format!(
-            "import runpy, sys\nsys.path.insert(0, {dir})\nsys.argv = [{script}]\n\
+            "import runpy, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, {dir})\n\
+             sys.argv = [{script}]\n\
              runpy.run_path({script}, run_name='__main__')\n",
             dir = json!(dir.to_str().expect("utf-8 path")),
             script = json!(script.to_str().expect("utf-8 path")),
