@@ -208,9 +208,7 @@ fn stream_events(reply: &str, calls: &[(usize, i64)], max_tokens_hit: bool) -> V
 /// Text, calls (name, arguments), stop reason and (input, output) usage of an event sequence.
 type StreamMeaning = (String, Vec<(String, Value)>, StopReason, (u64, u64));
 
-fn stream_meaning(
-    events: &[StreamEvent],
-) -> StreamMeaning {
+fn stream_meaning(events: &[StreamEvent]) -> StreamMeaning {
     let mut text = String::new();
     let mut calls: Vec<(String, String)> = Vec::new();
     let mut by_index = std::collections::HashMap::new();
