@@ -721,6 +721,7 @@ impl Decoder<'_> {
             region,
             aws_credentials,
             anthropic_version,
+            breaker: Default::default(),
         })
     }
 
@@ -1219,6 +1220,7 @@ impl Decoder<'_> {
             models.push(ModelConfig {
                 name: name.unwrap_or_default(),
                 targets,
+                ..Default::default()
             });
         }
         models
@@ -1273,6 +1275,7 @@ impl Decoder<'_> {
                 model,
                 weight,
                 deployment,
+                ..Default::default()
             });
         }
         targets

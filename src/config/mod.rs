@@ -166,6 +166,7 @@ fn native_provider(kind: ProviderKind, base_url: &str, key: String) -> ProviderC
         region: None,
         aws_credentials: None,
         anthropic_version: None,
+        breaker: Default::default(),
     }
 }
 
@@ -272,6 +273,8 @@ models:
             Timeouts {
                 connect_ms: 2000,
                 first_byte_ms: 60_000,
+                first_token_ms: None,
+                stall_ms: None,
                 total_ms: 9000
             }
         );
@@ -330,14 +333,17 @@ models:
                             model: Some("gpt-4o-mini".into()),
                             weight: 3,
                             deployment: None,
+                            ..Default::default()
                         },
                         TargetConfig {
                             provider: "groq".into(),
                             model: Some("llama-3.1-8b-instant".into()),
                             weight: 1,
                             deployment: None,
+                            ..Default::default()
                         },
                     ],
+                    ..Default::default()
                 },
                 ModelConfig {
                     name: "claude-*".into(),
@@ -346,7 +352,9 @@ models:
                         model: None,
                         weight: 1,
                         deployment: None,
+                        ..Default::default()
                     }],
+                    ..Default::default()
                 },
             ]
         );

@@ -323,6 +323,7 @@ pub fn compile(
         region: None,
         aws_credentials: None,
         anthropic_version: None,
+        breaker: Default::default(),
     };
     let needs_builtin = !config.providers.iter().any(|p| p.id == BUILTIN_MOCK);
     let all = config
@@ -607,6 +608,7 @@ mod tests {
             region: None,
             aws_credentials: None,
             anthropic_version: None,
+            breaker: Default::default(),
         }
     }
 
@@ -682,7 +684,9 @@ mod tests {
                 model: target.map(Into::into),
                 weight: 1,
                 deployment: None,
+                ..Default::default()
             }],
+            ..Default::default()
         }
     }
 
