@@ -39,6 +39,7 @@ pub fn build_request(
     body: Bytes,
     request_id: &HeaderValue,
     mode: ClientHeaders,
+    key: Option<usize>,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
     let passthrough = provider.auth == AuthMode::Passthrough;
     let query = client_query
@@ -83,7 +84,11 @@ pub fn build_request(
         }
     };
     if !passthrough {
-        if let Some(key) = provider.pick_key() {
+        let key = match key {
+            Some(i) => provider.keys.get(i),
+            None => provider.pick_key(),
+        };
+        if let Some(key) = key {
             headers.insert(provider.auth_header.clone(), key.header.clone());
         }
     }

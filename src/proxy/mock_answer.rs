@@ -29,6 +29,7 @@ pub(super) async fn answer_from_mock(
     let fail = |error: GatewayError, settle: Settle| Failure {
         error,
         settle: Some(settle),
+        retry: None,
     };
     // The OpenAI-dialect request the generator reads.
     let (openai_body, include_usage, client_usage) = match (client, fields) {
