@@ -282,10 +282,27 @@ pub(super) async fn run(
                     }
                 })
                 .collect();
-            let Some(idx) = balance::choose(route.balance, &stats, now) else {
+            let mut choice = balance::choose(route.balance, &stats, now);
+            drop(stats);
+            if choice.is_none() && tried.iter().take(n).any(|t| *t) && n > 1 {
+                // Every target was tried once and budget remains: a second round.
+                tried = [false; MAX_TARGETS];
+                let again: Vec<Candidate<'_>> = route.targets[..n]
+                    .iter()
+                    .map(|t| Candidate {
+                        weight: t.weight,
+                        stats: &t.state.stats,
+                        rpm_limit: t.rpm,
+                        tpm_limit: t.tpm,
+                        available: t.state.breaker.state(now) != BreakerState::Open
+                            && t.provider.has_usable_key(now),
+                    })
+                    .collect();
+                choice = balance::choose(route.balance, &again, now);
+            }
+            let Some(idx) = choice else {
                 break;
             };
-            drop(stats);
             let target = &route.targets[idx];
             if matches!(target.state.breaker.admit(now), Admit::Open { .. }) {
                 // Another request took the half-open probe meanwhile.
@@ -325,7 +342,18 @@ pub(super) async fn run(
             };
             let mut chosen = chosen_from(&route, idx);
             chosen.key = chosen.provider.pick_enabled_key(now);
-            let ctx = attempt_ctx(&route, &chosen, &plan.overrides, stream);
+            let mut ctx = attempt_ctx(&route, &chosen, &plan.overrides, stream);
+            if let Some(d) = deadline {
+                // An attempt never outlives the request's overall deadline.
+                let left = d.saturating_duration_since(now);
+                let total = ctx.total.unwrap_or(chosen.provider.total_timeout).min(left);
+                ctx.total = Some(total);
+                ctx.first_byte = Some(
+                    ctx.first_byte
+                        .unwrap_or(chosen.provider.first_byte_timeout)
+                        .min(left),
+                );
+            }
             let call = Call::new(&chosen, inbound, model, stream, ctx);
             let Some(mut s) = settle.take() else {
                 break;
@@ -381,6 +409,7 @@ pub(super) async fn run(
                         if let Ok(v) = HeaderValue::from_str(&name) {
                             h.insert(&X_FERROGATE_FALLBACK, v);
                         }
+                        crate::telemetry::metrics::count_fallback(model, &name);
                     }
                     crate::telemetry::metrics::count_attempt(&target.state.id, "success");
                     return Ok(resp);
@@ -452,7 +481,20 @@ pub(super) async fn run(
                         break;
                     }
                     // Back off before the next attempt on this model (not before a key swap).
-                    if verdict == Verdict::Retry && retries_here < budget {
+                    // Back off only when the next attempt goes to the same target again:
+                    // failing over to another target is immediate.
+                    let others_left =
+                        route
+                            .targets
+                            .iter()
+                            .take(MAX_TARGETS)
+                            .enumerate()
+                            .any(|(i, t)| {
+                                i != winner
+                                    && !tried[i]
+                                    && t.state.breaker.state(now) != BreakerState::Open
+                            });
+                    if verdict == Verdict::Retry && retries_here < budget && !others_left {
                         let wait = match retry_after {
                             Some(ra)
                                 if ra <= Duration::from_millis(route.retry.retry_after_max_ms) =>
