@@ -502,7 +502,9 @@ pub(super) async fn run(
                                 ra
                             }
                             Some(_) => {
-                                // Longer than we're willing to wait: move on instead.
+                                // Longer than we're willing to wait: this model is done;
+                                // fallbacks (if any) next.
+                                retries_here = budget;
                                 Duration::ZERO
                             }
                             None => crate::resilience::backoff::delay(
