@@ -165,11 +165,13 @@ fn attempt_ctx(route: &Route, chosen: &Chosen, o: &Overrides, stream: bool) -> A
     }
 }
 
-fn chosen_from(route: &Route, idx: usize) -> Chosen {
+/// The attempt's target. `fallback` is the fallback model's name when this route serves one:
+/// a target that forwards "the client's model name" then forwards that name instead.
+fn chosen_from(route: &Route, idx: usize, fallback: Option<&Arc<str>>) -> Chosen {
     let t = &route.targets[idx];
     Chosen {
         provider: Arc::clone(&t.provider),
-        upstream_model: t.model.clone(),
+        upstream_model: t.model.clone().or_else(|| fallback.cloned()),
         deployment: t.deployment.clone(),
         metrics: Arc::clone(&t.metrics),
         served_header: t.served_header.clone(),
@@ -243,7 +245,10 @@ pub(super) async fn run(
         } else {
             match snapshot.resolve(&name) {
                 Some(Resolved::Route(r)) => Arc::clone(r),
-                _ => continue, // validated at load; a direct `provider/model` has no route
+                Some(Resolved::Direct { provider, model }) => {
+                    Arc::new(Route::direct(provider, model))
+                }
+                None => continue, // names are checked at load; a header may name anything
             }
         };
         let is_fallback = position > 1;
@@ -340,7 +345,7 @@ pub(super) async fn run(
                     }
                 },
             };
-            let mut chosen = chosen_from(&route, idx);
+            let mut chosen = chosen_from(&route, idx, is_fallback.then_some(&name));
             chosen.key = chosen.provider.pick_enabled_key(now);
             let mut ctx = attempt_ctx(&route, &chosen, &plan.overrides, stream);
             if let Some(d) = deadline {
@@ -384,6 +389,7 @@ pub(super) async fn run(
                         stream,
                         overrides: &plan.overrides,
                         started,
+                        fallback: is_fallback.then_some(&name),
                     })
                     .await
                 }
@@ -619,6 +625,7 @@ struct HedgeRace<'a> {
     stream: bool,
     overrides: &'a Overrides,
     started: Instant,
+    fallback: Option<&'a Arc<str>>,
 }
 
 /// Runs the primary attempt; if it has produced no first content (no primed answer) within the
@@ -640,6 +647,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
         stream,
         overrides,
         started,
+        fallback,
     } = race;
     let now = Instant::now();
     let delay = match hedge.after {
@@ -666,7 +674,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
         _ = tokio::time::sleep(delay) => {}
     }
     // No first content yet: start the twin.
-    let mut chosen = chosen_from(route, hedge_idx);
+    let mut chosen = chosen_from(route, hedge_idx, fallback);
     chosen.key = chosen.provider.pick_enabled_key(Instant::now());
     let ctx = attempt_ctx(route, &chosen, overrides, stream);
     let call = Call::new(&chosen, inbound, model, stream, ctx);

@@ -281,6 +281,37 @@ pub struct Route {
 }
 
 impl Route {
+    /// A one-target route to `provider/model` (a `provider/model` fallback), with default
+    /// resilience settings and a breaker of its own for the request.
+    pub fn direct(provider: &Arc<ProviderRt>, model: &str) -> Route {
+        let id: Arc<str> = Arc::from(format!("{}/{}", provider.id, model));
+        Route {
+            name: Arc::clone(&id),
+            targets: vec![TargetRt {
+                provider: Arc::clone(provider),
+                deployment: None,
+                model: Some(Arc::from(model)),
+                weight: 1,
+                metrics: Arc::clone(&provider.direct_metrics),
+                served_header: HeaderValue::from_str(&id).ok(),
+                state: Arc::new(TargetState::new(Arc::clone(&id), provider.breaker)),
+                limit: None,
+                rpm: None,
+                tpm: None,
+            }],
+            total_weight: 1,
+            balance: Balance::Weighted,
+            retry: RetryConfig::default(),
+            deadline: None,
+            fallbacks: Vec::new(),
+            context_window_fallbacks: Vec::new(),
+            content_policy_fallbacks: Vec::new(),
+            timeouts: TimeoutOverrides::default(),
+            hedge: None,
+            resilient: true,
+        }
+    }
+
     pub fn pick(&self) -> Option<&TargetRt> {
         pick::weighted(&self.targets, self.total_weight, |t| t.weight).map(|i| &self.targets[i])
     }
