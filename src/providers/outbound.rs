@@ -31,6 +31,8 @@ pub enum ClientHeaders {
 
 /// Builds the upstream request. `client_query` is forwarded (minus `key=` unless the provider
 /// forwards client credentials).
+// Each argument is a separate input of the request (a struct would only rename them).
+#[allow(clippy::too_many_arguments)]
 pub fn build_request(
     provider: &ProviderRt,
     uri: Uri,

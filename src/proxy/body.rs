@@ -34,7 +34,7 @@ pub fn init_clock() {
 
 pub enum GatewayBody {
     Full(Option<Bytes>),
-    Frames(PacedFrames),
+    Frames(Box<PacedFrames>),
     Stream(Box<PassthroughStream>),
     Translated(Box<TranslatingStream>),
 }

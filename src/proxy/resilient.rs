@@ -270,8 +270,7 @@ pub(super) async fn run(
                     // Half-open counts as available: `admit` below decides who probes.
                     let open = match t.state.breaker.state(now) {
                         BreakerState::Open => {
-                            // Not claiming anything: an open breaker inside its cooldown.
-                            if let Admit::Open { until } = t.state.breaker.admit(now) {
+                            if let Some(until) = t.state.breaker.open_until(now) {
                                 soonest_open = Some(soonest_open.map_or(until, |s| s.min(until)));
                             }
                             true
@@ -283,7 +282,7 @@ pub(super) async fn run(
                         stats: &t.state.stats,
                         rpm_limit: t.rpm,
                         tpm_limit: t.tpm,
-                        available: !open && !(tried[i] && n > 1) && t.provider.has_usable_key(now),
+                        available: !open && (!tried[i] || n <= 1) && t.provider.has_usable_key(now),
                     }
                 })
                 .collect();
@@ -437,9 +436,9 @@ pub(super) async fn run(
                         },
                     };
                     let now = Instant::now();
-                    if verdict.is_target_failure() {
-                        target.state.breaker.record(Outcome::Failure, now);
-                    }
+                    // Client errors count as the target working (a half-open probe that got a
+                    // 400 closes the breaker rather than leaving it half-open).
+                    target.state.breaker.record(verdict.breaker_outcome(), now);
                     crate::telemetry::metrics::count_attempt(
                         &target.state.id,
                         verdict_label(verdict),
@@ -670,7 +669,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
     tokio::pin!(first);
     tokio::select! {
         biased;
-        r = &mut first => return (unrace(r), primary_idx),
+        r = &mut first => return (r.map_err(unrace_failure), primary_idx),
         _ = tokio::time::sleep(delay) => {}
     }
     // No first content yet: start the twin.
@@ -758,10 +757,6 @@ fn discard(mut f: Failure) {
     if let Some(s) = f.settle.take() {
         s.discard();
     }
-}
-
-fn unrace(r: Result<Response<GatewayBody>, Failure>) -> Result<Response<GatewayBody>, Failure> {
-    r.map_err(unrace_failure)
 }
 
 /// A failure's settle leaves the race (it is the request's only settle again).
