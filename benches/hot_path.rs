@@ -98,6 +98,7 @@ fn route_pick(c: &mut Criterion) {
         region: None,
         aws_credentials: None,
         anthropic_version: None,
+        breaker: Default::default(),
     };
     let mut models: Vec<ModelConfig> = (0..200)
         .map(|i| ModelConfig {
@@ -108,14 +109,17 @@ fn route_pick(c: &mut Criterion) {
                     model: Some(format!("m{i}")),
                     weight: 3,
                     deployment: None,
+                    ..Default::default()
                 },
                 TargetConfig {
                     provider: "up".into(),
                     model: None,
                     weight: 1,
                     deployment: None,
+                    ..Default::default()
                 },
             ],
+            ..Default::default()
         })
         .collect();
     models.push(ModelConfig {
@@ -125,7 +129,9 @@ fn route_pick(c: &mut Criterion) {
             model: None,
             weight: 1,
             deployment: None,
+            ..Default::default()
         }],
+        ..Default::default()
     });
     let config = Config {
         listen: None,

@@ -61,6 +61,17 @@ pub enum GatewayError {
     },
     #[error("provider {provider} sent an invalid response: {detail}")]
     UpstreamProtocol { provider: String, detail: String },
+    /// The provider answered with an error status (its answer is passed on or translated).
+    #[error("provider {provider} answered {status}")]
+    UpstreamStatus { provider: String, status: u16 },
+    /// Every target of the model (and its fallbacks) is ejected, saturated or was tried.
+    #[error("{message}")]
+    NoTargetAvailable {
+        message: String,
+        retry_after: Duration,
+        /// Concurrency limits (429) rather than ejected targets (503).
+        saturated: bool,
+    },
     /// The request can't be expressed in the routed provider's dialect (or that dialect has
     /// no such operation).
     #[error("{message}")]
@@ -109,6 +120,13 @@ impl GatewayError {
                 S::BAD_GATEWAY
             }
             GatewayError::UpstreamTimeout { .. } => S::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamStatus { status, .. } => {
+                S::from_u16(*status).unwrap_or(S::BAD_GATEWAY)
+            }
+            GatewayError::NoTargetAvailable {
+                saturated: true, ..
+            } => S::TOO_MANY_REQUESTS,
+            GatewayError::NoTargetAvailable { .. } => S::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
     }
@@ -124,7 +142,9 @@ impl GatewayError {
             | GatewayError::BodyReadTimeout(_) => Blame::Downstream,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
-            | GatewayError::UpstreamProtocol { .. } => Blame::Upstream,
+            | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::UpstreamStatus { .. }
+            | GatewayError::NoTargetAvailable { .. } => Blame::Upstream,
             GatewayError::Internal(_) => Blame::Internal,
         }
     }
@@ -144,6 +164,8 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. } => ("upstream_error", "upstream_connect_failed"),
             GatewayError::UpstreamTimeout { .. } => ("upstream_error", "upstream_timeout"),
             GatewayError::UpstreamProtocol { .. } => ("upstream_error", "upstream_bad_response"),
+            GatewayError::UpstreamStatus { .. } => ("upstream_error", "upstream_error_status"),
+            GatewayError::NoTargetAvailable { .. } => ("server_error", "no_target_available"),
             GatewayError::Internal(_) => ("server_error", "internal_error"),
         }
     }
@@ -153,6 +175,14 @@ impl GatewayError {
             GatewayError::BadRequest { param, .. } => *param,
             GatewayError::Untranslatable { param, .. } => param.as_deref(),
             GatewayError::ModelNotFound { .. } => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, when the gateway knows.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GatewayError::NoTargetAvailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -168,6 +198,11 @@ impl GatewayError {
             GatewayError::ModelNotFound { .. } | GatewayError::NoEndpoint { .. } => K::NotFound,
             GatewayError::PayloadTooLarge { .. } => K::RequestTooLarge,
             GatewayError::UpstreamTimeout { .. } => K::Timeout,
+            GatewayError::NoTargetAvailable {
+                saturated: true, ..
+            } => K::RateLimit,
+            GatewayError::NoTargetAvailable { .. } => K::Overloaded,
+            GatewayError::UpstreamStatus { status, .. } => K::from_status(*status),
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::Internal(_) => K::Server,

@@ -158,13 +158,104 @@ fn check_accepts_config_example_yaml() {
     .map(|name| (name, "dummy"));
     let (code, text) = check_file_with_env(path, &vars);
     assert_eq!(code, Some(0), "config/example.yaml rejected:\n{text}");
-    assert!(text.contains("ok (10 providers, 8 models)"), "{text}");
+    assert!(text.contains("ok (10 providers, 10 models)"), "{text}");
     // Every listed variable is needed: without them each one is reported.
     let (code, text) = check_file_with_env(path, &[]);
     assert_eq!(code, Some(1), "{text}");
     for (name, _) in vars {
         assert!(text.contains(name), "{name} not reported:\n{text}");
     }
+}
+
+/// Every resilience setting, each in its documented form.
+const RESILIENT: &str = r#"
+providers:
+  primary:
+    kind: openai
+    base_url: "http://127.0.0.1:9/v1"
+    timeouts: { connect_ms: 1000, first_byte_ms: 20000, first_token_ms: 15000, stall_ms: 10000, total_ms: 120000 }
+    breaker: { consecutive_failures: 3, error_rate: 0.25, min_requests: 10, window_ms: 10000, cooldown_ms: 5000 }
+  secondary:
+    kind: anthropic
+    keys: ["${SECONDARY_KEY}"]
+    breaker: { cooldown_ms: 60000 }
+  fake: { kind: mock, breaker: { consecutive_failures: 1 } }
+models:
+  - name: chat
+    balance: least_in_flight
+    targets:
+      - { provider: primary, model: gpt-4o, weight: 2, max_concurrency: 16, queue: 4 }
+      - { provider: primary, model: gpt-4o-2024-11-20, max_concurrency: 8 }
+    retry: { attempts: 4, backoff_initial_ms: 50, backoff_max_ms: 800, retry_after_max_ms: 5000 }
+    deadline_ms: 90000
+    timeouts: { connect_ms: 500, first_byte_ms: 10000, first_token_ms: 8000, stall_ms: 5000, total_ms: 60000 }
+    hedge: { after: p95, min_ms: 300, max_hedges: 2 }
+    fallbacks: [bulk, secondary/claude-sonnet-4-5]
+    context_window_fallbacks: [long]
+    content_policy_fallbacks: [secondary/claude-sonnet-4-5]
+  - name: bulk
+    balance: usage_aware
+    targets:
+      - { provider: primary, model: gpt-4o-mini, rpm: 600, tpm: 200000 }
+      - { provider: fake, tpm: 1000000 }
+    hedge: { after_ms: 1500 }
+    fallbacks: [chat]
+  - name: long
+    balance: lowest_latency
+    targets: [{ provider: secondary, model: claude-sonnet-4-5 }]
+    retry: { attempts: 1 }
+    fallbacks: [fake/echo]
+    hedge: { after_ms: 3000, max_hedges: 1 }
+"#;
+
+#[test]
+fn check_accepts_every_resilience_setting() {
+    let (_dir, path) = write_config(RESILIENT);
+    let (code, text) = check_file_with_env(&path, &[("SECONDARY_KEY", "sk-dummy")]);
+    assert_eq!(code, Some(0), "rejected:\n{text}");
+    assert!(text.contains("ok (3 providers, 3 models)"), "{text}");
+}
+
+#[test]
+fn check_reports_every_resilience_problem_with_its_path() {
+    let yaml = RESILIENT
+        .replace("first_token_ms: 15000", "first_token_ms: 150000")
+        .replace("error_rate: 0.25", "error_rate: 25")
+        .replace("cooldown_ms: 60000", "cooldwn_ms: 60000")
+        .replace("balance: least_in_flight", "balance: least_inflight")
+        .replace("max_concurrency: 8 }", "queue: 8 }")
+        .replace("attempts: 4", "attempts: 40")
+        .replace("backoff_max_ms: 800", "backoff_max_ms: 20")
+        .replace("min_ms: 300, max_hedges: 2", "min_ms: 300, max_hedges: 5")
+        .replace("[bulk, secondary/", "[chat, bulkk, secondry/")
+        .replace(
+            "context_window_fallbacks: [long]",
+            "context_window_fallbacks: [\"lon*\"]",
+        )
+        .replace("{ provider: fake, tpm: 1000000 }", "{ provider: fake }")
+        .replace("rpm: 600, tpm: 200000", "weight: 1")
+        .replace("fallbacks: [fake/echo]", "fallbacks: []");
+    let (_dir, path) = write_config(&yaml);
+    let (code, text) = check_file_with_env(&path, &[("SECONDARY_KEY", "sk-dummy")]);
+    assert_eq!(code, Some(1), "output:\n{text}");
+    let expected = [
+        "providers.primary.timeouts.first_token_ms: must not exceed total_ms (120000), got 150000",
+        "providers.primary.breaker.error_rate: expected a number greater than 0 and at most 1, got 25 (a fraction: 25% is 0.25)",
+        "providers.secondary.breaker.cooldwn_ms: unknown field (did you mean \"cooldown_ms\"?)",
+        "models[0].targets[1].queue: only applies together with max_concurrency (requests wait for a slot only when concurrency is limited)",
+        "models[0].balance: expected weighted, least_in_flight, lowest_latency or usage_aware, got \"least_inflight\" (did you mean \"least_in_flight\"?)",
+        "models[0].retry.attempts: must be at most 10, got 40",
+        "models[0].retry.backoff_max_ms: must be at least backoff_initial_ms (50), got 20",
+        "models[0].hedge.max_hedges: must be at most 3, got 5",
+        "models[0].fallbacks[0]: a model cannot fall back to itself",
+        "models[0].fallbacks[1]: unknown model \"bulkk\" (did you mean \"bulk\"?)",
+        "models[0].fallbacks[2]: unknown provider \"secondry\" in \"secondry/claude-sonnet-4-5\" (did you mean \"secondary\"?)",
+        "models[0].context_window_fallbacks[0]: \"lon*\" is a pattern; fallbacks name exact models, or provider/model",
+        "models[1].balance: usage_aware needs rpm or tpm on at least one target (the limits it balances against)",
+        "models[2].hedge: nothing to hedge to: the model has one target and no fallbacks (add a target or fallbacks, or remove hedge)",
+    ];
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, expected, "output:\n{text}");
 }
 
 #[tokio::test]

@@ -15,11 +15,13 @@ use serde_yaml_ng::Value;
 use crate::config::env;
 use crate::config::suggest::did_you_mean;
 use crate::config::types::{
-    AuthMode, AwsCredentialsConfig, Config, KeyConfig, MockSettings, ModelConfig, ProviderConfig,
-    ProviderKind, ServerSettings, TargetConfig, Timeouts, DEFAULT_LISTEN,
+    AuthMode, AwsCredentialsConfig, Balance, BreakerConfig, Config, HedgeConfig, HedgeDelay,
+    KeyConfig, MockSettings, ModelConfig, ProviderConfig, ProviderKind, RetryConfig,
+    ServerSettings, TargetConfig, TimeoutOverrides, Timeouts, DEFAULT_LISTEN,
 };
 use crate::config::ConfigProblem;
 use crate::providers::presets::{self, Preset};
+use crate::routing::glob;
 use crate::translate::ir::Dialect;
 
 /// Path reported for problems with the file as a whole (syntax, wrong root type).
@@ -53,6 +55,7 @@ const PROVIDER_FIELDS: &[&str] = &[
     "aws_secret_access_key",
     "aws_session_token",
     "anthropic_version",
+    "breaker",
 ];
 /// Provider fields that mean something for one kind only; giving one for another kind is a
 /// problem rather than silently ignored.
@@ -67,7 +70,21 @@ const KIND_FIELDS: &[(&str, ProviderKind)] = &[
     ("anthropic_version", ProviderKind::Anthropic),
 ];
 const KEY_FIELDS: &[&str] = &["value", "weight"];
-const TIMEOUT_FIELDS: &[&str] = &["connect_ms", "first_byte_ms", "total_ms"];
+/// Provider `timeouts`, and a model's `timeouts` overriding them.
+const TIMEOUT_FIELDS: &[&str] = &[
+    "connect_ms",
+    "first_byte_ms",
+    "first_token_ms",
+    "stall_ms",
+    "total_ms",
+];
+const BREAKER_FIELDS: &[&str] = &[
+    "consecutive_failures",
+    "error_rate",
+    "min_requests",
+    "window_ms",
+    "cooldown_ms",
+];
 const MOCK_FIELDS: &[&str] = &[
     "chunks",
     "chunk_delay_ms",
@@ -75,8 +92,56 @@ const MOCK_FIELDS: &[&str] = &[
     "reply_words",
     "dialect",
 ];
-const MODEL_FIELDS: &[&str] = &["name", "targets"];
-const TARGET_FIELDS: &[&str] = &["provider", "model", "weight", "deployment"];
+const MODEL_FIELDS: &[&str] = &[
+    "name",
+    "targets",
+    "balance",
+    "retry",
+    "deadline_ms",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "timeouts",
+    "hedge",
+];
+/// A model's lists of other models to try, in the order they are decoded.
+const FALLBACK_LISTS: &[&str] = &[
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+];
+const TARGET_FIELDS: &[&str] = &[
+    "provider",
+    "model",
+    "weight",
+    "deployment",
+    "max_concurrency",
+    "queue",
+    "rpm",
+    "tpm",
+];
+const RETRY_FIELDS: &[&str] = &[
+    "attempts",
+    "backoff_initial_ms",
+    "backoff_max_ms",
+    "retry_after_max_ms",
+];
+const HEDGE_FIELDS: &[&str] = &["after_ms", "after", "min_ms", "max_hedges"];
+const BALANCE_MODES: &[&str] = &[
+    "weighted",
+    "least_in_flight",
+    "lowest_latency",
+    "usage_aware",
+];
+/// The only adaptive hedge delay there is.
+const HEDGE_P95: &str = "p95";
+/// Attempts beyond this only pile load onto a failing upstream.
+const MAX_RETRY_ATTEMPTS: u64 = 10;
+/// Each hedge duplicates the upstream cost of a request; more than three is never worth it.
+const MAX_HEDGES: u64 = 3;
+const DEFAULT_MAX_HEDGES: u32 = 1;
+/// `after: p95` waits at least this long, and this long while the p95 has too few samples.
+const DEFAULT_HEDGE_MIN_MS: u64 = 200;
 
 const SUPPORTED_KINDS: &[&str] = &["openai", "anthropic", "gemini", "azure", "bedrock", "mock"];
 /// Names people write for a kind because vendors or other gateways use them.
@@ -229,6 +294,88 @@ impl<'v> Fields<'v> {
 struct KnownProviders<'a> {
     ids: &'a [String],
     kinds: HashMap<&'a str, ProviderKind>,
+}
+
+impl KnownProviders<'_> {
+    /// Ids a `provider/model` may use: the file's, and the built-in mock unless redefined.
+    fn ids(&self) -> impl Iterator<Item = &str> + Clone {
+        let builtin = !self.ids.iter().any(|id| id == BUILTIN_MOCK);
+        self.ids
+            .iter()
+            .map(String::as_str)
+            .chain(builtin.then_some(BUILTIN_MOCK))
+    }
+}
+
+/// Model names written in the file, for checking fallbacks.
+#[derive(Default)]
+struct ModelNames {
+    exact: Vec<String>,
+    globs: Vec<String>,
+}
+
+/// Why `name` cannot be a fallback of the model `own`, if it cannot.
+fn fallback_problem(
+    name: &str,
+    own: Option<&str>,
+    names: &ModelNames,
+    known: &KnownProviders,
+) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if own == Some(name) {
+        return Some("a model cannot fall back to itself".into());
+    }
+    if names.exact.iter().any(|n| n == name) {
+        return None;
+    }
+    if glob::is_glob(name) {
+        // Which of the pattern's matches would be meant is anyone's guess.
+        return Some(format!(
+            "{name:?} is a pattern; fallbacks name exact models, or provider/model"
+        ));
+    }
+    let others = || {
+        names
+            .exact
+            .iter()
+            .map(String::as_str)
+            .filter(|n| Some(*n) != own)
+    };
+    let model_hint = did_you_mean(name, others());
+    if let Some((provider, model)) = name.split_once('/') {
+        if known.ids().any(|id| id == provider) {
+            return model
+                .is_empty()
+                .then(|| format!("expected provider/model, got {name:?} (nothing after the '/')"));
+        }
+        // A slip in a configured name that holds a '/' is as likely as an unknown provider.
+        if !model_hint.is_empty() {
+            return Some(format!("unknown model {name:?}{model_hint}"));
+        }
+        let hint = did_you_mean(provider, known.ids());
+        return Some(if hint.is_empty() {
+            let list: Vec<&str> = known.ids().collect();
+            format!(
+                "unknown provider {provider:?} in {name:?} (known: {})",
+                list.join(", ")
+            )
+        } else {
+            format!("unknown provider {provider:?} in {name:?}{hint}")
+        });
+    }
+    if !model_hint.is_empty() {
+        return Some(format!("unknown model {name:?}{model_hint}"));
+    }
+    if let Some(pattern) = names.globs.iter().find(|g| glob::matches(g, name)) {
+        return Some(format!(
+            "unknown model {name:?} (it matches the pattern {pattern:?}, but fallbacks name exact models, or provider/model)"
+        ));
+    }
+    Some(format!(
+        "unknown model {name:?} (expected a configured model name, or provider/model with a known provider)"
+    ))
 }
 
 struct Decoder<'e> {
@@ -707,6 +854,11 @@ impl Decoder<'_> {
             Some(v) if applies("mock") => self.mock(&child(path, "mock"), v),
             _ => MockSettings::default(),
         };
+        // Allowed for every kind, the mock included: it never fails, so the breaker is inert.
+        let breaker = match f.get("breaker") {
+            Some(v) => self.breaker(&child(path, "breaker"), v),
+            None => BreakerConfig::default(),
+        };
         Some(ProviderConfig {
             id: id.to_string(),
             kind: kind?,
@@ -721,6 +873,7 @@ impl Decoder<'_> {
             region,
             aws_credentials,
             anthropic_version,
+            breaker,
         })
     }
 
@@ -1056,10 +1209,84 @@ impl Decoder<'_> {
         t.first_byte_ms = self
             .field_u64(&f, path, "first_byte_ms", 1)
             .unwrap_or(t.first_byte_ms);
-        t.total_ms = self
-            .field_u64(&f, path, "total_ms", 1)
-            .unwrap_or(t.total_ms);
+        t.first_token_ms = self.field_u64(&f, path, "first_token_ms", 1);
+        t.stall_ms = self.field_u64(&f, path, "stall_ms", 1);
+        let total = self.field_u64(&f, path, "total_ms", 1);
+        t.total_ms = total.unwrap_or(t.total_ms);
+        // An invalid total_ms was reported already; comparing with the default would add a
+        // second-hand problem.
+        let total_given = f.get("total_ms").is_some();
+        if total.is_some() || !total_given {
+            self.first_token_within_total(path, t.first_token_ms, t.total_ms, total_given);
+        }
         t
+    }
+
+    /// A first-token limit past the total one could never fire.
+    fn first_token_within_total(
+        &mut self,
+        path: &str,
+        first_token_ms: Option<u64>,
+        total_ms: u64,
+        total_given: bool,
+    ) {
+        let Some(first_token_ms) = first_token_ms.filter(|&ms| ms > total_ms) else {
+            return;
+        };
+        let default = if total_given { "" } else { ", the default" };
+        let msg = format!("must not exceed total_ms ({total_ms}{default}), got {first_token_ms}");
+        self.problem(&child(path, "first_token_ms"), msg);
+    }
+
+    fn breaker(&mut self, path: &str, v: &Value) -> BreakerConfig {
+        let mut b = BreakerConfig::default();
+        let Some(f) = self.fields(path, v, BREAKER_FIELDS) else {
+            return b;
+        };
+        b.consecutive_failures = self
+            .field_u32(&f, path, "consecutive_failures", 1)
+            .unwrap_or(b.consecutive_failures);
+        if let Some(v) = f.get("error_rate") {
+            b.error_rate = self
+                .error_rate(&child(path, "error_rate"), v)
+                .unwrap_or(b.error_rate);
+        }
+        b.min_requests = self
+            .field_u32(&f, path, "min_requests", 1)
+            .unwrap_or(b.min_requests);
+        b.window_ms = self
+            .field_u64(&f, path, "window_ms", 1)
+            .unwrap_or(b.window_ms);
+        b.cooldown_ms = self
+            .field_u64(&f, path, "cooldown_ms", 1)
+            .unwrap_or(b.cooldown_ms);
+        b
+    }
+
+    /// A fraction in `(0, 1]`, given as a number or (after expansion) a numeric string.
+    fn error_rate(&mut self, path: &str, v: &Value) -> Option<f64> {
+        let parsed = match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => self.expand(path, s)?.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        // NaN fails both comparisons, so it is refused too.
+        if let Some(rate) = parsed.filter(|r| *r > 0.0 && *r <= 1.0) {
+            return Some(rate);
+        }
+        // 50 for 50% is the likely slip; say what it should be.
+        let hint = match parsed {
+            Some(r) if r > 1.0 && r <= 100.0 && r.fract() == 0.0 => {
+                format!(" (a fraction: {r}% is {})", r / 100.0)
+            }
+            _ => String::new(),
+        };
+        let msg = format!(
+            "expected a number greater than 0 and at most 1, got {}{hint}",
+            self.got(v)
+        );
+        self.problem(path, msg);
+        None
     }
 
     fn mock(&mut self, path: &str, v: &Value) -> MockSettings {
@@ -1186,6 +1413,7 @@ impl Decoder<'_> {
         let Some(items) = self.sequence(path, v) else {
             return Vec::new();
         };
+        let names = self.model_names(items);
         let mut first_index: HashMap<String, usize> = HashMap::new();
         let mut models = Vec::with_capacity(items.len());
         for (i, entry) in items.iter().enumerate() {
@@ -1208,20 +1436,281 @@ impl Decoder<'_> {
                 }
                 None => {}
             }
+            // Without targets the model is dropped, but its other fields are still checked so
+            // that one run reports everything.
             let targets = match f.get("targets") {
-                Some(v) => self.targets(&child(&p, "targets"), v, known),
+                Some(v) => Some(self.targets(&child(&p, "targets"), v, known)),
                 None => {
                     let msg = "missing required field (a list of { provider, model, weight })";
                     self.problem(&child(&p, "targets"), msg);
-                    continue;
+                    None
                 }
             };
-            models.push(ModelConfig {
-                name: name.unwrap_or_default(),
-                targets,
-            });
+            let mut model = self.model_resilience(&p, &f, name.as_deref(), &names, known);
+            if let Some(targets) = targets {
+                model.name = name.unwrap_or_default();
+                model.targets = targets;
+                models.push(model);
+            }
         }
         models
+    }
+
+    /// Every model name written in the file, valid or not (like provider ids), split into
+    /// exact names and glob patterns, so fallbacks may refer to models further down and a
+    /// model with its own problems does not also make each fallback naming it "unknown".
+    /// Nothing is reported here; the names are checked where they are decoded.
+    fn model_names(&self, items: &[Value]) -> ModelNames {
+        let mut names = ModelNames::default();
+        for entry in items {
+            let name = match entry.get("name") {
+                Some(Value::String(s)) => match env::expand(s, self.env) {
+                    Ok(expanded) => expanded.into_owned(),
+                    Err(_) => s.clone(),
+                },
+                Some(Value::Number(n)) => n.to_string(),
+                _ => continue,
+            };
+            if glob::is_glob(&name) {
+                names.globs.push(name);
+            } else {
+                names.exact.push(name);
+            }
+        }
+        names
+    }
+
+    /// The resilience settings of one model (everything but `name` and `targets`), with the
+    /// checks that tie them to its targets.
+    fn model_resilience(
+        &mut self,
+        path: &str,
+        f: &Fields,
+        name: Option<&str>,
+        names: &ModelNames,
+        known: &KnownProviders,
+    ) -> ModelConfig {
+        let mut m = ModelConfig::default();
+        // Counted as written, so a target that failed to decode changes no verdict below.
+        let written_targets = f.get("targets").and_then(Value::as_sequence);
+        if let Some(v) = f.get("balance") {
+            let bp = child(path, "balance");
+            if let Some(balance) = self.balance(&bp, v) {
+                m.balance = balance;
+                let limited = written_targets.is_some_and(|targets| {
+                    targets.iter().any(|t| {
+                        ["rpm", "tpm"]
+                            .iter()
+                            .any(|k| t.get(*k).is_some_and(|v| !v.is_null()))
+                    })
+                });
+                if balance == Balance::UsageAware && written_targets.is_some() && !limited {
+                    let msg = "usage_aware needs rpm or tpm on at least one target (the limits it balances against)";
+                    self.problem(&bp, msg);
+                }
+            }
+        }
+        if let Some(v) = f.get("retry") {
+            m.retry = self.retry(&child(path, "retry"), v);
+        }
+        m.deadline_ms = self.field_u64(f, path, "deadline_ms", 1);
+        if let Some(v) = f.get("timeouts") {
+            m.timeouts = self.timeout_overrides(&child(path, "timeouts"), v);
+        }
+        if let Some(v) = f.get("hedge") {
+            let hp = child(path, "hedge");
+            m.hedge = self.hedge(&hp, v);
+            let one_target = written_targets.is_some_and(|t| t.len() == 1);
+            // A `fallbacks` that is not a list is reported on its own; hedge is not blamed too.
+            let has_fallbacks = f
+                .get("fallbacks")
+                .is_some_and(|v| v.as_sequence().is_none_or(|l| !l.is_empty()));
+            if one_target && !has_fallbacks {
+                let msg = "nothing to hedge to: the model has one target and no fallbacks (add a target or fallbacks, or remove hedge)";
+                self.problem(&hp, msg);
+            }
+        }
+        for list in FALLBACK_LISTS {
+            let Some(v) = f.get(list) else { continue };
+            let decoded = self.fallbacks(&child(path, list), v, name, names, known);
+            match *list {
+                "fallbacks" => m.fallbacks = decoded,
+                "context_window_fallbacks" => m.context_window_fallbacks = decoded,
+                _ => m.content_policy_fallbacks = decoded,
+            }
+        }
+        m
+    }
+
+    fn balance(&mut self, path: &str, v: &Value) -> Option<Balance> {
+        let name = self.string(path, v)?;
+        let balance = match name.as_str() {
+            "weighted" => Balance::Weighted,
+            "least_in_flight" => Balance::LeastInFlight,
+            "lowest_latency" => Balance::LowestLatency,
+            "usage_aware" => Balance::UsageAware,
+            _ => {
+                let hint = did_you_mean(&name, BALANCE_MODES.iter().copied());
+                let msg = format!(
+                    "expected weighted, least_in_flight, lowest_latency or usage_aware, got {name:?}{hint}"
+                );
+                self.problem(path, msg);
+                return None;
+            }
+        };
+        Some(balance)
+    }
+
+    fn retry(&mut self, path: &str, v: &Value) -> RetryConfig {
+        let mut r = RetryConfig::default();
+        let Some(f) = self.fields(path, v, RETRY_FIELDS) else {
+            return r;
+        };
+        if let Some(v) = f.get("attempts") {
+            r.attempts = self
+                .uint(&child(path, "attempts"), v, 1, MAX_RETRY_ATTEMPTS)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(r.attempts);
+        }
+        let initial = self.field_u64(&f, path, "backoff_initial_ms", 0);
+        let max = self.field_u64(&f, path, "backoff_max_ms", 0);
+        r.retry_after_max_ms = self
+            .field_u64(&f, path, "retry_after_max_ms", 0)
+            .unwrap_or(r.retry_after_max_ms);
+        // Compared only when neither was invalid (reported already).
+        let initial_ok = initial.is_some() || f.get("backoff_initial_ms").is_none();
+        let max_ok = max.is_some() || f.get("backoff_max_ms").is_none();
+        r.backoff_initial_ms = initial.unwrap_or(r.backoff_initial_ms);
+        r.backoff_max_ms = max.unwrap_or(r.backoff_max_ms);
+        if initial_ok && max_ok && r.backoff_max_ms < r.backoff_initial_ms {
+            let (initial, max) = (r.backoff_initial_ms, r.backoff_max_ms);
+            if f.get("backoff_max_ms").is_some() {
+                let msg = format!("must be at least backoff_initial_ms ({initial}), got {max}");
+                self.problem(&child(path, "backoff_max_ms"), msg);
+            } else {
+                let msg =
+                    format!("must not exceed backoff_max_ms ({max}, the default), got {initial}");
+                self.problem(&child(path, "backoff_initial_ms"), msg);
+            }
+        }
+        r
+    }
+
+    /// Replacements for the provider timeouts. Only a `first_token_ms` past a `total_ms` given
+    /// here is refused: the total that applies otherwise depends on each target's provider.
+    fn timeout_overrides(&mut self, path: &str, v: &Value) -> TimeoutOverrides {
+        let Some(f) = self.fields(path, v, TIMEOUT_FIELDS) else {
+            return TimeoutOverrides::default();
+        };
+        let o = TimeoutOverrides {
+            connect_ms: self.field_u64(&f, path, "connect_ms", 1),
+            first_byte_ms: self.field_u64(&f, path, "first_byte_ms", 1),
+            first_token_ms: self.field_u64(&f, path, "first_token_ms", 1),
+            stall_ms: self.field_u64(&f, path, "stall_ms", 1),
+            total_ms: self.field_u64(&f, path, "total_ms", 1),
+        };
+        if let Some(total_ms) = o.total_ms {
+            self.first_token_within_total(path, o.first_token_ms, total_ms, true);
+        }
+        o
+    }
+
+    /// `{ after_ms: N }` (a fixed delay) or `{ after: p95, min_ms: N }`, plus `max_hedges`.
+    fn hedge(&mut self, path: &str, v: &Value) -> Option<HedgeConfig> {
+        let f = self.fields(path, v, HEDGE_FIELDS)?;
+        let after = match (f.get("after_ms"), f.get("after")) {
+            (Some(_), Some(_)) => {
+                let msg = "give after_ms (a fixed delay) or after: p95, not both";
+                self.problem(path, msg);
+                None
+            }
+            (Some(v), None) => {
+                if f.get("min_ms").is_some() {
+                    let msg = "only applies with after: p95 (after_ms is a fixed delay)";
+                    self.problem(&child(path, "min_ms"), msg);
+                }
+                self.uint(&child(path, "after_ms"), v, 1, u64::MAX)
+                    .map(HedgeDelay::FixedMs)
+            }
+            (None, Some(v)) => {
+                let p95 = self.hedge_after(&child(path, "after"), v);
+                let min_ms = match f.get("min_ms") {
+                    Some(v) => self.uint(&child(path, "min_ms"), v, 0, u64::MAX),
+                    None => Some(DEFAULT_HEDGE_MIN_MS),
+                };
+                p95.and(min_ms).map(|min_ms| HedgeDelay::P95 { min_ms })
+            }
+            (None, None) => {
+                let msg = "expected after_ms (a fixed delay, like after_ms: 2000) or after: p95 (the target's live p95 time to first token)";
+                self.problem(path, msg);
+                None
+            }
+        };
+        let max_hedges = match f.get("max_hedges") {
+            Some(v) => self
+                .uint(&child(path, "max_hedges"), v, 1, MAX_HEDGES)
+                .and_then(|n| u32::try_from(n).ok()),
+            None => Some(DEFAULT_MAX_HEDGES),
+        };
+        Some(HedgeConfig {
+            after: after?,
+            max_hedges: max_hedges?,
+        })
+    }
+
+    /// The adaptive hedge delay's name; `Some(())` when it is `p95`.
+    fn hedge_after(&mut self, path: &str, v: &Value) -> Option<()> {
+        let text = self.string(path, v)?;
+        if text == HEDGE_P95 {
+            return Some(());
+        }
+        let hint = if text.trim().parse::<u64>().is_ok() {
+            format!(" (for a fixed delay, use after_ms: {})", text.trim())
+        } else {
+            did_you_mean(&text, [HEDGE_P95])
+        };
+        let msg = format!(
+            "expected {HEDGE_P95}, got {}{hint}",
+            self.got(&Value::String(text.clone()))
+        );
+        self.problem(path, msg);
+        None
+    }
+
+    /// A list of models to try after this one: exact configured model names, or
+    /// `provider/model` with a known provider. Cycles across models are fine (the engine tries
+    /// each model at most once per request), so only a model naming itself is refused.
+    fn fallbacks(
+        &mut self,
+        path: &str,
+        v: &Value,
+        own: Option<&str>,
+        names: &ModelNames,
+        known: &KnownProviders,
+    ) -> Vec<String> {
+        let Some(items) = self.sequence(path, v) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = Vec::with_capacity(items.len());
+        let mut first_at: HashMap<String, usize> = HashMap::new();
+        for (i, entry) in items.iter().enumerate() {
+            let p = item(path, i);
+            let Some(target) = self.string(&p, entry) else {
+                continue;
+            };
+            if let Some(first) = first_at.get(&target) {
+                let msg = format!("{target:?} is already listed at {path}[{first}]");
+                self.problem(&p, msg);
+                continue;
+            }
+            first_at.insert(target.clone(), i);
+            if let Some(msg) = fallback_problem(&target, own, names, known) {
+                self.problem(&p, msg);
+                continue;
+            }
+            out.push(target);
+        }
+        out
     }
 
     fn targets(&mut self, path: &str, v: &Value, known: &KnownProviders) -> Vec<TargetConfig> {
@@ -1268,11 +1757,22 @@ impl Decoder<'_> {
                 }
                 None => None,
             };
+            let max_concurrency = self.field_u32(&f, &p, "max_concurrency", 1);
+            let queue = self.field_u32(&f, &p, "queue", 0).unwrap_or(0);
+            if f.get("queue").is_some() && f.get("max_concurrency").is_none() {
+                // Without a concurrency limit nothing ever waits, so the queue would be inert.
+                let msg = "only applies together with max_concurrency (requests wait for a slot only when concurrency is limited)";
+                self.problem(&child(&p, "queue"), msg);
+            }
             targets.push(TargetConfig {
                 provider: provider.unwrap_or_default(),
                 model,
                 weight,
                 deployment,
+                max_concurrency,
+                queue,
+                rpm: self.field_u32(&f, &p, "rpm", 1),
+                tpm: self.field_u64(&f, &p, "tpm", 1),
             });
         }
         targets
@@ -1905,5 +2405,443 @@ providers:
             problems("providers:\n  mock: { kind: azure, base_url: 'https://r.openai.azure.com', keys: [k] }\nmodels: [{ name: m, targets: [{ provider: mock, deployment: d }] }]\n"),
             Vec::<String>::new()
         );
+    }
+
+    // Resilience settings.
+
+    /// A mock provider and two models, so resilience snippets have something to refer to.
+    const TWO_MODELS: &str = "providers:\n  up: { kind: openai, base_url: 'http://x/v1' }\n  alt: { kind: mock }\nmodels:\n  - { name: a, targets: [{ provider: up }, { provider: alt }] }\n  - { name: b, targets: [{ provider: alt }] }\n";
+
+    #[test]
+    fn provider_timeouts_first_token_and_stall() {
+        let config = decoded(
+            "providers:\n  p: { kind: mock, timeouts: { first_token_ms: 1500, stall_ms: '${S}', total_ms: 9000 } }\n  d: { kind: mock, timeouts: { connect_ms: 100 } }\n",
+            &[("S", "4000")],
+        );
+        assert_eq!(
+            config.providers[0].timeouts,
+            Timeouts {
+                first_token_ms: Some(1500),
+                stall_ms: Some(4000),
+                total_ms: 9000,
+                ..Timeouts::default()
+            }
+        );
+        assert_eq!(config.providers[1].timeouts.first_token_ms, None);
+        assert_eq!(config.providers[1].timeouts.stall_ms, None);
+        assert_eq!(
+            problems(
+                r#"
+providers:
+  zero: { kind: mock, timeouts: { first_token_ms: 0, stall_ms: soon } }
+  over: { kind: mock, timeouts: { first_token_ms: 9001, total_ms: 9000 } }
+  over_default: { kind: mock, timeouts: { first_token_ms: 600001 } }
+  equal: { kind: mock, timeouts: { first_token_ms: 9000, total_ms: 9000 } }
+  bad_total: { kind: mock, timeouts: { first_token_ms: 700000, total_ms: -1 } }
+  typo: { kind: mock, timeouts: { stall: 5 } }
+"#
+            ),
+            [
+                "providers.zero.timeouts.first_token_ms: expected a positive integer, got 0",
+                "providers.zero.timeouts.stall_ms: expected a positive integer, got \"soon\"",
+                "providers.over.timeouts.first_token_ms: must not exceed total_ms (9000), got 9001",
+                "providers.over_default.timeouts.first_token_ms: must not exceed total_ms (600000, the default), got 600001",
+                "providers.bad_total.timeouts.total_ms: expected a positive integer, got -1",
+                "providers.typo.timeouts.stall: unknown field (did you mean \"stall_ms\"?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn provider_breaker() {
+        let config = decoded(
+            "providers:\n  p: { kind: openai, base_url: 'http://x/v1', breaker: { consecutive_failures: 3, error_rate: 0.25, min_requests: 10, window_ms: 60000, cooldown_ms: '${C}' } }\n  part: { kind: mock, breaker: { error_rate: '${R}' } }\n  none: { kind: mock }\n",
+            &[("C", "15000"), ("R", "1")],
+        );
+        assert_eq!(
+            config.providers[0].breaker,
+            BreakerConfig {
+                consecutive_failures: 3,
+                error_rate: 0.25,
+                min_requests: 10,
+                window_ms: 60_000,
+                cooldown_ms: 15_000,
+            }
+        );
+        assert_eq!(
+            config.providers[1].breaker,
+            BreakerConfig {
+                error_rate: 1.0,
+                ..BreakerConfig::default()
+            }
+        );
+        assert_eq!(config.providers[2].breaker, BreakerConfig::default());
+        assert_eq!(
+            problems(
+                r#"
+providers:
+  a: { kind: mock, breaker: { error_rate: 0, consecutive_failures: 0 } }
+  b: { kind: mock, breaker: { error_rate: 50, min_requests: 0, window_ms: 0, cooldown_ms: x } }
+  c: { kind: mock, breaker: { error_rate: 1.5 } }
+  d: { kind: mock, breaker: { error_rate: half } }
+  e: { kind: mock, breaker: { error_rate: .nan } }
+  f: { kind: mock, breaker: { cooldown: 5 } }
+  g: { kind: mock, breaker: 5 }
+"#
+            ),
+            [
+                "providers.a.breaker.consecutive_failures: expected a positive integer, got 0",
+                "providers.a.breaker.error_rate: expected a number greater than 0 and at most 1, got 0",
+                "providers.b.breaker.error_rate: expected a number greater than 0 and at most 1, got 50 (a fraction: 50% is 0.5)",
+                "providers.b.breaker.min_requests: expected a positive integer, got 0",
+                "providers.b.breaker.window_ms: expected a positive integer, got 0",
+                "providers.b.breaker.cooldown_ms: expected a positive integer, got \"x\"",
+                "providers.c.breaker.error_rate: expected a number greater than 0 and at most 1, got 1.5",
+                "providers.d.breaker.error_rate: expected a number greater than 0 and at most 1, got \"half\"",
+                "providers.e.breaker.error_rate: expected a number greater than 0 and at most 1, got .nan",
+                "providers.f.breaker.cooldown: unknown field (did you mean \"cooldown_ms\"?)",
+                "providers.g.breaker: expected a mapping, got 5",
+            ]
+        );
+    }
+
+    #[test]
+    fn model_balance() {
+        let yaml = "models:\n  - { name: w, targets: [{ provider: mock }] }\n  - { name: l, balance: least_in_flight, targets: [{ provider: mock }] }\n  - { name: t, balance: lowest_latency, targets: [{ provider: mock }] }\n  - { name: u, balance: usage_aware, targets: [{ provider: mock, tpm: 100000 }, { provider: mock }] }\n  - { name: x, balance: '${B}', targets: [{ provider: mock }] }\n";
+        let config = decoded(yaml, &[("B", "weighted")]);
+        let modes: Vec<Balance> = config.models.iter().map(|m| m.balance).collect();
+        assert_eq!(
+            modes,
+            [
+                Balance::Weighted,
+                Balance::LeastInFlight,
+                Balance::LowestLatency,
+                Balance::UsageAware,
+                Balance::Weighted
+            ]
+        );
+        assert_eq!(
+            problems(
+                r#"
+models:
+  - { name: a, balance: least-in-flight, targets: [{ provider: mock }] }
+  - { name: b, balance: round_robin, targets: [{ provider: mock }] }
+  - { name: c, balance: usage_aware, targets: [{ provider: mock }, { provider: mock }] }
+  - { name: d, balance: usage_aware, targets: [{ provider: mock, rpm: 0 }] }
+  - { name: e, balance: [weighted], targets: [{ provider: mock }] }
+"#
+            ),
+            [
+                "models[0].balance: expected weighted, least_in_flight, lowest_latency or usage_aware, got \"least-in-flight\" (did you mean \"least_in_flight\"?)",
+                "models[1].balance: expected weighted, least_in_flight, lowest_latency or usage_aware, got \"round_robin\"",
+                "models[2].balance: usage_aware needs rpm or tpm on at least one target (the limits it balances against)",
+                // The invalid rpm is reported; the balance is not blamed for it as well.
+                "models[3].targets[0].rpm: expected a positive integer, got 0",
+                "models[4].balance: expected a string, got a list",
+            ]
+        );
+    }
+
+    #[test]
+    fn model_retry_and_deadline() {
+        let config = decoded(
+            "models:\n  - name: r\n    targets: [{ provider: mock }]\n    retry: { attempts: 3, backoff_initial_ms: 100, backoff_max_ms: 100, retry_after_max_ms: 0 }\n    deadline_ms: 45000\n  - name: part\n    targets: [{ provider: mock }]\n    retry: { attempts: '${N}' }\n  - { name: none, targets: [{ provider: mock }] }\n",
+            &[("N", "10")],
+        );
+        assert_eq!(
+            config.models[0].retry,
+            RetryConfig {
+                attempts: 3,
+                backoff_initial_ms: 100,
+                backoff_max_ms: 100,
+                retry_after_max_ms: 0,
+            }
+        );
+        assert_eq!(config.models[0].deadline_ms, Some(45_000));
+        assert_eq!(
+            config.models[1].retry,
+            RetryConfig {
+                attempts: 10,
+                ..RetryConfig::default()
+            }
+        );
+        assert_eq!(config.models[2].retry, RetryConfig::default());
+        assert_eq!(config.models[2].deadline_ms, None);
+        assert_eq!(
+            problems(
+                r#"
+models:
+  - name: a
+    targets: [{ provider: mock }]
+    retry: { attempts: 0, backoff_initial_ms: 500, backoff_max_ms: 499 }
+    deadline_ms: 0
+  - name: b
+    targets: [{ provider: mock }]
+    retry: { attempts: 11, backoff_initial_ms: 6000 }
+  - name: c
+    targets: [{ provider: mock }]
+    retry: { backoff_initial_ms: soon, backoff_max_ms: 1, retry_after_max_ms: -5, attemps: 2 }
+"#
+            ),
+            [
+                "models[0].retry.attempts: expected a positive integer, got 0",
+                "models[0].retry.backoff_max_ms: must be at least backoff_initial_ms (500), got 499",
+                "models[0].deadline_ms: expected a positive integer, got 0",
+                "models[1].retry.attempts: must be at most 10, got 11",
+                "models[1].retry.backoff_initial_ms: must not exceed backoff_max_ms (5000, the default), got 6000",
+                "models[2].retry.attemps: unknown field (did you mean \"attempts\"?)",
+                "models[2].retry.backoff_initial_ms: expected a non-negative integer, got \"soon\"",
+                "models[2].retry.retry_after_max_ms: expected a non-negative integer, got -5",
+            ]
+        );
+    }
+
+    #[test]
+    fn model_timeout_overrides() {
+        let config = decoded(
+            "models:\n  - name: m\n    targets: [{ provider: mock }]\n    timeouts: { connect_ms: 1, first_byte_ms: 2, first_token_ms: 3, stall_ms: 4, total_ms: 5 }\n  - name: n\n    targets: [{ provider: mock }]\n    timeouts: { stall_ms: 700, first_token_ms: 900000 }\n",
+            &[],
+        );
+        assert_eq!(
+            config.models[0].timeouts,
+            TimeoutOverrides {
+                connect_ms: Some(1),
+                first_byte_ms: Some(2),
+                first_token_ms: Some(3),
+                stall_ms: Some(4),
+                total_ms: Some(5),
+            }
+        );
+        // Without a total here, the provider's applies, which may differ per target.
+        assert_eq!(
+            config.models[1].timeouts,
+            TimeoutOverrides {
+                first_token_ms: Some(900_000),
+                stall_ms: Some(700),
+                ..TimeoutOverrides::default()
+            }
+        );
+        assert_eq!(
+            problems(
+                "models:\n  - name: m\n    targets: [{ provider: mock }]\n    timeouts: { first_token_ms: 10, total_ms: 9, stall_ms: 0, firstbyte_ms: 1 }\n"
+            ),
+            [
+                "models[0].timeouts.firstbyte_ms: unknown field (did you mean \"first_byte_ms\"?)",
+                "models[0].timeouts.stall_ms: expected a positive integer, got 0",
+                "models[0].timeouts.first_token_ms: must not exceed total_ms (9), got 10",
+            ]
+        );
+    }
+
+    #[test]
+    fn model_hedge() {
+        let yaml = "models:\n  - { name: f, targets: [{ provider: mock }, { provider: mock }], hedge: { after_ms: 1500 } }\n  - { name: p, targets: [{ provider: mock }], fallbacks: [f], hedge: { after: p95, min_ms: 300, max_hedges: 3 } }\n  - { name: d, targets: [{ provider: mock }, { provider: mock }], hedge: { after: '${A}' } }\n  - { name: n, targets: [{ provider: mock }], hedge: }\n";
+        let config = decoded(yaml, &[("A", "p95")]);
+        let hedges: Vec<Option<HedgeConfig>> = config.models.iter().map(|m| m.hedge).collect();
+        assert_eq!(
+            hedges,
+            [
+                Some(HedgeConfig {
+                    after: HedgeDelay::FixedMs(1500),
+                    max_hedges: 1
+                }),
+                Some(HedgeConfig {
+                    after: HedgeDelay::P95 { min_ms: 300 },
+                    max_hedges: 3
+                }),
+                Some(HedgeConfig {
+                    after: HedgeDelay::P95 { min_ms: 200 },
+                    max_hedges: 1
+                }),
+                None,
+            ]
+        );
+        let two = "targets: [{ provider: mock }, { provider: mock }]";
+        assert_eq!(
+            problems(&format!(
+                r#"
+models:
+  - {{ name: a, {two}, hedge: {{ after_ms: 100, after: p95 }} }}
+  - {{ name: b, {two}, hedge: {{ max_hedges: 2 }} }}
+  - {{ name: c, {two}, hedge: {{ after_ms: 100, min_ms: 50 }} }}
+  - {{ name: d, {two}, hedge: {{ after: p99 }} }}
+  - {{ name: e, {two}, hedge: {{ after: 500 }} }}
+  - {{ name: f, {two}, hedge: {{ after_ms: 0, max_hedges: 0 }} }}
+  - {{ name: g, {two}, hedge: {{ after: p95, max_hedges: 4, min_ms: x }} }}
+  - {{ name: h, targets: [{{ provider: mock }}], hedge: {{ after_ms: 100 }} }}
+  - {{ name: i, targets: [{{ provider: mock }}], fallbacks: [], hedge: {{ after: p95 }} }}
+  - {{ name: j, {two}, hedge: {{ after_ms: 100, delay: 1 }} }}
+  - {{ name: k, targets: [{{ provider: mock }}], fallbacks: j, hedge: {{ after_ms: 100 }} }}
+"#
+            )),
+            [
+                "models[0].hedge: give after_ms (a fixed delay) or after: p95, not both",
+                "models[1].hedge: expected after_ms (a fixed delay, like after_ms: 2000) or after: p95 (the target's live p95 time to first token)",
+                "models[2].hedge.min_ms: only applies with after: p95 (after_ms is a fixed delay)",
+                "models[3].hedge.after: expected p95, got \"p99\" (did you mean \"p95\"?)",
+                "models[4].hedge.after: expected p95, got \"500\" (for a fixed delay, use after_ms: 500)",
+                "models[5].hedge.after_ms: expected a positive integer, got 0",
+                "models[5].hedge.max_hedges: expected a positive integer, got 0",
+                "models[6].hedge.min_ms: expected a non-negative integer, got \"x\"",
+                "models[6].hedge.max_hedges: must be at most 3, got 4",
+                "models[7].hedge: nothing to hedge to: the model has one target and no fallbacks (add a target or fallbacks, or remove hedge)",
+                "models[8].hedge: nothing to hedge to: the model has one target and no fallbacks (add a target or fallbacks, or remove hedge)",
+                "models[9].hedge.delay: unknown field (expected one of: after_ms, after, min_ms, max_hedges)",
+                "models[10].fallbacks: expected a list, got \"j\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn model_fallbacks() {
+        let yaml = r#"
+providers:
+  up: { kind: openai, base_url: "http://x/v1" }
+models:
+  - name: a
+    targets: [{ provider: up }]
+    fallbacks: [b, up/gpt-4o, mock/any, "${B}"]
+    context_window_fallbacks: [c]
+    content_policy_fallbacks: [up/safe-model]
+  - name: b
+    targets: [{ provider: up }]
+    fallbacks: [a]
+  - name: c
+    targets: [{ provider: up }]
+    fallbacks: [b, a]
+  - name: "claude-*"
+    targets: [{ provider: up }]
+    fallbacks: [a, org/model-with-slash]
+  - name: org/model-with-slash
+    targets: [{ provider: up }]
+"#;
+        let config = decoded(yaml, &[("B", "c")]);
+        let a = &config.models[0];
+        assert_eq!(a.fallbacks, ["b", "up/gpt-4o", "mock/any", "c"]);
+        assert_eq!(a.context_window_fallbacks, ["c"]);
+        assert_eq!(a.content_policy_fallbacks, ["up/safe-model"]);
+        // Cycles (a -> b -> a, a -> c -> a) are allowed: each model is tried once per request.
+        assert_eq!(config.models[1].fallbacks, ["a"]);
+        assert_eq!(config.models[2].fallbacks, ["b", "a"]);
+        assert_eq!(config.models[3].fallbacks, ["a", "org/model-with-slash"]);
+        assert!(config.models[4].fallbacks.is_empty());
+
+        let yaml = r#"
+providers:
+  openai: { kind: openai, base_url: "http://x/v1" }
+models:
+  - name: gpt-4o
+    targets: [{ provider: openai }]
+    fallbacks: [gpt-4o, gpt4o-mini, "claude-*", claude-3-haiku, opnai/gpt-4o, zz/top, "openai/", "", gpt-4o-mini, gpt-4o-mini, [x], nothing-like-it]
+  - name: gpt-4o-mini
+    targets: [{ provider: openai }]
+    context_window_fallbacks: gpt-4o
+    content_policy_fallbacks: [org/gpt-4o]
+  - name: "claude-*"
+    targets: [{ provider: openai }]
+    fallbacks: ["claude-*"]
+"#;
+        assert_eq!(
+            problems(yaml),
+            [
+                "models[0].fallbacks[0]: a model cannot fall back to itself",
+                "models[0].fallbacks[1]: unknown model \"gpt4o-mini\" (did you mean \"gpt-4o-mini\"?)",
+                "models[0].fallbacks[2]: \"claude-*\" is a pattern; fallbacks name exact models, or provider/model",
+                "models[0].fallbacks[3]: unknown model \"claude-3-haiku\" (it matches the pattern \"claude-*\", but fallbacks name exact models, or provider/model)",
+                "models[0].fallbacks[4]: unknown provider \"opnai\" in \"opnai/gpt-4o\" (did you mean \"openai\"?)",
+                "models[0].fallbacks[5]: unknown provider \"zz\" in \"zz/top\" (known: openai, mock)",
+                "models[0].fallbacks[6]: expected provider/model, got \"openai/\" (nothing after the '/')",
+                "models[0].fallbacks[7]: must not be empty",
+                "models[0].fallbacks[9]: \"gpt-4o-mini\" is already listed at models[0].fallbacks[8]",
+                "models[0].fallbacks[10]: expected a string, got a list",
+                "models[0].fallbacks[11]: unknown model \"nothing-like-it\" (expected a configured model name, or provider/model with a known provider)",
+                "models[1].context_window_fallbacks: expected a list, got \"gpt-4o\"",
+                "models[1].content_policy_fallbacks[0]: unknown model \"org/gpt-4o\" (did you mean \"gpt-4o\"?)",
+                "models[2].fallbacks[0]: a model cannot fall back to itself",
+            ]
+        );
+        // A model whose own entry has problems is still a known name: no second-hand problem.
+        assert_eq!(
+            problems("models:\n  - { name: a, targets: [{ provider: ghost }] }\n  - { name: b, targets: [{ provider: mock }], fallbacks: [a] }\n"),
+            ["models[0].targets[0].provider: unknown provider \"ghost\" (known: mock)"]
+        );
+    }
+
+    #[test]
+    fn target_concurrency_and_rate_limits() {
+        let config = decoded(
+            "models:\n  - name: m\n    balance: usage_aware\n    targets:\n      - { provider: mock, max_concurrency: 8, queue: 16, rpm: 600, tpm: 5000000000 }\n      - { provider: mock, max_concurrency: '${C}' }\n      - { provider: mock }\n",
+            &[("C", "1")],
+        );
+        let t = &config.models[0].targets;
+        assert_eq!(
+            t[0],
+            TargetConfig {
+                provider: "mock".into(),
+                weight: 1,
+                max_concurrency: Some(8),
+                queue: 16,
+                rpm: Some(600),
+                tpm: Some(5_000_000_000),
+                ..TargetConfig::default()
+            }
+        );
+        assert_eq!((t[1].max_concurrency, t[1].queue), (Some(1), 0));
+        assert_eq!(
+            (t[2].max_concurrency, t[2].queue, t[2].rpm, t[2].tpm),
+            (None, 0, None, None)
+        );
+        assert_eq!(
+            problems(
+                r#"
+models:
+  - name: m
+    targets:
+      - { provider: mock, max_concurrency: 0, queue: -1 }
+      - { provider: mock, queue: 10 }
+      - { provider: mock, rpm: 0, tpm: lots }
+      - { provider: mock, max_concurency: 4 }
+"#
+            ),
+            [
+                "models[0].targets[0].max_concurrency: expected a positive integer, got 0",
+                "models[0].targets[0].queue: expected a non-negative integer, got -1",
+                "models[0].targets[1].queue: only applies together with max_concurrency (requests wait for a slot only when concurrency is limited)",
+                "models[0].targets[2].rpm: expected a positive integer, got 0",
+                "models[0].targets[2].tpm: expected a positive integer, got \"lots\"",
+                "models[0].targets[3].max_concurency: unknown field (did you mean \"max_concurrency\"?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn model_without_targets_still_has_its_settings_checked() {
+        assert_eq!(
+            problems(&format!(
+                "{TWO_MODELS}  - {{ name: c, retry: {{ attempts: 0 }}, fallbacks: [nowhere] }}\n"
+            )),
+            [
+                "models[2].targets: missing required field (a list of { provider, model, weight })",
+                "models[2].retry.attempts: expected a positive integer, got 0",
+                "models[2].fallbacks[0]: unknown model \"nowhere\" (expected a configured model name, or provider/model with a known provider)",
+            ]
+        );
+        // The snippet itself is valid, and a model that names no resilience setting gets the
+        // defaults.
+        let config = decoded(TWO_MODELS, &[]);
+        assert_eq!(
+            config.models[1],
+            ModelConfig {
+                name: "b".into(),
+                targets: vec![TargetConfig {
+                    provider: "alt".into(),
+                    weight: 1,
+                    ..TargetConfig::default()
+                }],
+                ..ModelConfig::default()
+            }
+        );
+        assert_eq!(config.models[1].retry, RetryConfig::default());
+        assert_eq!(config.models[1].balance, Balance::Weighted);
     }
 }

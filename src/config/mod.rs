@@ -166,6 +166,7 @@ fn native_provider(kind: ProviderKind, base_url: &str, key: String) -> ProviderC
         region: None,
         aws_credentials: None,
         anthropic_version: None,
+        breaker: Default::default(),
     }
 }
 
@@ -272,6 +273,8 @@ models:
             Timeouts {
                 connect_ms: 2000,
                 first_byte_ms: 60_000,
+                first_token_ms: None,
+                stall_ms: None,
                 total_ms: 9000
             }
         );
@@ -330,14 +333,17 @@ models:
                             model: Some("gpt-4o-mini".into()),
                             weight: 3,
                             deployment: None,
+                            ..Default::default()
                         },
                         TargetConfig {
                             provider: "groq".into(),
                             model: Some("llama-3.1-8b-instant".into()),
                             weight: 1,
                             deployment: None,
+                            ..Default::default()
                         },
                     ],
+                    ..Default::default()
                 },
                 ModelConfig {
                     name: "claude-*".into(),
@@ -346,7 +352,9 @@ models:
                         model: None,
                         weight: 1,
                         deployment: None,
+                        ..Default::default()
                     }],
+                    ..Default::default()
                 },
             ]
         );
@@ -649,6 +657,138 @@ providers:
                 .first()
                 .map(String::as_str),
             Some("openai")
+        );
+    }
+
+    const RESILIENT: &str = r#"
+providers:
+  primary:
+    kind: openai
+    base_url: https://api.openai.com/v1
+    keys: ["${OPENAI_API_KEY}"]
+    timeouts: { first_token_ms: 20000, stall_ms: "${T}", total_ms: 300000 }
+    breaker: { consecutive_failures: 3, error_rate: 0.3, min_requests: 10, window_ms: 20000, cooldown_ms: 5000 }
+  backup:
+    preset: groq
+  local:
+    kind: mock
+models:
+  - name: chat
+    targets:
+      - { provider: primary, model: gpt-4o, weight: 3, max_concurrency: 32, queue: 8 }
+      - { provider: primary, model: gpt-4o-2024-11-20 }
+    retry: &retry { attempts: 3, backoff_initial_ms: 100, backoff_max_ms: 1000 }
+    deadline_ms: 60000
+    timeouts: { first_token_ms: 8000 }
+    hedge: { after: p95, min_ms: 400 }
+    fallbacks: [bulk, backup/llama-3.3-70b-versatile]
+    context_window_fallbacks: [local/big]
+  - name: bulk
+    balance: usage_aware
+    retry: { <<: *retry, attempts: 2 }
+    targets:
+      - { provider: backup, model: llama-3.1-8b-instant, rpm: 30, tpm: 6000 }
+      - { provider: primary, model: gpt-4o-mini, rpm: 500 }
+    fallbacks: [chat]
+"#;
+
+    #[test]
+    fn resilience_settings_decode() {
+        let config = match parse_str(RESILIENT, &env) {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        };
+        let primary = &config.providers[0];
+        assert_eq!(
+            primary.timeouts,
+            Timeouts {
+                connect_ms: 5_000,
+                first_byte_ms: 60_000,
+                first_token_ms: Some(20_000),
+                stall_ms: Some(2_000),
+                total_ms: 300_000,
+            }
+        );
+        assert_eq!(
+            primary.breaker,
+            BreakerConfig {
+                consecutive_failures: 3,
+                error_rate: 0.3,
+                min_requests: 10,
+                window_ms: 20_000,
+                cooldown_ms: 5_000,
+            }
+        );
+        assert_eq!(config.providers[1].breaker, BreakerConfig::default());
+
+        let chat = &config.models[0];
+        assert_eq!(chat.balance, Balance::Weighted);
+        assert_eq!(
+            chat.retry,
+            RetryConfig {
+                attempts: 3,
+                backoff_initial_ms: 100,
+                backoff_max_ms: 1_000,
+                retry_after_max_ms: 30_000,
+            }
+        );
+        assert_eq!(chat.deadline_ms, Some(60_000));
+        assert_eq!(
+            chat.timeouts,
+            TimeoutOverrides {
+                first_token_ms: Some(8_000),
+                ..TimeoutOverrides::default()
+            }
+        );
+        assert_eq!(
+            chat.hedge,
+            Some(HedgeConfig {
+                after: HedgeDelay::P95 { min_ms: 400 },
+                max_hedges: 1,
+            })
+        );
+        assert_eq!(chat.fallbacks, ["bulk", "backup/llama-3.3-70b-versatile"]);
+        assert_eq!(chat.context_window_fallbacks, ["local/big"]);
+        assert!(chat.content_policy_fallbacks.is_empty());
+        assert_eq!(
+            (chat.targets[0].max_concurrency, chat.targets[0].queue),
+            (Some(32), 8)
+        );
+        assert_eq!(chat.targets[1].max_concurrency, None);
+
+        let bulk = &config.models[1];
+        assert_eq!(bulk.balance, Balance::UsageAware);
+        // `<<: *retry` shares the settings and overrides one of them.
+        assert_eq!(
+            bulk.retry,
+            RetryConfig {
+                attempts: 2,
+                ..chat.retry
+            }
+        );
+        let limits: Vec<(Option<u32>, Option<u64>)> =
+            bulk.targets.iter().map(|t| (t.rpm, t.tpm)).collect();
+        assert_eq!(limits, [(Some(30), Some(6_000)), (Some(500), None)]);
+        assert_eq!(bulk.fallbacks, ["chat"]);
+        assert_eq!(bulk.hedge, None);
+    }
+
+    #[test]
+    fn resilience_problems_through_parse_str() {
+        let yaml = RESILIENT
+            .replace("error_rate: 0.3", "error_rate: 30")
+            .replace("balance: usage_aware", "balance: usage-aware")
+            .replace("[bulk, backup", "[blk, backp")
+            .replace("queue: 8", "queue: 8, max_inflight: 2");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "providers.primary.breaker.error_rate: expected a number greater than 0 and at most 1, got 30 (a fraction: 30% is 0.3)",
+                "models[0].targets[0].max_inflight: unknown field (expected one of: provider, model, weight, deployment, max_concurrency, queue, rpm, tpm)",
+                "models[0].fallbacks[0]: unknown model \"blk\" (did you mean \"bulk\"?)",
+                "models[0].fallbacks[1]: unknown provider \"backp\" in \"backp/llama-3.3-70b-versatile\" (did you mean \"backup\"?)",
+                "models[1].balance: expected weighted, least_in_flight, lowest_latency or usage_aware, got \"usage-aware\" (did you mean \"usage_aware\"?)",
+            ]
         );
     }
 }

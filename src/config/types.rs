@@ -101,6 +101,12 @@ pub struct Timeouts {
     pub connect_ms: u64,
     /// From sending the request to receiving the response head.
     pub first_byte_ms: u64,
+    /// From sending the request to the first content token (text, reasoning, refusal or a
+    /// tool-call delta; keep-alives, pings, role-only and empty deltas don't count). `None`:
+    /// only `first_byte_ms` and `total_ms` apply.
+    pub first_token_ms: Option<u64>,
+    /// Longest gap between content tokens once a stream has produced one. `None`: no limit.
+    pub stall_ms: Option<u64>,
     /// The whole exchange, body streaming included.
     pub total_ms: u64,
 }
@@ -110,9 +116,103 @@ impl Default for Timeouts {
         Self {
             connect_ms: 5_000,
             first_byte_ms: 60_000,
+            first_token_ms: None,
+            stall_ms: None,
             total_ms: 600_000,
         }
     }
+}
+
+/// Per-model (or per-request) replacements for a provider's timeouts; `None` keeps the
+/// provider's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeoutOverrides {
+    pub connect_ms: Option<u64>,
+    pub first_byte_ms: Option<u64>,
+    pub first_token_ms: Option<u64>,
+    pub stall_ms: Option<u64>,
+    pub total_ms: Option<u64>,
+}
+
+/// How a model's targets are chosen for each attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// Weighted random by `weight` (the default).
+    #[default]
+    Weighted,
+    /// The target with the fewest requests in flight (ties: weighted random).
+    LeastInFlight,
+    /// The target with the lowest moving average (EWMA) of time to first token.
+    LowestLatency,
+    /// Prefer targets with the most headroom under their `rpm` / `tpm` limits.
+    UsageAware,
+}
+
+/// Retries of one model's targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Attempts on this model's targets, the first included (1: no retry).
+    pub attempts: u32,
+    /// Exponential backoff with full jitter: the n-th retry waits a random time up to
+    /// `min(backoff_max_ms, backoff_initial_ms * 2^(n-1))`.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// A `retry-after` / `retry-after-ms` up to this long is honoured (waited for when the
+    /// same target is retried); a longer one moves on to another target or fallback.
+    pub retry_after_max_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 1,
+            backoff_initial_ms: 200,
+            backoff_max_ms: 5_000,
+            retry_after_max_ms: 30_000,
+        }
+    }
+}
+
+/// Circuit breaker of a provider's targets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerConfig {
+    /// Consecutive failures that eject a target.
+    pub consecutive_failures: u32,
+    /// Error rate over `window_ms` that ejects a target (with at least `min_requests`).
+    pub error_rate: f64,
+    pub min_requests: u32,
+    pub window_ms: u64,
+    /// How long an ejected target is skipped before one half-open probe.
+    pub cooldown_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            error_rate: 0.5,
+            min_requests: 20,
+            window_ms: 30_000,
+            cooldown_ms: 30_000,
+        }
+    }
+}
+
+/// When a hedged (duplicate) attempt starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HedgeDelay {
+    /// A fixed time without a first content token.
+    FixedMs(u64),
+    /// The target's live p95 time to first token (at least `min_ms`; before enough samples,
+    /// `min_ms`).
+    P95 { min_ms: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HedgeConfig {
+    pub after: HedgeDelay,
+    /// Extra attempts started at most (1: one hedge).
+    pub max_hedges: u32,
 }
 
 /// Behaviour of the built-in mock provider.
@@ -169,6 +269,8 @@ pub struct ProviderConfig {
     pub aws_credentials: Option<AwsCredentialsConfig>,
     /// Anthropic: the `anthropic-version` header sent when the client did not send one.
     pub anthropic_version: Option<String>,
+    /// When a target of this provider is ejected, and for how long.
+    pub breaker: BreakerConfig,
 }
 
 /// AWS credentials for SigV4 signing. Never logged or echoed.
@@ -192,14 +294,27 @@ impl std::fmt::Debug for AwsCredentialsConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelConfig {
     /// What clients send: an exact name or a glob (`claude-*`).
     pub name: String,
     pub targets: Vec<TargetConfig>,
+    pub balance: Balance,
+    pub retry: RetryConfig,
+    /// Overall time for the request, all attempts and fallbacks included. `None`: the
+    /// provider timeouts alone bound it.
+    pub deadline_ms: Option<u64>,
+    /// Other configured model names tried in order when this model's targets fail.
+    pub fallbacks: Vec<String>,
+    /// Tried instead of `fallbacks` when the failure is a context-window-exceeded error.
+    pub context_window_fallbacks: Vec<String>,
+    /// Tried instead of `fallbacks` when the failure is a content-policy refusal.
+    pub content_policy_fallbacks: Vec<String>,
+    pub timeouts: TimeoutOverrides,
+    pub hedge: Option<HedgeConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TargetConfig {
     pub provider: String,
     /// Upstream model name; `None` forwards the client's model name unchanged.
@@ -207,4 +322,13 @@ pub struct TargetConfig {
     pub weight: u32,
     /// Azure: the deployment name that selects the model (in the request path).
     pub deployment: Option<String>,
+    /// Requests in flight at most on this target; `None`: unlimited.
+    pub max_concurrency: Option<u32>,
+    /// Requests waiting for a slot at most (when `max_concurrency` is reached); beyond it the
+    /// request falls back, or gets 429 with `retry-after`.
+    pub queue: u32,
+    /// Requests per minute this target is meant to take (for `balance: usage_aware`).
+    pub rpm: Option<u32>,
+    /// Tokens per minute, likewise.
+    pub tpm: Option<u64>,
 }

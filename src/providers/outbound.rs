@@ -31,6 +31,8 @@ pub enum ClientHeaders {
 
 /// Builds the upstream request. `client_query` is forwarded (minus `key=` unless the provider
 /// forwards client credentials).
+// Each argument is a separate input of the request (a struct would only rename them).
+#[allow(clippy::too_many_arguments)]
 pub fn build_request(
     provider: &ProviderRt,
     uri: Uri,
@@ -39,6 +41,7 @@ pub fn build_request(
     body: Bytes,
     request_id: &HeaderValue,
     mode: ClientHeaders,
+    key: Option<usize>,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
     let passthrough = provider.auth == AuthMode::Passthrough;
     let query = client_query
@@ -83,7 +86,11 @@ pub fn build_request(
         }
     };
     if !passthrough {
-        if let Some(key) = provider.pick_key() {
+        let key = match key {
+            Some(i) => provider.keys.get(i),
+            None => provider.pick_key(),
+        };
+        if let Some(key) = key {
             headers.insert(provider.auth_header.clone(), key.header.clone());
         }
     }

@@ -50,6 +50,7 @@ pub(super) async fn count(
             return Err(Failure {
                 error: e.into(),
                 settle: Some(settle),
+                retry: None,
             })
         }
     };
@@ -63,6 +64,7 @@ pub(super) async fn count(
         return Err(Failure {
             error: GatewayError::Internal("the token estimator failed to load".into()),
             settle: Some(settle),
+            retry: None,
         });
     };
     let mut resp = json_response(

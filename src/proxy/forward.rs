@@ -7,12 +7,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::Response;
 
-use super::body::{GatewayBody, PassthroughStream, Tap};
+use super::body::{GatewayBody, PassthroughStream, PrimeFailure, Tap, Watch};
+use super::content_clock::ContentClock;
 use super::event_tap::{EventDialect, EventTap};
 use super::read_body::{collect_body, ready_or_timeout, BodyError};
 use super::settle::Settle;
 use super::stream_tap::StreamTap;
-use super::{finish_head, Call, Failure, MAX_UPSTREAM_BODY};
+use super::{finish_head, Call, Failure, RetryInfo, MAX_UPSTREAM_BODY};
 use crate::config::ProviderKind;
 use crate::dialect::openai::{self as wire, BodyEdits, RequestFields};
 use crate::error::{Deadline, GatewayError};
@@ -116,6 +117,7 @@ fn fail(error: GatewayError, settle: Settle) -> Failure {
     Failure {
         error,
         settle: Some(settle),
+        retry: None,
     }
 }
 
@@ -147,11 +149,12 @@ async fn exchange(
         upstream_body,
         &settle.request_id,
         outbound::ClientHeaders::Keep,
+        call.chosen.key,
     ) {
         Ok(r) => r,
         Err(e) => return Err(fail(e, settle)),
     };
-    let (resp, lease, sent_at, head_at) = match send(provider, req).await {
+    let (resp, lease, sent_at, head_at) = match send(provider, req, call.ctx.first_byte).await {
         Ok(r) => r,
         Err(e) => return Err(fail(e, settle)),
     };
@@ -160,7 +163,13 @@ async fn exchange(
         .ttfb
         .record((head_at - sent_at).as_secs_f64());
     let pre = sent_at - settle.started;
-    let deadline = tokio::time::Instant::from_std(sent_at + provider.total_timeout);
+    let total = call.ctx.total.unwrap_or(provider.total_timeout);
+    let deadline = tokio::time::Instant::from_std(sent_at + total);
+    let retry_after = if call.ctx.failover && !resp.status().is_success() {
+        crate::resilience::backoff::retry_after(resp.headers(), std::time::SystemTime::now())
+    } else {
+        None
+    };
 
     let status = resp.status();
     let is_sse = resp
@@ -170,16 +179,33 @@ async fn exchange(
     let (mut parts, incoming) = resp.into_parts();
 
     if call.stream && status.is_success() && is_sse {
+        let mut body = PassthroughStream::new(incoming, lease, tap, deadline, settle);
+        if call.ctx.prime || call.ctx.first_token.is_some() || call.ctx.stall.is_some() {
+            let clock = ContentClock::new(
+                call.ctx
+                    .first_token
+                    .map(|d| tokio::time::Instant::from_std(sent_at + d)),
+                call.ctx.stall,
+            );
+            let decoder =
+                crate::translate::stream_decoder(call.chosen.provider.dialect, call.served_model);
+            body = body.with_watch(Watch::new(decoder, clock));
+            if call.ctx.prime {
+                if let Err((failure, settle)) = body.prime().await {
+                    drop(body);
+                    return Err(prime_failed(call, failure, settle));
+                }
+            }
+        }
+        let Some(settle) = body.settle_mut() else {
+            return Err(Failure::from(GatewayError::Internal(
+                "stream lost its settle".into(),
+            )));
+        };
         settle.overhead = pre + head_at.elapsed();
         // Always framed by hyper: a stream may end with a gateway-written error event, which a
         // forwarded Content-Length would cut off.
-        client_head(
-            &mut parts.headers,
-            &settle,
-            call.served_header.clone(),
-            true,
-        );
-        let body = PassthroughStream::new(incoming, lease, tap, deadline, settle);
+        client_head(&mut parts.headers, settle, call.served_header.clone(), true);
         return Ok(Response::from_parts(
             parts,
             GatewayBody::Stream(Box::new(body)),
@@ -205,8 +231,78 @@ async fn exchange(
         call.served_header.clone(),
         false,
     );
+    if call.ctx.failover && !status.is_success() {
+        // Held back: another attempt may do better; if none does, this is the answer.
+        let info = crate::translate::decode_error(
+            call.chosen.provider.dialect,
+            status.as_u16(),
+            None,
+            &bytes,
+        );
+        let answer = Response::from_parts(parts, GatewayBody::full(bytes));
+        return Err(Failure {
+            error: GatewayError::UpstreamStatus {
+                provider: provider.id.to_string(),
+                status: status.as_u16(),
+            },
+            settle: Some(settle),
+            retry: Some(Box::new(RetryInfo {
+                answer,
+                status: status.as_u16(),
+                info,
+                retry_after,
+            })),
+        });
+    }
     settle.finish(status.as_u16(), usage, false);
     Ok(Response::from_parts(parts, GatewayBody::full(bytes)))
+}
+
+/// A stream that failed before its first content: an error for another attempt to replace,
+/// or, when it is the last, the answer (an error in the client's dialect).
+pub(super) fn prime_failed(
+    call: &Call<'_>,
+    failure: PrimeFailure,
+    settle: Option<Settle>,
+) -> Failure {
+    let info = failure.info();
+    let mut answer_info = info.clone();
+    if answer_info.status == 529 && call.inbound.dialect != Dialect::Anthropic {
+        answer_info.status = 503;
+    }
+    if answer_info.status < 400 {
+        answer_info.status = 502;
+    }
+    let mut answer = crate::server::error_response::info(
+        call.inbound.dialect,
+        &answer_info,
+        settle.as_ref().map(|s| &s.request_id),
+    );
+    finish_head(
+        answer.headers_mut(),
+        settle
+            .as_ref()
+            .map(|s| &s.request_id)
+            .unwrap_or(&http::HeaderValue::from_static("-")),
+        call.served_header.clone(),
+        settle
+            .as_ref()
+            .map(|s| s.started.elapsed())
+            .unwrap_or_default(),
+    );
+    Failure {
+        error: GatewayError::UpstreamStatus {
+            provider: call.chosen.provider.id.to_string(),
+            status: answer_info.status,
+        },
+        settle,
+        retry: Some(Box::new(RetryInfo {
+            answer,
+            status: answer_info.status,
+            info,
+            retry_after: None,
+        })),
+    }
 }
 
 /// Sends under the first-byte deadline; records provider health. Returns the response head,
@@ -214,6 +310,7 @@ async fn exchange(
 pub(super) async fn send(
     provider: &ProviderRt,
     req: http::Request<http_body_util::Full<Bytes>>,
+    first_byte: Option<std::time::Duration>,
 ) -> Result<
     (
         http::Response<hyper::body::Incoming>,
@@ -229,7 +326,8 @@ pub(super) async fn send(
         ));
     };
     let sent_at = Instant::now();
-    match tokio::time::timeout(provider.first_byte_timeout, pool.send(req)).await {
+    let first_byte = first_byte.unwrap_or(provider.first_byte_timeout);
+    match tokio::time::timeout(first_byte, pool.send(req)).await {
         Ok(Ok((resp, lease))) => {
             provider.health.record_success();
             Ok((resp, lease, sent_at, Instant::now()))
@@ -243,7 +341,7 @@ pub(super) async fn send(
             Err(GatewayError::UpstreamTimeout {
                 provider: provider.id.to_string(),
                 deadline: Deadline::FirstByte,
-                after: provider.first_byte_timeout,
+                after: first_byte,
             })
         }
     }

@@ -29,6 +29,7 @@ pub(super) async fn answer_from_mock(
     let fail = |error: GatewayError, settle: Settle| Failure {
         error,
         settle: Some(settle),
+        retry: None,
     };
     // The OpenAI-dialect request the generator reads.
     let (openai_body, include_usage, client_usage) = match (client, fields) {
@@ -105,12 +106,12 @@ pub(super) async fn answer_from_mock(
         before_wait,
     );
     *resp.body_mut() = if answer.stream {
-        GatewayBody::Frames(PacedFrames::new(
+        GatewayBody::Frames(Box::new(PacedFrames::new(
             frames,
             answer.chunk_delay,
             settle,
             answer.usage,
-        ))
+        )))
     } else {
         let usage = answer.usage;
         let body = frames.into_iter().next().unwrap_or_default();

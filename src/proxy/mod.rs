@@ -3,11 +3,13 @@
 //! built-in mock. Errors come back as `GatewayError` and are framed by `server::error_response`.
 
 pub mod body;
+pub mod content_clock;
 mod count_tokens;
 pub mod event_tap;
 mod forward;
 mod mock_answer;
 mod read_body;
+mod resilient;
 pub mod settle;
 pub mod stream_tap;
 pub mod translate_stream;
@@ -22,7 +24,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::config::ProviderKind;
-use crate::dialect::openai as wire;
+use crate::dialect::openai::{self as wire, RequestFields};
 use crate::error::GatewayError;
 use crate::providers::openai;
 use crate::routing::snapshot::{Endpoint, ProviderRt, Resolved, Snapshot};
@@ -78,10 +80,23 @@ pub async fn handle(
     }
 }
 
-struct Failure {
-    error: GatewayError,
+pub(crate) struct Failure {
+    pub error: GatewayError,
     /// Present once the request was routed, so the failure is accounted to its route.
-    settle: Option<Settle>,
+    pub settle: Option<Settle>,
+    /// Set when the upstream answered with an error (or a stream failed before content) and the
+    /// attempt ran with `failover`: what to answer if no other attempt does better.
+    pub retry: Option<Box<RetryInfo>>,
+}
+
+/// An upstream failure held back for the resilience loop.
+pub(crate) struct RetryInfo {
+    /// The answer the client gets if no later attempt succeeds.
+    pub answer: Response<GatewayBody>,
+    pub status: u16,
+    /// The error, decoded, for classification (retry, next key, fallback kind).
+    pub info: crate::translate::ir::ErrorInfo,
+    pub retry_after: Option<Duration>,
 }
 
 impl From<GatewayError> for Failure {
@@ -89,8 +104,24 @@ impl From<GatewayError> for Failure {
         Failure {
             error,
             settle: None,
+            retry: None,
         }
     }
+}
+
+/// How one upstream attempt behaves, decided by the resilience loop (all off by default:
+/// then an attempt is exactly the single pass-through or translated exchange).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AttemptCtx {
+    /// Hand upstream error answers back as `Failure::retry` instead of sending them.
+    pub failover: bool,
+    /// Hold a stream's response head until its first content event.
+    pub prime: bool,
+    pub first_token: Option<Duration>,
+    pub stall: Option<Duration>,
+    /// Overrides of the provider's first-byte and total timeouts.
+    pub first_byte: Option<Duration>,
+    pub total: Option<Duration>,
 }
 
 fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -141,6 +172,8 @@ pub(crate) struct Chosen {
     pub deployment: Option<Arc<str>>,
     pub metrics: Arc<RouteMetrics>,
     pub served_header: Option<HeaderValue>,
+    /// The key to use, by index (resilience loop only; otherwise picked per request).
+    pub key: Option<usize>,
 }
 
 fn choose(snapshot: &Snapshot, model: &str) -> Result<Chosen, GatewayError> {
@@ -155,6 +188,7 @@ fn choose(snapshot: &Snapshot, model: &str) -> Result<Chosen, GatewayError> {
                 deployment: t.deployment.clone(),
                 metrics: Arc::clone(&t.metrics),
                 served_header: t.served_header.clone(),
+                key: None,
             })
         }
         Some(Resolved::Direct { provider, model }) => Ok(Chosen {
@@ -163,6 +197,7 @@ fn choose(snapshot: &Snapshot, model: &str) -> Result<Chosen, GatewayError> {
             deployment: None,
             metrics: Arc::clone(&provider.direct_metrics),
             served_header: None,
+            key: None,
         }),
         None => Err(model_not_found(snapshot, model)),
     }
@@ -203,11 +238,16 @@ async fn route_and_forward(
     let snapshot = state.snapshot.load_full();
     let (parts, incoming) = req.into_parts();
     let body = read_body::read_body(incoming, &parts.headers, &snapshot).await?;
+    let mut request = ClientRequest {
+        headers: parts.headers,
+        query: parts.uri.query().map(str::to_owned),
+        body,
+    };
     let endpoint = inbound.endpoint;
     // Model and streaming flag: from the body, or from the path for Gemini.
     let fields = match &inbound.path_model {
         Some(_) => None,
-        None => Some(wire::read_request_fields(&body)?),
+        None => Some(wire::read_request_fields(&request.body)?),
     };
     let (model, stream): (&str, bool) = match (&fields, &inbound.path_model) {
         (Some(f), _) => (&f.model, f.stream && endpoint != Endpoint::CountTokens),
@@ -219,47 +259,65 @@ async fn route_and_forward(
             GatewayError::bad_request("embeddings cannot be streamed", Some("stream")).into(),
         );
     }
+    if let Some(Resolved::Route(route)) = snapshot.resolve(model) {
+        if route.resilient || resilient::has_overrides(&request.headers) {
+            let route = Arc::clone(route);
+            return resilient::run(
+                resilient::Plan::new(&snapshot, route, &request.headers),
+                &snapshot,
+                in_flight,
+                &request,
+                fields.as_ref(),
+                inbound,
+                model,
+                stream,
+                started,
+                request_id,
+            )
+            .await;
+        }
+    }
     let chosen = choose(&snapshot, model)?;
     drop(snapshot);
 
-    let settle = Settle {
+    let settle = Settle::new(
         in_flight,
-        metrics: Arc::clone(&chosen.metrics),
-        request_id: request_id.clone(),
-        endpoint: endpoint_label(inbound),
+        Arc::clone(&chosen.metrics),
+        request_id.clone(),
+        endpoint_label(inbound),
         stream,
         started,
-        overhead: Duration::ZERO,
-        recorded: false,
-    };
-    let served_model: &str = chosen.upstream_model.as_deref().unwrap_or(model);
-    let served_header = match &chosen.served_header {
-        Some(h) => h.clone(),
-        None => HeaderValue::from_str(&format!("{}/{}", chosen.provider.id, served_model))
-            .unwrap_or_else(|_| HeaderValue::from_static("-")),
-    };
-    let provider_dialect = chosen.provider.dialect;
-    let is_mock = chosen.provider.kind == ProviderKind::Mock;
-    let call = Call {
-        chosen: &chosen,
-        inbound,
-        model,
-        served_model,
-        stream,
-        served_header,
-    };
+    );
+    let call = Call::new(&chosen, inbound, model, stream, AttemptCtx::default());
+    let headers = std::mem::take(&mut request.headers);
+    attempt(&call, headers, &request, fields.as_ref(), settle).await
+}
 
+/// What the client sent, kept for every attempt.
+pub(crate) struct ClientRequest {
+    pub headers: HeaderMap,
+    pub query: Option<String>,
+    pub body: Bytes,
+}
+
+/// One attempt at answering from the call's target: pass-through, translated, mock or
+/// count_tokens. `headers` are the client's (moved in: the single-attempt path doesn't copy
+/// them).
+pub(crate) async fn attempt(
+    call: &Call<'_>,
+    headers: HeaderMap,
+    request: &ClientRequest,
+    fields: Option<&RequestFields<'_>>,
+    settle: Settle,
+) -> Result<Response<GatewayBody>, Failure> {
+    let endpoint = call.inbound.endpoint;
+    let provider_dialect = call.chosen.provider.dialect;
+    let is_mock = call.chosen.provider.kind == ProviderKind::Mock;
+    let query = request.query.as_deref();
+    let body = &request.body;
     match endpoint {
         Endpoint::CountTokens => {
-            count_tokens::count(
-                &call,
-                parts.uri.query(),
-                parts.headers,
-                &body,
-                fields.as_ref(),
-                settle,
-            )
-            .await
+            count_tokens::count(call, query, headers, body, fields, settle).await
         }
         Endpoint::Responses | Endpoint::Completions | Endpoint::Embeddings
             if provider_dialect != Dialect::OpenAi
@@ -273,9 +331,10 @@ async fn route_and_forward(
                 _ => "Legacy completions are served by OpenAI-compatible providers only",
             };
             let message = format!(
-                "{what}; model `{model}` is served by {} provider `{}`{}.",
+                "{what}; model `{}` is served by {} provider `{}`{}.",
+                call.model,
                 provider_dialect.as_str(),
-                chosen.provider.id,
+                call.chosen.provider.id,
                 if endpoint == Endpoint::Responses {
                     " (use /v1/chat/completions, which is translated)"
                 } else {
@@ -288,39 +347,22 @@ async fn route_and_forward(
                     param: Some("model".into()),
                 },
                 settle: Some(settle),
+                retry: None,
             })
         }
-        _ if is_mock => mock_answer::answer_from_mock(&call, &body, fields.as_ref(), settle).await,
-        _ if inbound.dialect == provider_dialect => {
-            let Some(fields) = fields.as_ref() else {
-                // Gemini to Gemini: the body has no model to rewrite.
-                return forward::forward_gemini(
-                    &call,
-                    parts.headers,
-                    parts.uri.query(),
-                    body.clone(),
-                    settle,
-                )
-                .await;
-            };
-            forward::forward_same_dialect(
-                &call,
-                parts.headers,
-                parts.uri.query(),
-                &body,
-                fields,
-                settle,
-            )
-            .await
-        }
-        _ => {
-            translated::forward_translated(&call, parts.uri.query(), &parts.headers, &body, settle)
-                .await
-        }
+        _ if is_mock => mock_answer::answer_from_mock(call, body, fields, settle).await,
+        _ if call.inbound.dialect == provider_dialect => match fields {
+            // Gemini to Gemini: the body has no model to rewrite.
+            None => forward::forward_gemini(call, headers, query, body.clone(), settle).await,
+            Some(fields) => {
+                forward::forward_same_dialect(call, headers, query, body, fields, settle).await
+            }
+        },
+        _ => translated::forward_translated(call, query, &headers, body, settle).await,
     }
 }
 
-/// One routed request, as the forwarding paths need it.
+/// One routed attempt, as the forwarding paths need it.
 pub(crate) struct Call<'a> {
     pub chosen: &'a Chosen,
     pub inbound: &'a Inbound,
@@ -330,9 +372,36 @@ pub(crate) struct Call<'a> {
     pub served_model: &'a str,
     pub stream: bool,
     pub served_header: HeaderValue,
+    pub ctx: AttemptCtx,
 }
 
-fn endpoint_label(inbound: &Inbound) -> &'static str {
+impl<'a> Call<'a> {
+    pub fn new(
+        chosen: &'a Chosen,
+        inbound: &'a Inbound,
+        model: &'a str,
+        stream: bool,
+        ctx: AttemptCtx,
+    ) -> Self {
+        let served_model: &str = chosen.upstream_model.as_deref().unwrap_or(model);
+        let served_header = match &chosen.served_header {
+            Some(h) => h.clone(),
+            None => HeaderValue::from_str(&format!("{}/{}", chosen.provider.id, served_model))
+                .unwrap_or_else(|_| HeaderValue::from_static("-")),
+        };
+        Call {
+            chosen,
+            inbound,
+            model,
+            served_model,
+            stream,
+            served_header,
+            ctx,
+        }
+    }
+}
+
+pub(crate) fn endpoint_label(inbound: &Inbound) -> &'static str {
     match (inbound.dialect, inbound.endpoint) {
         (Dialect::Anthropic, Endpoint::ChatCompletions) => "messages",
         (Dialect::Gemini, _) => "generate_content",

@@ -45,6 +45,42 @@ pub struct Settle {
     /// Set once recorded; a `Settle` dropped unrecorded means the client left before the
     /// response head (hyper drops the request future) and is recorded as such.
     pub recorded: bool,
+    /// The resilience loop's hold on the serving target (concurrency permit, in-flight count,
+    /// token accounting), released when the request settles.
+    pub hold: Option<crate::proxy::resilient::TargetHold>,
+    /// A hedged request runs two attempts, each with its own `Settle`; only the winner's
+    /// records. `(token, mine)`: the token holds the winner's id once decided.
+    pub race: Option<(Arc<std::sync::atomic::AtomicU8>, u8)>,
+}
+
+impl Settle {
+    pub fn new(
+        in_flight: InFlight,
+        metrics: Arc<RouteMetrics>,
+        request_id: HeaderValue,
+        endpoint: &'static str,
+        stream: bool,
+        started: Instant,
+    ) -> Self {
+        Settle {
+            in_flight,
+            metrics,
+            request_id,
+            endpoint,
+            stream,
+            started,
+            overhead: Duration::ZERO,
+            recorded: false,
+            hold: None,
+            race: None,
+        }
+    }
+
+    /// Drops this settle without recording anything (a hedged attempt that lost, or a
+    /// duplicate of the request's real settle).
+    pub fn discard(mut self) {
+        self.recorded = true;
+    }
 }
 
 /// Status recorded for requests whose client went away before the response head (nginx's
@@ -61,12 +97,21 @@ impl Settle {
             return;
         }
         self.recorded = true;
+        if let Some((token, mine)) = &self.race {
+            let winner = token.load(std::sync::atomic::Ordering::Acquire);
+            if winner != 0 && winner != *mine {
+                return; // the other attempt of a hedged request won; it records
+            }
+        }
         let state = self.in_flight.state();
         let duration = self.started.elapsed();
         self.metrics.count_status(status);
         self.metrics.duration.record(duration.as_secs_f64());
         if let Some(u) = &usage {
             self.metrics.record_usage(u);
+        }
+        if let Some(hold) = self.hold.take() {
+            hold.settle(status, usage.as_ref());
         }
         let overhead = self.overhead.as_secs_f64();
         if self.stream {

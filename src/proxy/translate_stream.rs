@@ -14,6 +14,8 @@ use http_body::Body;
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
+use crate::proxy::body::PrimeFailure;
+use crate::proxy::content_clock::{ContentClock, Expired};
 use crate::proxy::settle::Settle;
 use crate::sse::{data_payload, event_name, is_comment_only, SseSplitter};
 use crate::translate::eventstream::EventStreamDecoder;
@@ -52,6 +54,9 @@ pub struct TranslatingStream {
     done: bool,
     estimated_input: u64,
     deltas: u64,
+    clock: Option<ContentClock>,
+    /// What failed before content, for the caller's failover decision.
+    early_failure: Option<PrimeFailure>,
 }
 
 impl TranslatingStream {
@@ -84,22 +89,35 @@ impl TranslatingStream {
             done: false,
             estimated_input: (request_len / 4) as u64,
             deltas: 0,
+            clock: None,
+            early_failure: None,
         }
+    }
+
+    /// First-token and stall deadlines.
+    pub fn with_clock(mut self, clock: Option<ContentClock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Reads upstream until the first content event (or the end). `Err` when the stream
     /// failed before any content: the caller answers with an HTTP error instead, and the
     /// returned `Settle` is the caller's to finish.
-    pub async fn prime(mut self: Pin<&mut Self>) -> Result<(), (ErrorInfo, Option<Settle>)> {
+    pub async fn prime(mut self: Pin<&mut Self>) -> Result<(), (PrimeFailure, Option<Settle>)> {
         // (The stream is `Unpin`; the pin only documents that it is polled in place.)
         std::future::poll_fn(|cx| self.as_mut().get_mut().poll_prime(cx)).await;
         let this = self.get_mut();
         this.priming = false;
-        match this.early_error.take() {
-            Some(info) if !this.content_seen => {
+        let failure = match (this.early_failure.take(), this.early_error.take()) {
+            (Some(f), _) => Some(f),
+            (None, Some(info)) => Some(PrimeFailure::Error(info)),
+            (None, None) => None,
+        };
+        match failure {
+            Some(f) if !this.content_seen => {
                 this.done = true;
                 this.out.clear();
-                Err((info, this.settle.take()))
+                Err((f, this.settle.take()))
             }
             _ => Ok(()),
         }
@@ -152,6 +170,9 @@ impl TranslatingStream {
             }
             Poll::Ready(Some(Err(e))) => {
                 tracing::warn!(error = %e, "upstream stream broke mid-response");
+                if !self.content_seen && self.early_failure.is_none() {
+                    self.early_failure = Some(PrimeFailure::Broken(e.to_string()));
+                }
                 self.fail(
                     ErrorKind::Server,
                     "The upstream connection broke before the response finished.",
@@ -160,6 +181,25 @@ impl TranslatingStream {
                 Poll::Ready(())
             }
             Poll::Pending => {
+                if let Some(expired) = self.clock.as_mut().and_then(|c| c.poll_expired(cx)) {
+                    let (message, code) = match expired {
+                        Expired::FirstToken => {
+                            if !self.content_seen && self.early_failure.is_none() {
+                                self.early_failure = Some(PrimeFailure::FirstTokenTimeout);
+                            }
+                            (
+                                "The upstream sent no content within the first-token deadline.",
+                                "upstream_first_token_timeout",
+                            )
+                        }
+                        Expired::Stall => (
+                            "The upstream stream stalled: no content within the stall deadline.",
+                            "upstream_stall",
+                        ),
+                    };
+                    self.fail(ErrorKind::Timeout, message, code);
+                    return Poll::Ready(());
+                }
                 let fired = match &mut self.sleep {
                     Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
                     None => {
@@ -170,6 +210,9 @@ impl TranslatingStream {
                     }
                 };
                 if fired {
+                    if !self.content_seen && self.early_failure.is_none() {
+                        self.early_failure = Some(PrimeFailure::TotalTimeout);
+                    }
                     self.fail(
                         ErrorKind::Timeout,
                         "The upstream did not finish the response within the total deadline.",
@@ -266,6 +309,9 @@ impl TranslatingStream {
     /// Encodes what the decoder produced, noting usage and content on the way.
     fn drain_events(&mut self) {
         for ev in self.events.drain(..) {
+            if let Some(clock) = &mut self.clock {
+                clock.observe(&ev);
+            }
             match &ev {
                 StreamEvent::Start { usage, .. } => {
                     if *usage != Usage::default() {

@@ -9,6 +9,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::body::GatewayBody;
+use super::content_clock::ContentClock;
 use super::forward::{read_upstream_body, send};
 use super::settle::Settle;
 use super::translate_stream::{Framer, TranslatingStream};
@@ -29,6 +30,7 @@ fn fail(error: GatewayError, settle: Settle) -> Failure {
     Failure {
         error,
         settle: Some(settle),
+        retry: None,
     }
 }
 
@@ -87,11 +89,12 @@ pub(super) async fn forward_translated(
         upstream_body,
         &settle.request_id,
         ClientHeaders::Fresh,
+        call.chosen.key,
     ) {
         Ok(r) => r,
         Err(e) => return Err(fail(e, settle)),
     };
-    let (resp, lease, sent_at, head_at) = match send(provider, up_req).await {
+    let (resp, lease, sent_at, head_at) = match send(provider, up_req, call.ctx.first_byte).await {
         Ok(r) => r,
         Err(e) => return Err(fail(e, settle)),
     };
@@ -100,8 +103,14 @@ pub(super) async fn forward_translated(
         .ttfb
         .record((head_at - sent_at).as_secs_f64());
     let pre = sent_at - settle.started;
-    let deadline = tokio::time::Instant::from_std(sent_at + provider.total_timeout);
+    let total = call.ctx.total.unwrap_or(provider.total_timeout);
+    let deadline = tokio::time::Instant::from_std(sent_at + total);
     let status = resp.status();
+    let retry_after = if call.ctx.failover && !status.is_success() {
+        crate::resilience::backoff::retry_after(resp.headers(), std::time::SystemTime::now())
+    } else {
+        None
+    };
     let content_type = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -138,7 +147,13 @@ pub(super) async fn forward_translated(
                 deadline,
                 settle,
                 body.len(),
-            );
+            )
+            .with_clock(ContentClock::new(
+                call.ctx
+                    .first_token
+                    .map(|d| tokio::time::Instant::from_std(sent_at + d)),
+                call.ctx.stall,
+            ));
             let primed = std::pin::Pin::new(&mut stream).prime().await;
             return match primed {
                 Ok(()) => {
@@ -155,11 +170,14 @@ pub(super) async fn forward_translated(
                     *resp.body_mut() = GatewayBody::Translated(Box::new(stream));
                     Ok(resp)
                 }
-                Err((info, settle)) => {
+                Err((failure, settle)) => {
                     drop(stream);
+                    if call.ctx.failover {
+                        return Err(super::forward::prime_failed(call, failure, settle));
+                    }
                     Ok(error_answer(
                         client,
-                        &info,
+                        &failure.info(),
                         settle,
                         &request_id,
                         call,
@@ -179,6 +197,22 @@ pub(super) async fn forward_translated(
     if !status.is_success() {
         let info =
             translate::decode_error(upstream, status.as_u16(), error_type.as_deref(), &bytes);
+        if call.ctx.failover {
+            let answer = error_answer(client, &info, None, &request_id, call, upstream_id, pre);
+            return Err(Failure {
+                error: GatewayError::UpstreamStatus {
+                    provider: provider.id.to_string(),
+                    status: answer.status().as_u16(),
+                },
+                settle: Some(settle),
+                retry: Some(Box::new(super::RetryInfo {
+                    status: answer.status().as_u16(),
+                    answer,
+                    info,
+                    retry_after,
+                })),
+            });
+        }
         return Ok(error_answer(
             client,
             &info,

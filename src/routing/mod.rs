@@ -5,5 +5,6 @@ pub mod glob;
 pub mod health;
 pub mod pick;
 pub mod snapshot;
+pub mod target_state;
 
 pub use snapshot::{compile, CompileError, ProviderRt, Resolved, Route, Snapshot, TargetRt};

@@ -11,13 +11,15 @@ use http::header::{HeaderName, HeaderValue};
 use http::Uri;
 
 use crate::config::{
-    AuthMode, Config, MockSettings, ModelConfig, ProviderConfig, ProviderKind, ServerSettings,
-    Timeouts,
+    AuthMode, Balance, BreakerConfig, Config, HedgeConfig, MockSettings, ModelConfig,
+    ProviderConfig, ProviderKind, RetryConfig, ServerSettings, TimeoutOverrides, Timeouts,
 };
 use crate::providers::bedrock_sign::AwsCredentials;
+use crate::resilience::limits::ConcurrencyLimit;
 use crate::routing::glob;
 use crate::routing::health::{HealthRegistry, ProviderHealth};
 use crate::routing::pick;
+use crate::routing::target_state::{key_fingerprint, KeyState, TargetState};
 use crate::telemetry::metrics::RouteMetrics;
 use crate::translate::ir::Dialect;
 use crate::upstream::{Pool, PoolCache, PoolKey};
@@ -85,6 +87,8 @@ pub struct ApiKey {
     /// marked sensitive so it is never printed.
     pub header: HeaderValue,
     pub weight: u32,
+    /// Disabled for a while after the provider rejected it (401/403); survives reloads.
+    pub state: Arc<KeyState>,
 }
 
 /// Default `anthropic-version` sent to Anthropic when the client did not send one.
@@ -114,7 +118,10 @@ pub struct ProviderRt {
     pub auth: AuthMode,
     pub connect_timeout: Duration,
     pub first_byte_timeout: Duration,
+    pub first_token_timeout: Option<Duration>,
+    pub stall_timeout: Option<Duration>,
     pub total_timeout: Duration,
+    pub breaker: BreakerConfig,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub pool: Option<Arc<Pool>>,
     pub mock: MockSettings,
@@ -198,6 +205,36 @@ impl ProviderRt {
     pub fn pick_key(&self) -> Option<&ApiKey> {
         pick::weighted(&self.keys, self.key_weight, |k| k.weight).map(|i| &self.keys[i])
     }
+
+    /// A key by weighted choice among the enabled ones, as an index; `None` when the provider
+    /// has no keys or every key is disabled.
+    pub fn pick_enabled_key(&self, now: std::time::Instant) -> Option<usize> {
+        let total: u32 = self
+            .keys
+            .iter()
+            .filter(|k| k.state.is_enabled(now))
+            .map(|k| k.weight)
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut r = fastrand::u32(..total);
+        for (i, k) in self.keys.iter().enumerate() {
+            if !k.state.is_enabled(now) {
+                continue;
+            }
+            if r < k.weight {
+                return Some(i);
+            }
+            r -= k.weight;
+        }
+        None
+    }
+
+    /// Whether requests can be authenticated now (no keys needed, or one is enabled).
+    pub fn has_usable_key(&self, now: std::time::Instant) -> bool {
+        self.keys.is_empty() || self.keys.iter().any(|k| k.state.is_enabled(now))
+    }
 }
 
 /// Characters escaped in one path segment (a model id such as `us.amazon.nova-micro-v1:0`).
@@ -217,15 +254,64 @@ pub struct TargetRt {
     pub metrics: Arc<RouteMetrics>,
     /// Pre-built `x-ferrogate-target` value when the upstream model is fixed.
     pub served_header: Option<HeaderValue>,
+    /// Breaker and live statistics, kept across reloads by target id.
+    pub state: Arc<TargetState>,
+    /// Concurrency limit with its bounded queue; `None`: unlimited.
+    pub limit: Option<Arc<ConcurrencyLimit>>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
 }
 
 pub struct Route {
     pub name: Arc<str>,
     pub targets: Vec<TargetRt>,
     total_weight: u32,
+    pub balance: Balance,
+    pub retry: RetryConfig,
+    /// Overall time for a request, attempts and fallbacks included.
+    pub deadline: Option<Duration>,
+    pub fallbacks: Vec<Arc<str>>,
+    pub context_window_fallbacks: Vec<Arc<str>>,
+    pub content_policy_fallbacks: Vec<Arc<str>>,
+    pub timeouts: TimeoutOverrides,
+    pub hedge: Option<HedgeConfig>,
+    /// Anything above configured: requests go through the resilience loop. Otherwise the
+    /// single-attempt path, exactly as without the feature.
+    pub resilient: bool,
 }
 
 impl Route {
+    /// A one-target route to `provider/model` (a `provider/model` fallback), with default
+    /// resilience settings and a breaker of its own for the request.
+    pub fn direct(provider: &Arc<ProviderRt>, model: &str) -> Route {
+        let id: Arc<str> = Arc::from(format!("{}/{}", provider.id, model));
+        Route {
+            name: Arc::clone(&id),
+            targets: vec![TargetRt {
+                provider: Arc::clone(provider),
+                deployment: None,
+                model: Some(Arc::from(model)),
+                weight: 1,
+                metrics: Arc::clone(&provider.direct_metrics),
+                served_header: HeaderValue::from_str(&id).ok(),
+                state: Arc::new(TargetState::new(Arc::clone(&id), provider.breaker)),
+                limit: None,
+                rpm: None,
+                tpm: None,
+            }],
+            total_weight: 1,
+            balance: Balance::Weighted,
+            retry: RetryConfig::default(),
+            deadline: None,
+            fallbacks: Vec::new(),
+            context_window_fallbacks: Vec::new(),
+            content_policy_fallbacks: Vec::new(),
+            timeouts: TimeoutOverrides::default(),
+            hedge: None,
+            resilient: true,
+        }
+    }
+
     pub fn pick(&self) -> Option<&TargetRt> {
         pick::weighted(&self.targets, self.total_weight, |t| t.weight).map(|i| &self.targets[i])
     }
@@ -233,7 +319,7 @@ impl Route {
 
 /// What a request's model resolved to.
 pub enum Resolved<'s> {
-    Route(&'s Route),
+    Route(&'s Arc<Route>),
     /// `provider/model` not configured as a name: straight to the provider.
     Direct {
         provider: &'s Arc<ProviderRt>,
@@ -323,6 +409,7 @@ pub fn compile(
         region: None,
         aws_credentials: None,
         anthropic_version: None,
+        breaker: Default::default(),
     };
     let needs_builtin = !config.providers.iter().any(|p| p.id == BUILTIN_MOCK);
     let all = config
@@ -338,7 +425,13 @@ pub fn compile(
     let mut exact = HashMap::new();
     let mut globs = Vec::new();
     for (index, m) in config.models.iter().enumerate() {
-        let route = Arc::new(compile_route(index, m, &providers, &provider_index)?);
+        let route = Arc::new(compile_route(
+            index,
+            m,
+            &providers,
+            &provider_index,
+            health,
+        )?);
         if glob::is_glob(&m.name) {
             globs.push((m.name.clone().into_boxed_str(), route));
         } else {
@@ -377,6 +470,7 @@ fn compile_route(
     m: &ModelConfig,
     providers: &[Arc<ProviderRt>],
     provider_index: &HashMap<Arc<str>, usize>,
+    health: &HealthRegistry,
 ) -> Result<Route, CompileError> {
     let name: Arc<str> = Arc::from(m.name.as_str());
     let mut targets = Vec::with_capacity(m.targets.len());
@@ -396,8 +490,18 @@ fn compile_route(
             .model
             .as_ref()
             .and_then(|_| HeaderValue::from_str(&target_label).ok());
+        let state_id = match &t.deployment {
+            Some(d) => format!("{target_label}@{d}"),
+            None => target_label.to_string(),
+        };
+        let state = health.target(&state_id, provider.breaker);
+        let limit = health.limit(&state_id, t.max_concurrency, t.queue);
         targets.push(TargetRt {
             served_header,
+            state,
+            limit,
+            rpm: t.rpm,
+            tpm: t.tpm,
             metrics: Arc::new(RouteMetrics::new(Arc::clone(&name), target_label)),
             model: t.model.as_deref().map(Arc::from),
             deployment: t.deployment.as_deref().map(Arc::from),
@@ -406,10 +510,33 @@ fn compile_route(
         });
     }
     let total_weight = targets.iter().map(|t| t.weight).sum();
+    let names = |v: &[String]| v.iter().map(|n| Arc::from(n.as_str())).collect::<Vec<_>>();
+    let resilient = m.retry.attempts > 1
+        || !m.fallbacks.is_empty()
+        || !m.context_window_fallbacks.is_empty()
+        || !m.content_policy_fallbacks.is_empty()
+        || m.deadline_ms.is_some()
+        || m.hedge.is_some()
+        || m.balance != Balance::Weighted
+        || m.timeouts != TimeoutOverrides::default()
+        || targets.iter().any(|t| {
+            t.limit.is_some()
+                || t.provider.first_token_timeout.is_some()
+                || t.provider.stall_timeout.is_some()
+        });
     Ok(Route {
         name,
         targets,
         total_weight,
+        balance: m.balance,
+        retry: m.retry,
+        deadline: m.deadline_ms.map(Duration::from_millis),
+        fallbacks: names(&m.fallbacks),
+        context_window_fallbacks: names(&m.context_window_fallbacks),
+        content_policy_fallbacks: names(&m.content_policy_fallbacks),
+        timeouts: m.timeouts,
+        hedge: m.hedge,
+        resilient,
     })
 }
 
@@ -479,6 +606,7 @@ fn compile_provider(
         keys.push(ApiKey {
             header,
             weight: k.weight.max(1),
+            state: health.key(key_fingerprint(&p.id, &k.value)),
         });
     }
     let mut headers = Vec::with_capacity(p.headers.len());
@@ -536,6 +664,9 @@ fn compile_provider(
         auth: p.auth.clone(),
         connect_timeout: Duration::from_millis(p.timeouts.connect_ms),
         first_byte_timeout: Duration::from_millis(p.timeouts.first_byte_ms),
+        first_token_timeout: p.timeouts.first_token_ms.map(Duration::from_millis),
+        stall_timeout: p.timeouts.stall_ms.map(Duration::from_millis),
+        breaker: p.breaker,
         total_timeout: Duration::from_millis(p.timeouts.total_ms),
         headers,
         pool,
@@ -607,6 +738,7 @@ mod tests {
             region: None,
             aws_credentials: None,
             anthropic_version: None,
+            breaker: Default::default(),
         }
     }
 
@@ -682,7 +814,9 @@ mod tests {
                 model: target.map(Into::into),
                 weight: 1,
                 deployment: None,
+                ..Default::default()
             }],
+            ..Default::default()
         }
     }
 

@@ -121,6 +121,7 @@ pub async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<
             }
         }
         (&Method::GET, "/metrics", _) => metrics(&state),
+        (&Method::GET, "/admin/health", _) => admin_health(&state),
         _ => {
             let dialect = if anthropic_shape {
                 Dialect::Anthropic
@@ -160,7 +161,62 @@ fn method_not_allowed(req: &Request<Incoming>, dialect: Dialect) -> Response<Gat
     resp
 }
 
+/// Targets' breaker state and live statistics, and disabled keys (by provider, never the key).
+fn admin_health(state: &AppState) -> Response<GatewayBody> {
+    let now = std::time::Instant::now();
+    let targets: Vec<serde_json::Value> = state
+        .health
+        .targets()
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "target": &*t.id,
+                "breaker": t.breaker.state(now).as_str(),
+                "trips": t.breaker.trips(),
+                "in_flight": t.stats.in_flight(),
+                "ttft_ewma_ms": t.stats.ewma_ttft().map(|d| d.as_secs_f64() * 1000.0),
+                "ttft_p95_ms": t.stats.p95_ttft(now).map(|d| d.as_secs_f64() * 1000.0),
+                "rpm": t.stats.rpm(now),
+                "tpm": t.stats.tpm(now),
+            })
+        })
+        .collect();
+    let snapshot = state.snapshot.load();
+    let providers: Vec<serde_json::Value> = snapshot
+        .providers
+        .iter()
+        .map(|p| {
+            let disabled: Vec<usize> = p
+                .keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| !k.state.is_enabled(now))
+                .map(|(i, _)| i)
+                .collect();
+            serde_json::json!({
+                "provider": &*p.id,
+                "kind": p.kind.as_str(),
+                "down": p.health.is_down(),
+                "keys": p.keys.len(),
+                "disabled_keys": disabled,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({"targets": targets, "providers": providers});
+    json_response(StatusCode::OK, Bytes::from(body.to_string()))
+}
+
 fn metrics(state: &AppState) -> Response<GatewayBody> {
+    // Breaker states are read when scraped (no per-request gauge writes).
+    let now = std::time::Instant::now();
+    for t in state.health.targets() {
+        let v = match t.breaker.state(now) {
+            crate::resilience::breaker::BreakerState::Closed => 0.0,
+            crate::resilience::breaker::BreakerState::Open => 1.0,
+            crate::resilience::breaker::BreakerState::HalfOpen => 2.0,
+        };
+        crate::telemetry::metrics::set_breaker_state(&t.id, v);
+    }
     let text = state
         .prometheus
         .as_ref()

@@ -15,10 +15,21 @@ pub fn for_dialect(
     err: &GatewayError,
     request_id: Option<&HeaderValue>,
 ) -> Response<GatewayBody> {
-    match dialect {
+    let mut resp = match dialect {
         Dialect::OpenAi | Dialect::Bedrock => openai(err, request_id),
         _ => info(dialect, &err.info(), request_id),
+    };
+    if let Some(after) = err.retry_after() {
+        // Whole seconds, rounded up (RFC 9110 delay-seconds), and the precise value too.
+        let secs = after.as_millis().div_ceil(1000).max(1) as u64;
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        resp.headers_mut().insert(
+            header::HeaderName::from_static("retry-after-ms"),
+            HeaderValue::from(after.as_millis() as u64),
+        );
     }
+    resp
 }
 
 /// An error (the gateway's or a translated upstream one) in the client's dialect, with the

@@ -187,3 +187,36 @@ impl Default for GlobalMetrics {
         Self::new()
     }
 }
+
+/// Upstream attempts made by the resilience loop, by target and outcome (`success`, `retry`,
+/// `auth`, `context_window`, `content_policy`, `fatal`). Bounded labels: configured targets.
+pub const ATTEMPTS: &str = "ferrogate_upstream_attempts_total";
+/// Keys disabled after the provider rejected them (401/403), by provider.
+pub const KEYS_DISABLED: &str = "ferrogate_keys_disabled_total";
+/// Requests served by a fallback model, by the model asked for and the one that served.
+pub const FALLBACKS: &str = "ferrogate_fallbacks_total";
+/// Breaker state per target: 0 closed, 1 open, 2 half-open.
+pub const BREAKER_STATE: &str = "ferrogate_breaker_state";
+/// Hedged attempts started, and those that won, by model.
+pub const HEDGES: &str = "ferrogate_hedges_total";
+
+pub fn count_attempt(target: &str, outcome: &'static str) {
+    metrics::counter!(ATTEMPTS, "target" => target.to_string(), "outcome" => outcome).increment(1);
+}
+
+pub fn count_key_disabled(provider: &str) {
+    metrics::counter!(KEYS_DISABLED, "provider" => provider.to_string()).increment(1);
+}
+
+pub fn count_fallback(model: &str, served_by: &str) {
+    metrics::counter!(FALLBACKS, "model" => model.to_string(), "served_by" => served_by.to_string())
+        .increment(1);
+}
+
+pub fn set_breaker_state(target: &str, state: f64) {
+    metrics::gauge!(BREAKER_STATE, "target" => target.to_string()).set(state);
+}
+
+pub fn count_hedge(model: &str, outcome: &'static str) {
+    metrics::counter!(HEDGES, "model" => model.to_string(), "outcome" => outcome).increment(1);
+}
