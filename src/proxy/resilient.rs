@@ -634,7 +634,7 @@ type Racer<'a> = std::pin::Pin<
 /// What woke the race.
 enum RaceEvent {
     /// An attempt finished: its position in the racer list, target and result.
-    Done(usize, usize, Result<Response<GatewayBody>, Failure>),
+    Done(usize, usize, Box<Result<Response<GatewayBody>, Failure>>),
     /// Time to start the next hedge.
     Hedge,
 }
@@ -694,9 +694,9 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
     let mut primary_failure: Option<Failure> = None;
     loop {
         let event = std::future::poll_fn(|cx| {
-            for i in 0..racers.len() {
-                if let std::task::Poll::Ready((target, r)) = racers[i].as_mut().poll(cx) {
-                    return std::task::Poll::Ready(RaceEvent::Done(i, target, r));
+            for (i, racer) in racers.iter_mut().enumerate() {
+                if let std::task::Poll::Ready((target, r)) = racer.as_mut().poll(cx) {
+                    return std::task::Poll::Ready(RaceEvent::Done(i, target, Box::new(r)));
                 }
             }
             if let Some(t) = timer.as_mut() {
@@ -708,37 +708,39 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
         })
         .await;
         match event {
-            RaceEvent::Done(i, target, Ok(resp)) => {
-                // The winner; every other racer is dropped (cancelled) when this returns, and
-                // their settles see they lost.
-                token.store(race_ids[i], Ordering::Release);
-                if race_ids[i] != 1 {
-                    crate::telemetry::metrics::count_hedge(model, "won");
+            RaceEvent::Done(i, target, r) => match *r {
+                Ok(resp) => {
+                    // The winner; every other racer is dropped (cancelled) when this returns, and
+                    // their settles see they lost.
+                    token.store(race_ids[i], Ordering::Release);
+                    if race_ids[i] != 1 {
+                        crate::telemetry::metrics::count_hedge(model, "won");
+                    }
+                    if racers.len() > 1 || hedges > 0 {
+                        wasted(model, request, racers.len() as u64 - 1);
+                    }
+                    if let Some(f) = primary_failure.take() {
+                        discard(f);
+                    }
+                    return (Ok(resp), target);
                 }
-                if racers.len() > 1 || hedges > 0 {
-                    wasted(model, request, racers.len() as u64 - 1);
+                Err(f) => {
+                    let id = race_ids.swap_remove(i);
+                    drop(racers.swap_remove(i));
+                    if id == 1 {
+                        primary_failure = Some(unrace_failure(f));
+                    } else {
+                        discard(f);
+                    }
+                    if racers.is_empty() && timer.is_none() {
+                        break;
+                    }
+                    if racers.is_empty() {
+                        // Nothing running: hedge now rather than after the delay.
+                        timer = Some(Box::pin(tokio::time::sleep(Duration::ZERO)));
+                    }
                 }
-                if let Some(f) = primary_failure.take() {
-                    discard(f);
-                }
-                return (Ok(resp), target);
-            }
-            RaceEvent::Done(i, _target, Err(f)) => {
-                let id = race_ids.swap_remove(i);
-                drop(racers.swap_remove(i));
-                if id == 1 {
-                    primary_failure = Some(unrace_failure(f));
-                } else {
-                    discard(f);
-                }
-                if racers.is_empty() && timer.is_none() {
-                    break;
-                }
-                if racers.is_empty() {
-                    // Nothing running: hedge now rather than after the delay.
-                    timer = Some(Box::pin(tokio::time::sleep(Duration::ZERO)));
-                }
-            }
+            },
             RaceEvent::Hedge => {
                 timer = None;
                 let Some(j) = second_choice(route, &busy, Instant::now()) else {
