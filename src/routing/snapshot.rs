@@ -523,6 +523,7 @@ fn compile_route(
             t.limit.is_some()
                 || t.provider.first_token_timeout.is_some()
                 || t.provider.stall_timeout.is_some()
+                || t.provider.breaker != BreakerConfig::default()
         });
     Ok(Route {
         name,
