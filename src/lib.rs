@@ -6,6 +6,7 @@ pub mod error;
 pub mod providers;
 pub mod proxy;
 pub mod reload;
+pub mod resilience;
 pub mod routing;
 pub mod server;
 pub mod sse;
