@@ -38,7 +38,9 @@ pub struct CallgrindArgs {
     /// Warm-up requests per scenario before the counters are zeroed.
     #[arg(long, short = 'w', default_value_t = 200)]
     pub warmup: usize,
-    /// Scenarios, comma-separated: non-stream, stream.
+    /// Scenarios, comma-separated: non-stream, stream, anthropic-non-stream,
+    /// anthropic-stream, translated-non-stream, translated-stream (translated
+    /// scenarios are measured on the gateway only: the bare proxy cannot translate).
     #[arg(long, default_value = "non-stream,stream")]
     pub scenarios: String,
     /// Content chunks per streamed response.
@@ -231,6 +233,13 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
         println!("starting {name} under callgrind: {}", spec.command_line());
         let mut subject = spawn(&spec, &dir)?;
         for &sc in &scenarios {
+            if name == "bare" && !sc.forwardable() {
+                println!(
+                    "{name:<10} {:<21} skipped (the bare proxy cannot translate)",
+                    sc.name()
+                );
+                continue;
+            }
             let ir = measure(&subject, sc, args, &dir, &prefix)
                 .with_context(|| format!("{name} {}", sc.name()))?;
             let r = CallgrindResult {
@@ -241,7 +250,7 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
                 ir_per_request: ir as f64 / args.requests as f64,
             };
             println!(
-                "{:<10} {:<11} {:>12.0} instructions/request ({} requests, total Ir {})",
+                "{:<10} {:<21} {:>12.0} instructions/request ({} requests, total Ir {})",
                 r.subject,
                 sc.name(),
                 r.ir_per_request,
@@ -328,11 +337,89 @@ fn render(
             md.push('\n');
         }
     }
+    // Translated scenarios against the gateway's own pass-through of each dialect.
+    let rows: Vec<(Scenario, Scenario, f64, f64)> = names
+        .iter()
+        .filter(|n| *n != "bare")
+        .flat_map(|n| {
+            scenarios.iter().flat_map(move |&t| {
+                t.passthrough_baselines()
+                    .iter()
+                    .filter_map(move |&b| Some((t, b, get(n, t)?, get(n, b)?)))
+            })
+        })
+        .collect();
+    if !rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n| translated | Ir/req | pass-through | Ir/req | translated ÷ pass-through |\n|---|---:|---|---:|---:|"
+        );
+        for (t, b, x, y) in rows {
+            let _ = writeln!(
+                md,
+                "| {} | {x:.0} | {} | {y:.0} | {:.2}× |",
+                t.name(),
+                b.name(),
+                x / y
+            );
+        }
+    }
     md
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_translation_ratios() {
+        let r = |subject: &str, scenario, ir: f64| CallgrindResult {
+            subject: subject.into(),
+            scenario,
+            requests: 10,
+            total_ir: (ir * 10.0) as u64,
+            ir_per_request: ir,
+        };
+        let results = vec![
+            r("bare", Scenario::Stream, 100_000.0),
+            r("ferrogate", Scenario::Stream, 200_000.0),
+            r("ferrogate", Scenario::AnthropicStream, 250_000.0),
+            r("ferrogate", Scenario::TranslatedStream, 500_000.0),
+        ];
+        let names = vec!["bare".to_string(), "ferrogate".to_string()];
+        let scenarios = [
+            Scenario::Stream,
+            Scenario::AnthropicStream,
+            Scenario::TranslatedStream,
+        ];
+        let args = CallgrindArgs {
+            subjects: "bare,ferrogate".into(),
+            ferrogate: PathBuf::new(),
+            gateway_cmd: None,
+            gateway_env: Vec::new(),
+            requests: 10,
+            warmup: 1,
+            scenarios: String::new(),
+            chunks: 20,
+            out: None,
+            keep_logs: false,
+        };
+        let md = render(&results, &names, &scenarios, &args);
+        assert!(md.contains("| bare | 100000 | – | – |"), "{md}");
+        assert!(
+            md.contains("| ferrogate | 200000 | 250000 | 500000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| translated-stream | 500000 | stream | 200000 | 2.50× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| translated-stream | 500000 | anthropic-stream | 250000 | 2.00× |"),
+            "{md}"
+        );
+    }
+
     #[test]
     fn parses_totals() {
         assert_eq!(

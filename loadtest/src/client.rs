@@ -11,10 +11,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::util::now_ns;
-use crate::workload::{Scenario, Tail, PATH};
+use crate::workload::{Dialect, Scenario, Tail, ANTHROPIC_VERSION};
 
 /// Header the gateway uses to report its own overhead.
 pub const OVERHEAD_HEADER: &str = "x-ferrogate-overhead-us";
+
+const X_API_KEY: &str = "x-api-key";
+const ANTHROPIC_VERSION_HEADER: &str = "anthropic-version";
 
 /// What to send and where.
 #[derive(Clone)]
@@ -35,7 +38,7 @@ impl Target {
             addr,
             scenario,
             host: HeaderValue::from_str(&addr.to_string())?,
-            uri: Uri::from_static(PATH),
+            uri: Uri::from_static(scenario.path()),
             body: scenario.body(),
             headers: Vec::new(),
         })
@@ -55,16 +58,25 @@ impl Target {
     }
 
     fn request(&self) -> anyhow::Result<Request<Full<Bytes>>> {
-        let mut req = Request::builder()
+        let builder = Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())
             .header(HOST, self.host.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // Each client dialect authenticates the way its SDK does.
+        let builder = match self.scenario.client_dialect() {
+            Dialect::OpenAi => builder.header(
                 AUTHORIZATION,
                 HeaderValue::from_static("Bearer sk-loadtest-0000"),
-            )
-            .body(Full::new(self.body.clone()))?;
+            ),
+            Dialect::Anthropic => builder
+                .header(X_API_KEY, HeaderValue::from_static("sk-ant-loadtest-0000"))
+                .header(
+                    ANTHROPIC_VERSION_HEADER,
+                    HeaderValue::from_static(ANTHROPIC_VERSION),
+                ),
+        };
+        let mut req = builder.body(Full::new(self.body.clone()))?;
         for (name, value) in &self.headers {
             req.headers_mut().insert(name.clone(), value.clone());
         }
@@ -181,5 +193,30 @@ mod tests {
         assert!(Target::new(addr, Scenario::Stream)
             .and_then(|t| t.with_headers(&[("bad header".into(), "x".into())]))
             .is_err());
+    }
+
+    #[test]
+    fn requests_follow_the_client_dialect() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        for sc in Scenario::ALL {
+            let req = Target::new(addr, sc)
+                .and_then(|t| t.request())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(req.uri().path(), sc.path(), "{}", sc.name());
+            let h = req.headers();
+            let anthropic = sc.client_dialect() == Dialect::Anthropic;
+            assert_eq!(h.contains_key(X_API_KEY), anthropic, "{}", sc.name());
+            assert_eq!(
+                h.get(ANTHROPIC_VERSION_HEADER).map(|v| v.as_bytes()),
+                anthropic.then_some(ANTHROPIC_VERSION.as_bytes()),
+                "{}",
+                sc.name()
+            );
+            assert_eq!(h.contains_key(AUTHORIZATION), !anthropic, "{}", sc.name());
+        }
+        let t = Target::new(addr, Scenario::AnthropicStream).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.uri.path(), "/v1/messages");
+        let t = Target::new(addr, Scenario::TranslatedStream).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.uri.path(), "/v1/chat/completions");
     }
 }

@@ -1,6 +1,8 @@
-//! Mock OpenAI upstream: precomputed, realistic `chat.completion` and
-//! `chat.completion.chunk` payloads; each stream chunk is a separate body frame
-//! (and, through a capacity-1 channel, a separate write).
+//! Mock upstream: precomputed, realistic payloads in two dialects, each stream event a
+//! separate body frame (and, through a capacity-1 channel, a separate write).
+//! - OpenAI (`POST …/chat/completions`): `chat.completion` and `chat.completion.chunk`.
+//! - Anthropic (`POST /v1/messages`): a `message`, and the event stream real Anthropic
+//!   streams have (`message_start` … `message_stop`, `event:` + `data:` lines).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,6 +16,8 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
+
+use crate::workload::Dialect;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct MockArgs {
@@ -58,6 +62,11 @@ const WORDS: [&str; 20] = [
     " stay",
 ];
 
+const ANTHROPIC_ID: &str = "msg_01LoadTestMockUpstream00001";
+const ANTHROPIC_MODEL: &str = "claude-sonnet-4-5-20250929";
+/// Prompt tokens both dialects report for the generator's request.
+const PROMPT_TOKENS: usize = 52;
+
 /// Precomputed response bodies.
 pub struct Payloads {
     pub completion: Bytes,
@@ -65,10 +74,14 @@ pub struct Payloads {
     pub stream_plain: Arc<[Bytes]>,
     /// Stream frames when the request set `stream_options.include_usage: true`.
     pub stream_usage: Arc<[Bytes]>,
+    /// Anthropic `message` (non-stream answer of `/v1/messages`).
+    pub message: Bytes,
+    /// Anthropic stream events (Anthropic always reports usage in streams).
+    pub message_stream: Arc<[Bytes]>,
 }
 
 fn usage_json(completion_tokens: usize) -> String {
-    let prompt = 52;
+    let prompt = PROMPT_TOKENS;
     format!(
         concat!(
             "{{\"prompt_tokens\":{p},\"completion_tokens\":{c},\"total_tokens\":{t},",
@@ -117,6 +130,87 @@ fn stream_frames(chunks: usize, include_usage: bool) -> Vec<Bytes> {
     frames
 }
 
+/// One Anthropic SSE event: `event: NAME` and `data: JSON`, as Anthropic frames them.
+fn anthropic_event(name: &str, data: &str) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+/// Anthropic usage: `input_tokens` excludes cache reads/writes, reported beside it.
+fn anthropic_usage(output_tokens: usize, with_breakdown: bool) -> String {
+    let breakdown = if with_breakdown {
+        ",\"cache_creation\":{\"ephemeral_5m_input_tokens\":0,\"ephemeral_1h_input_tokens\":0}"
+    } else {
+        ""
+    };
+    let tier = if with_breakdown {
+        ",\"service_tier\":\"standard\""
+    } else {
+        ""
+    };
+    format!(
+        "{{\"input_tokens\":{PROMPT_TOKENS},\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0{breakdown},\"output_tokens\":{output_tokens}{tier}}}"
+    )
+}
+
+/// The shape of a real Anthropic text stream (tests/fixtures/anthropic-stream-text.*):
+/// message_start (with usage), content_block_start, ping, `chunks` text deltas,
+/// content_block_stop, message_delta (stop_reason, usage), message_stop.
+fn anthropic_stream_frames(chunks: usize) -> Vec<Bytes> {
+    let mut frames = Vec::with_capacity(chunks + 6);
+    frames.push(anthropic_event(
+        "message_start",
+        &format!(
+            concat!(
+                "{{\"type\":\"message_start\",\"message\":{{\"model\":\"{model}\",\"id\":\"{id}\",",
+                "\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"stop_reason\":null,",
+                "\"stop_sequence\":null,\"usage\":{usage}}}}}"
+            ),
+            model = ANTHROPIC_MODEL,
+            id = ANTHROPIC_ID,
+            usage = anthropic_usage(1, true)
+        ),
+    ));
+    frames.push(anthropic_event(
+        "content_block_start",
+        "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}",
+    ));
+    frames.push(anthropic_event("ping", "{\"type\": \"ping\"}"));
+    for k in 0..chunks {
+        let word = WORDS[k % WORDS.len()];
+        frames.push(anthropic_event(
+            "content_block_delta",
+            &format!("{{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{word}\"}}}}"),
+        ));
+    }
+    frames.push(anthropic_event(
+        "content_block_stop",
+        "{\"type\":\"content_block_stop\",\"index\":0}",
+    ));
+    frames.push(anthropic_event(
+        "message_delta",
+        &format!(
+            "{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{}}}",
+            anthropic_usage(chunks, false)
+        ),
+    ));
+    frames.push(Bytes::from_static(crate::workload::MESSAGE_STOP));
+    frames
+}
+
+fn anthropic_message(content: &str, output_tokens: usize) -> Bytes {
+    Bytes::from(format!(
+        concat!(
+            "{{\"model\":\"{model}\",\"id\":\"{id}\",\"type\":\"message\",\"role\":\"assistant\",",
+            "\"content\":[{{\"type\":\"text\",\"text\":\"{content}\"}}],",
+            "\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{usage}}}"
+        ),
+        model = ANTHROPIC_MODEL,
+        id = ANTHROPIC_ID,
+        content = content,
+        usage = anthropic_usage(output_tokens, true)
+    ))
+}
+
 impl Payloads {
     pub fn new(chunks: usize) -> Self {
         let content: String = WORDS.concat();
@@ -138,6 +232,8 @@ impl Payloads {
             completion: Bytes::from(completion),
             stream_plain: stream_frames(chunks, false).into(),
             stream_usage: stream_frames(chunks, true).into(),
+            message: anthropic_message(&format!("{content} under a few microseconds."), 26),
+            message_stream: anthropic_stream_frames(chunks).into(),
         }
     }
 }
@@ -183,56 +279,89 @@ fn simple(status: StatusCode, text: &'static str) -> Response<MockBody> {
     resp
 }
 
+/// Sends `frames` one body frame each (capacity-1 channel: one write per frame).
+fn stream_response(frames: Arc<[Bytes]>, delay: Duration) -> Response<MockBody> {
+    let (mut tx, rx) = Channel::<Bytes>::new(1);
+    tokio::spawn(async move {
+        for frame in frames.iter() {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if tx.send_data(frame.clone()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut resp = Response::new(Either::Right(rx));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    resp
+}
+
+fn json_response(body: Bytes) -> Response<MockBody> {
+    let mut resp = Response::new(Either::Left(Full::new(body)));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Which API a POST path belongs to.
+fn api_of(path: &str) -> Option<Dialect> {
+    if path.ends_with("/chat/completions") {
+        Some(Dialect::OpenAi)
+    } else if path == "/v1/messages" {
+        Some(Dialect::Anthropic)
+    } else {
+        None
+    }
+}
+
 async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<MockBody>, Infallible> {
     let path = req.uri().path();
     if req.method() == Method::GET && path == "/health" {
         return Ok(simple(StatusCode::OK, "ok"));
     }
-    if req.method() != Method::POST || !path.ends_with("/chat/completions") {
-        return Ok(simple(StatusCode::NOT_FOUND, "not found"));
-    }
+    let api = match api_of(path) {
+        Some(api) if req.method() == Method::POST => api,
+        _ => return Ok(simple(StatusCode::NOT_FOUND, "not found")),
+    };
     let body = match req.into_body().collect().await {
         Ok(c) => c.to_bytes(),
         Err(_) => return Ok(simple(StatusCode::BAD_REQUEST, "bad body")),
     };
     let stream = json_flag(&body, b"\"stream\"");
-    let include_usage = stream && json_flag(&body, b"\"include_usage\"");
     if !st.latency.is_zero() {
         tokio::time::sleep(st.latency).await;
     }
-    let mut resp = if stream {
-        let frames = if include_usage {
-            st.payloads.stream_usage.clone()
-        } else {
-            st.payloads.stream_plain.clone()
-        };
-        let (mut tx, rx) = Channel::<Bytes>::new(1);
-        let delay = st.chunk_delay;
-        tokio::spawn(async move {
-            for frame in frames.iter() {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                if tx.send_data(frame.clone()).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let mut resp = Response::new(Either::Right(rx));
-        resp.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream; charset=utf-8"),
-        );
-        resp
-    } else {
-        let mut resp = Response::new(Either::Left(Full::new(st.payloads.completion.clone())));
-        resp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        resp
+    let p = &st.payloads;
+    let mut resp = match (api, stream) {
+        (Dialect::OpenAi, true) => {
+            let frames = if json_flag(&body, b"\"include_usage\"") {
+                p.stream_usage.clone()
+            } else {
+                p.stream_plain.clone()
+            };
+            stream_response(frames, st.chunk_delay)
+        }
+        (Dialect::OpenAi, false) => json_response(p.completion.clone()),
+        (Dialect::Anthropic, true) => stream_response(p.message_stream.clone(), st.chunk_delay),
+        (Dialect::Anthropic, false) => json_response(p.message.clone()),
     };
     let h = resp.headers_mut();
-    h.insert("x-request-id", HeaderValue::from_static("req_mock_0001"));
-    h.insert("openai-processing-ms", HeaderValue::from_static("1"));
+    match api {
+        Dialect::OpenAi => {
+            h.insert("x-request-id", HeaderValue::from_static("req_mock_0001"));
+            h.insert("openai-processing-ms", HeaderValue::from_static("1"));
+        }
+        Dialect::Anthropic => {
+            h.insert(
+                "request-id",
+                HeaderValue::from_static("req_011CMockLoadTest0001"),
+            );
+        }
+    }
     Ok(resp)
 }
 
@@ -255,8 +384,209 @@ pub fn serve(args: &MockArgs) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::client::{execute, Conn, Target};
+    use crate::workload::Scenario;
+    use serde_json::Value;
+
+    /// Splits one Anthropic frame into (event name, data JSON); panics on any other shape.
+    fn parse_event(frame: &[u8]) -> (String, Value) {
+        let s = std::str::from_utf8(frame).unwrap();
+        let body = s
+            .strip_suffix("\n\n")
+            .expect("frame ends with a blank line");
+        let (event, data) = body.split_once('\n').expect("event and data lines");
+        let name = event.strip_prefix("event: ").expect("event: line");
+        let json = data.strip_prefix("data: ").expect("data: line");
+        assert!(!json.contains('\n'), "one data line");
+        (name.to_string(), serde_json::from_str(json).unwrap())
+    }
+
+    fn fixture_events() -> Vec<Value> {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/anthropic-stream-text.chunks.jsonl"
+        ))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+    }
+
+    /// Event types in order, runs of the same type collapsed.
+    fn shape(types: impl Iterator<Item = String>) -> Vec<String> {
+        let mut v: Vec<String> = types.collect();
+        v.dedup();
+        v
+    }
+
+    fn keys(v: &Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn anthropic_stream_frames_are_valid_events() {
+        let p = Payloads::new(20);
+        let events: Vec<(String, Value)> =
+            p.message_stream.iter().map(|f| parse_event(f)).collect();
+        // 20 text deltas plus start, block start, ping, block stop, delta, stop.
+        assert_eq!(events.len(), 20 + 6);
+        for (name, data) in &events {
+            assert_eq!(data["type"], name.as_str(), "event name = data type");
+        }
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names[0], "message_start");
+        assert_eq!(names[1], "content_block_start");
+        assert_eq!(names[2], "ping");
+        assert!(names[3..23].iter().all(|n| *n == "content_block_delta"));
+        assert_eq!(
+            &names[23..],
+            ["content_block_stop", "message_delta", "message_stop"]
+        );
+
+        let start = &events[0].1["message"];
+        assert_eq!(start["role"], "assistant");
+        assert_eq!(start["content"], Value::Array(vec![]));
+        assert_eq!(start["stop_reason"], Value::Null);
+        assert_eq!(start["usage"]["input_tokens"], 52);
+        assert_eq!(start["usage"]["output_tokens"], 1);
+        assert_eq!(events[1].1["content_block"]["type"], "text");
+
+        let text: String = events[3..23]
+            .iter()
+            .map(|(_, d)| {
+                assert_eq!(d["index"], 0);
+                assert_eq!(d["delta"]["type"], "text_delta");
+                d["delta"]["text"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(text, WORDS.concat());
+        assert_eq!(events[23].1["index"], 0);
+        let delta = &events[24].1;
+        assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+        assert_eq!(delta["usage"]["output_tokens"], 20);
+        assert_eq!(delta["usage"]["input_tokens"], 52);
+        assert_eq!(
+            p.message_stream.last().map(|b| &b[..]),
+            Some(crate::workload::MESSAGE_STOP)
+        );
+    }
+
+    #[test]
+    fn anthropic_stream_has_the_recorded_shape() {
+        let recorded = fixture_events();
+        let p = Payloads::new(20);
+        let ours: Vec<Value> = p.message_stream.iter().map(|f| parse_event(f).1).collect();
+        let ty = |v: &Value| v["type"].as_str().unwrap().to_string();
+        assert_eq!(
+            shape(ours.iter().map(ty)),
+            shape(recorded.iter().map(ty)),
+            "same event sequence as the real recording"
+        );
+        // Same fields per event type as the recording (values differ; ping has only `type`).
+        for t in [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
+        ] {
+            let a = ours.iter().find(|v| v["type"] == t).unwrap();
+            let b = recorded.iter().find(|v| v["type"] == t).unwrap();
+            assert_eq!(keys(a), keys(b), "{t}");
+        }
+        let msg = |v: &Vec<Value>| v[0]["message"].clone();
+        let mut expected = keys(&msg(&recorded)["usage"]);
+        // The recording has a field newer than most SDKs know; the mock leaves it out.
+        expected.retain(|k| k != "inference_geo");
+        assert_eq!(keys(&msg(&ours)["usage"]), expected);
+        assert_eq!(keys(&msg(&ours)), keys(&msg(&recorded)));
+    }
+
+    #[test]
+    fn anthropic_message_matches_the_recording() {
+        let p = Payloads::new(20);
+        let v: Value = serde_json::from_slice(&p.message).unwrap();
+        let recorded: Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/anthropic-messages-nonstream.json"
+        )))
+        .unwrap();
+        assert_eq!(keys(&v), keys(&recorded));
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["stop_reason"], "end_turn");
+        assert_eq!(v["content"][0]["type"], "text");
+        assert!(v["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Tail latency dominates"));
+        assert_eq!(v["usage"]["input_tokens"], 52);
+        assert_eq!(v["usage"]["output_tokens"], 26);
+        // Comparable in size with the OpenAI completion.
+        assert!((400..800).contains(&p.message.len()), "{}", p.message.len());
+    }
+
+    #[test]
+    fn routes_by_path() {
+        assert_eq!(api_of("/v1/chat/completions"), Some(Dialect::OpenAi));
+        assert_eq!(api_of("/openai/v1/chat/completions"), Some(Dialect::OpenAi));
+        assert_eq!(api_of("/v1/messages"), Some(Dialect::Anthropic));
+        assert_eq!(api_of("/v1/messages/count_tokens"), None);
+        assert_eq!(api_of("/v1/embeddings"), None);
+    }
+
+    /// The generator against the mock itself, in every scenario a forwarder can serve.
+    #[test]
+    fn serves_every_forwardable_scenario() {
+        let rt = crate::util::current_thread_runtime().unwrap();
+        rt.block_on(async {
+            let st = Arc::new(State {
+                payloads: Payloads::new(20),
+                chunk_delay: Duration::ZERO,
+                latency: Duration::ZERO,
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(crate::server::accept_loop(listener, move || {
+                let st = st.clone();
+                service_fn(move |req| handle(req, st.clone()))
+            }));
+            let mut conn = Conn::connect(addr).await.unwrap();
+            for sc in Scenario::ALL.into_iter().filter(|s| s.forwardable()) {
+                let o = execute(&mut conn, &Target::new(addr, sc).unwrap())
+                    .await
+                    .unwrap();
+                assert_eq!(o.status, 200, "{}", sc.name());
+                assert!(o.complete, "{}", sc.name());
+            }
+            // Streams are the precomputed frames, byte for byte.
+            let p = Payloads::new(20);
+            let total = |f: &[Bytes]| f.iter().map(|b| b.len() as u64).sum::<u64>();
+            let o = execute(
+                &mut conn,
+                &Target::new(addr, Scenario::AnthropicStream).unwrap(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(o.bytes, total(&p.message_stream));
+            let o = execute(&mut conn, &Target::new(addr, Scenario::Stream).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(o.bytes, total(&p.stream_plain));
+            let o = execute(
+                &mut conn,
+                &Target::new(addr, Scenario::AnthropicNonStream).unwrap(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(o.bytes, p.message.len() as u64);
+        });
+    }
 
     #[test]
     fn flags() {

@@ -73,6 +73,44 @@ pub struct Ratio {
     pub stream_added_ttfb_p50: Option<f64>,
 }
 
+/// The gateway's CPU per request when it translates, against a same-dialect pass-through
+/// of the same load (the acceptance bar: within 2×).
+#[derive(Clone, Debug, Serialize)]
+pub struct TranslationCost {
+    pub scenario: Scenario,
+    /// The pass-through scenario compared with.
+    pub baseline: Scenario,
+    pub mode: Mode,
+    pub target_rps: Option<f64>,
+    pub cpu_us_per_req: f64,
+    pub baseline_cpu_us_per_req: f64,
+    /// translated ÷ pass-through.
+    pub ratio: f64,
+    /// Which CPU figure both sides use: "schedstat" or "stat".
+    pub source: String,
+}
+
+impl TranslationCost {
+    /// Compares `t` (a translated scenario) with `b` (its pass-through baseline), using
+    /// schedstat when both have it (ns precision), else /proc stat.
+    pub fn between(t: &Measurement, b: &Measurement) -> Option<Self> {
+        let (x, y, source) = match (t.cpu_us_per_req_schedstat, b.cpu_us_per_req_schedstat) {
+            (Some(x), Some(y)) => (x, y, "schedstat"),
+            _ => (t.cpu_us_per_req?, b.cpu_us_per_req?, "stat"),
+        };
+        (y > 0.0).then(|| Self {
+            scenario: t.scenario,
+            baseline: b.scenario,
+            mode: t.mode,
+            target_rps: t.target_rps,
+            cpu_us_per_req: x,
+            baseline_cpu_us_per_req: y,
+            ratio: x / y,
+            source: source.into(),
+        })
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Settings {
     pub duration_s: f64,
@@ -96,6 +134,8 @@ pub struct Report {
     pub subjects: Vec<SubjectInfo>,
     pub measurements: Vec<Measurement>,
     pub ratios: Vec<Ratio>,
+    /// Translated scenarios against their pass-through baselines (gateway only).
+    pub translation: Vec<TranslationCost>,
     pub notes: Vec<String>,
 }
 
@@ -203,19 +243,20 @@ impl Report {
         let streams: Vec<&Measurement> = self
             .measurements
             .iter()
-            .filter(|x| x.scenario == Scenario::Stream)
+            .filter(|x| x.scenario.is_stream())
             .collect();
         if !streams.is_empty() {
             let _ = writeln!(md, "\n## Stream time to first byte (µs)\n");
             let _ = writeln!(
                 md,
-                "| load | subject | TTFB p50 | TTFB p99 | added p50 | added p99 |"
+                "| scenario | load | subject | TTFB p50 | TTFB p99 | added p50 | added p99 |"
             );
-            let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
+            let _ = writeln!(md, "|---|---|---|---:|---:|---:|---:|");
             for x in streams {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    x.scenario.name(),
                     rate_label(x),
                     x.subject,
                     opt(x.ttfb_us, |p| f1(p.p50)),
@@ -268,6 +309,36 @@ impl Report {
                     ratio(r.added_p99),
                     ratio(r.stream_added_ttfb_p50),
                     ratio(r.cpu_per_req)
+                );
+            }
+        }
+
+        if !self.translation.is_empty() {
+            let gw = s.gateway_name.as_deref().unwrap_or("gateway");
+            let _ = writeln!(
+                md,
+                "\n## Translation: {gw} CPU per request, translated ÷ pass-through\n"
+            );
+            let _ = writeln!(
+                md,
+                "| scenario | load | CPU µs/req | pass-through | its CPU µs/req | ratio | source |"
+            );
+            let _ = writeln!(md, "|---|---|---:|---|---:|---:|---|");
+            for t in &self.translation {
+                let load = match t.target_rps {
+                    Some(v) => format!("{v:.0}/s"),
+                    None => "max".into(),
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.1} | {} | {:.1} | {:.2}× | {} |",
+                    t.scenario.name(),
+                    load,
+                    t.cpu_us_per_req,
+                    t.baseline.name(),
+                    t.baseline_cpu_us_per_req,
+                    t.ratio,
+                    t.source
                 );
             }
         }

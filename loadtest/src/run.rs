@@ -12,11 +12,11 @@ use crate::client::Target;
 use crate::loadgen::{smoke, LoadConfig, LoadResult};
 use crate::measure::{fill_added, Recorded};
 use crate::procs::{free_port, mock_spec, pinning, spawn, SpawnSpec, Spawned};
-use crate::report::{Measurement, Mode, Ratio, Report, Settings, SubjectInfo};
+use crate::report::{Measurement, Mode, Ratio, Report, Settings, SubjectInfo, TranslationCost};
 use crate::stats::{Percentiles, Recorder};
 use crate::sysinfo::Machine;
 use crate::util::{parse_duration, parse_rates};
-use crate::workload::{Scenario, MODEL};
+use crate::workload::{Scenario, ANTHROPIC_MODEL, MODEL};
 use crate::{closedloop, openloop, procstat, signals};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -41,7 +41,9 @@ pub struct RunArgs {
     /// Open-loop request rates (req/s), comma-separated.
     #[arg(long, default_value = "1000,5000")]
     pub rates: String,
-    /// Scenarios, comma-separated: non-stream, stream.
+    /// Scenarios, comma-separated: non-stream, stream (OpenAI pass-through),
+    /// anthropic-non-stream, anthropic-stream (Anthropic pass-through),
+    /// translated-non-stream, translated-stream (OpenAI client, Anthropic provider).
     #[arg(long, default_value = "non-stream,stream")]
     pub scenarios: String,
     /// Measured duration of each open-loop run.
@@ -86,10 +88,27 @@ pub fn default_out_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("results")
 }
 
-/// The generated ferrogate config routing `mock-gpt` to the mock.
+/// The key the gateway sends to the mock as its Anthropic provider (an `anthropic`
+/// provider needs a key; the mock ignores it).
+const MOCK_ANTHROPIC_KEY: &str = "sk-ant-loadtest-mock";
+
+/// The generated ferrogate config: `mock-gpt` to the mock as an OpenAI provider,
+/// `mock-claude` to the same mock as an Anthropic provider (base URL = origin; the
+/// gateway appends `/v1/messages`).
 pub fn gateway_config(upstream: SocketAddr) -> String {
     format!(
-        "providers:\n  up: {{ kind: openai, base_url: \"http://{upstream}/v1\" }}\nmodels:\n  - name: {MODEL}\n    targets: [{{ provider: up }}]\n"
+        concat!(
+            "providers:\n",
+            "  up: {{ kind: openai, base_url: \"http://{upstream}/v1\" }}\n",
+            "  anth: {{ kind: anthropic, base_url: \"http://{upstream}\", keys: [\"{key}\"] }}\n",
+            "models:\n",
+            "  - name: {model}\n    targets: [{{ provider: up }}]\n",
+            "  - name: {anthropic_model}\n    targets: [{{ provider: anth }}]\n"
+        ),
+        upstream = upstream,
+        model = MODEL,
+        anthropic_model = ANTHROPIC_MODEL,
+        key = MOCK_ANTHROPIC_KEY
     )
 }
 
@@ -102,14 +121,20 @@ pub fn parse_env(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn parse_scenarios(s: &str) -> anyhow::Result<Vec<Scenario>> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| match p.trim() {
-            "non-stream" | "nonstream" => Ok(Scenario::NonStream),
-            "stream" => Ok(Scenario::Stream),
-            other => anyhow::bail!("unknown scenario `{other}` (non-stream, stream)"),
-        })
-        .collect()
+    let mut out: Vec<Scenario> = Vec::new();
+    for p in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some(sc) = Scenario::parse(p) else {
+            let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+            anyhow::bail!("unknown scenario `{}` ({})", p.trim(), known.join(", "));
+        };
+        if !out.contains(&sc) {
+            out.push(sc);
+        }
+    }
+    if out.is_empty() {
+        anyhow::bail!("no scenario given");
+    }
+    Ok(out)
 }
 
 /// Resolves the ferrogate binary: as given, else relative to the workspace root.
@@ -187,6 +212,14 @@ struct Subject {
     addr: SocketAddr,
     /// Index into the spawned processes (None for direct).
     proc_idx: Option<usize>,
+    /// Translates between dialects (the gateway); direct and the bare proxy only forward.
+    translates: bool,
+}
+
+/// Direct and the bare proxy cannot serve a translated scenario: there is no same-dialect
+/// path without the gateway, so those scenarios are measured on the gateway alone.
+fn serves(s: &Subject, sc: Scenario) -> bool {
+    s.translates || sc.forwardable()
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -311,11 +344,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             name: "direct".into(),
             addr: mock_addr,
             proc_idx: None,
+            translates: false,
         },
         Subject {
             name: "bare".into(),
             addr: procs[1].addr,
             proc_idx: Some(1),
+            translates: false,
         },
     ];
     if !args.no_gateway {
@@ -335,6 +370,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             name: args.gateway_name.clone(),
             addr: procs[2].addr,
             proc_idx: Some(2),
+            translates: true,
         });
     }
     for p in &procs {
@@ -354,6 +390,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     // Smoke test every subject × scenario before measuring anything.
     for s in &subjects {
         for &sc in &scenarios {
+            if !serves(s, sc) {
+                continue;
+            }
             smoke(&Target::new(s.addr, sc)?, 3, args.timeout)
                 .with_context(|| format!("smoke test of {} ({})", s.name, sc.name()))?;
         }
@@ -378,6 +417,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         for &rate in &rates {
             for round in 1..=args.rounds {
                 for (si, s) in subjects.iter().enumerate() {
+                    if !serves(s, sc) {
+                        continue;
+                    }
                     ensure_alive(&mut procs)?;
                     let cfg = LoadConfig {
                         target: Target::new(s.addr, sc)?,
@@ -409,6 +451,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         for &sc in &scenarios {
             for round in 1..=args.rounds {
                 for (si, s) in subjects.iter().enumerate() {
+                    if !serves(s, sc) {
+                        continue;
+                    }
                     ensure_alive(&mut procs)?;
                     let cfg = LoadConfig {
                         target: Target::new(s.addr, sc)?,
@@ -465,6 +510,24 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     let measurements = build_measurements(&aggs, &subjects);
     let ratios = build_ratios(&measurements, &subjects);
+    let translation = subjects
+        .get(2)
+        .map(|gw| build_translation(&measurements, &gw.name))
+        .unwrap_or_default();
+    for t in &translation {
+        println!(
+            "translation {} vs {} @{}: {:.1} vs {:.1} µs/req CPU ({}) = {:.2}×",
+            t.scenario.name(),
+            t.baseline.name(),
+            t.target_rps
+                .map(|r| format!("{r:.0}/s"))
+                .unwrap_or_else(|| "max".into()),
+            t.cpu_us_per_req,
+            t.baseline_cpu_us_per_req,
+            t.source,
+            t.ratio
+        );
+    }
     let mut notes = notes(&measurements);
     if !pin {
         notes.push("Unpinned: subject, mock and generator share all CPUs; use --pin to isolate the subject on CPU 0.".into());
@@ -488,6 +551,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         subjects: subject_infos,
         measurements,
         ratios,
+        translation,
         notes,
     };
 
@@ -581,6 +645,28 @@ fn build_ratios(ms: &[Measurement], subjects: &[Subject]) -> Vec<Ratio> {
     out
 }
 
+/// The gateway's translated scenarios against its own pass-through runs of the same load.
+fn build_translation(ms: &[Measurement], gateway: &str) -> Vec<TranslationCost> {
+    let mut out = Vec::new();
+    for t in ms
+        .iter()
+        .filter(|m| m.subject == gateway && m.scenario.is_translated())
+    {
+        for &base in t.scenario.passthrough_baselines() {
+            let b = ms.iter().find(|b| {
+                b.subject == gateway
+                    && b.scenario == base
+                    && b.mode == t.mode
+                    && b.target_rps == t.target_rps
+            });
+            if let Some(c) = b.and_then(|b| TranslationCost::between(t, b)) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
 fn notes(ms: &[Measurement]) -> Vec<String> {
     let mut notes = Vec::new();
     for m in ms {
@@ -628,8 +714,13 @@ mod tests {
     #[test]
     fn config_yaml() {
         let y = gateway_config(SocketAddr::from(([127, 0, 0, 1], 9000)));
-        assert!(y.contains("base_url: \"http://127.0.0.1:9000/v1\""));
-        assert!(y.contains("- name: mock-gpt"));
+        assert!(y.contains("up: { kind: openai, base_url: \"http://127.0.0.1:9000/v1\" }"));
+        // Anthropic's base URL is the origin: the gateway appends /v1/messages.
+        assert!(y.contains(
+            "anth: { kind: anthropic, base_url: \"http://127.0.0.1:9000\", keys: [\"sk-ant-loadtest-mock\"] }"
+        ));
+        assert!(y.contains("- name: mock-gpt\n    targets: [{ provider: up }]"));
+        assert!(y.contains("- name: mock-claude\n    targets: [{ provider: anth }]"));
     }
 
     #[test]
@@ -638,6 +729,104 @@ mod tests {
             parse_scenarios("non-stream,stream").ok(),
             Some(vec![Scenario::NonStream, Scenario::Stream])
         );
+        assert_eq!(
+            parse_scenarios("stream, anthropic-stream,translated-stream,").ok(),
+            Some(vec![
+                Scenario::Stream,
+                Scenario::AnthropicStream,
+                Scenario::TranslatedStream
+            ])
+        );
+        assert_eq!(
+            parse_scenarios("anthropic-non-stream,translated-non-stream,nonstream").ok(),
+            Some(vec![
+                Scenario::AnthropicNonStream,
+                Scenario::TranslatedNonStream,
+                Scenario::NonStream
+            ])
+        );
+        // Duplicates are measured once.
+        assert_eq!(
+            parse_scenarios("stream,stream").ok(),
+            Some(vec![Scenario::Stream])
+        );
         assert!(parse_scenarios("x").is_err());
+        assert!(parse_scenarios("stream,anthropic").is_err());
+        assert!(parse_scenarios("").is_err());
+        let msg = parse_scenarios("bogus").err().map(|e| e.to_string());
+        assert!(msg.is_some_and(|m| m.contains("translated-stream")));
+    }
+
+    #[test]
+    fn forwarders_skip_translated_scenarios() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        let s = |translates| Subject {
+            name: "x".into(),
+            addr,
+            proc_idx: None,
+            translates,
+        };
+        assert!(serves(&s(false), Scenario::AnthropicStream));
+        assert!(serves(&s(false), Scenario::Stream));
+        assert!(!serves(&s(false), Scenario::TranslatedStream));
+        assert!(!serves(&s(false), Scenario::TranslatedNonStream));
+        assert!(serves(&s(true), Scenario::TranslatedStream));
+    }
+
+    fn m(subject: &str, scenario: Scenario, sched: Option<f64>, stat: f64) -> Measurement {
+        Measurement {
+            subject: subject.into(),
+            scenario,
+            mode: Mode::Open,
+            target_rps: Some(500.0),
+            connections: 32,
+            rounds: 1,
+            requests: 10,
+            ok: 10,
+            non_200: 0,
+            errors: 0,
+            success_rate: 1.0,
+            late_sends: 0,
+            achieved_rps: 500.0,
+            latency_us: None,
+            ttfb_us: None,
+            added_latency_us: None,
+            added_ttfb_us: None,
+            sched_lag_us: None,
+            cpu_us_per_req: Some(stat),
+            cpu_us_per_req_schedstat: sched,
+            overhead_header_us: None,
+            connections_lost: 0,
+        }
+    }
+
+    #[test]
+    fn translation_ratios() {
+        let ms = vec![
+            m("ferrogate", Scenario::Stream, Some(100.0), 110.0),
+            m("ferrogate", Scenario::AnthropicStream, Some(80.0), 90.0),
+            m("ferrogate", Scenario::TranslatedStream, Some(160.0), 170.0),
+            // Another subject's figures are not used.
+            m("bare", Scenario::Stream, Some(10.0), 10.0),
+        ];
+        let t = build_translation(&ms, "ferrogate");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].baseline, Scenario::Stream);
+        assert!((t[0].ratio - 1.6).abs() < 1e-9);
+        assert_eq!(t[1].baseline, Scenario::AnthropicStream);
+        assert!((t[1].ratio - 2.0).abs() < 1e-9);
+        assert_eq!(t[1].source, "schedstat");
+        // Without schedstat on both sides, /proc stat is used for both.
+        let ms = vec![
+            m("ferrogate", Scenario::AnthropicStream, None, 90.0),
+            m("ferrogate", Scenario::TranslatedStream, Some(160.0), 180.0),
+        ];
+        let t = build_translation(&ms, "ferrogate");
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].source, "stat");
+        assert!((t[0].ratio - 2.0).abs() < 1e-9);
+        // No baseline measured: nothing to compare.
+        let ms = vec![m("ferrogate", Scenario::TranslatedStream, Some(1.0), 1.0)];
+        assert!(build_translation(&ms, "ferrogate").is_empty());
     }
 }

@@ -5,6 +5,7 @@
 //! deadline. Only routes that configure any of it come here; others take the single-attempt
 //! path unchanged.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -368,18 +369,17 @@ pub(super) async fn run(
             retries_here += 1;
             let attempt_started = Instant::now();
             // Hedging: the first attempt of a model may get a twin on another target.
-            let hedge_to = match route.hedge {
-                Some(_) if retries_here == 1 => second_choice(&route, idx, &tried, now),
-                _ => None,
-            };
-            let (result, winner) = match (route.hedge, hedge_to) {
-                (Some(h), Some(j)) => {
+            let hedge = route
+                .hedge
+                .filter(|_| retries_here == 1 && route.targets.len() > 1);
+            let (result, winner) = match hedge {
+                Some(h) => {
                     hedged(HedgeRace {
                         route: &route,
                         hedge: h,
                         primary: &call,
                         primary_idx: idx,
-                        hedge_idx: j,
+                        tried,
                         settle: s,
                         request,
                         fields,
@@ -392,7 +392,7 @@ pub(super) async fn run(
                     })
                     .await
                 }
-                _ => (
+                None => (
                     attempt(&call, request.headers.clone(), request, fields, s).await,
                     idx,
                 ),
@@ -589,8 +589,8 @@ pub(super) async fn run(
     }
 }
 
-/// Another target to hedge to: available, not the primary, not tried.
-fn second_choice(route: &Route, primary: usize, tried: &[bool], now: Instant) -> Option<usize> {
+/// Another target to hedge to: available and not already racing or tried.
+fn second_choice(route: &Route, busy: &[bool], now: Instant) -> Option<usize> {
     let n = route.targets.len().min(MAX_TARGETS);
     let cands: Vec<Candidate<'_>> = route.targets[..n]
         .iter()
@@ -600,8 +600,7 @@ fn second_choice(route: &Route, primary: usize, tried: &[bool], now: Instant) ->
             stats: &t.state.stats,
             rpm_limit: t.rpm,
             tpm_limit: t.tpm,
-            available: i != primary
-                && !tried[i]
+            available: !busy[i]
                 && t.state.breaker.state(now) != BreakerState::Open
                 && t.limit.as_ref().is_none_or(|l| l.in_use() < l.max())
                 && t.provider.has_usable_key(now),
@@ -615,7 +614,8 @@ struct HedgeRace<'a> {
     hedge: HedgeConfig,
     primary: &'a Call<'a>,
     primary_idx: usize,
-    hedge_idx: usize,
+    /// Targets already tried for this request (never hedged to).
+    tried: [bool; MAX_TARGETS],
     settle: Settle,
     request: &'a ClientRequest,
     fields: Option<&'a RequestFields<'a>>,
@@ -627,17 +627,30 @@ struct HedgeRace<'a> {
     fallback: Option<&'a Arc<str>>,
 }
 
-/// Runs the primary attempt; if it has produced no first content (no primed answer) within the
-/// hedge delay, starts the same request on `hedge_idx` and serves whichever answers first; the
-/// other is cancelled (its upstream connection closed) and records nothing. Returns the result
-/// and the index of the target it came from.
+type Racer<'a> = std::pin::Pin<
+    Box<dyn Future<Output = (usize, Result<Response<GatewayBody>, Failure>)> + Send + 'a>,
+>;
+
+/// What woke the race.
+enum RaceEvent {
+    /// An attempt finished: its position in the racer list, target and result.
+    Done(usize, usize, Box<Result<Response<GatewayBody>, Failure>>),
+    /// Time to start the next hedge.
+    Hedge,
+}
+
+/// Runs the primary attempt; each time the hedge delay passes with no first content (no primed
+/// answer) yet, starts the same request on another target, up to `max_hedges` twins. The first
+/// attempt to answer is served; the others are cancelled (their upstream connections closed)
+/// and record nothing. When every attempt fails, the primary's failure is returned. Returns the
+/// result and the index of the target it came from.
 async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>, usize) {
     let HedgeRace {
         route,
         hedge,
         primary,
         primary_idx,
-        hedge_idx,
+        tried,
         mut settle,
         request,
         fields,
@@ -665,92 +678,136 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
     settle.race = Some((Arc::clone(&token), 1));
     let request_id = settle.request_id.clone();
     let endpoint = settle.endpoint;
-    let first = attempt(primary, request.headers.clone(), request, fields, settle);
-    tokio::pin!(first);
-    tokio::select! {
-        biased;
-        r = &mut first => return (r.map_err(unrace_failure), primary_idx),
-        _ = tokio::time::sleep(delay) => {}
-    }
-    // No first content yet: start the twin.
-    let mut chosen = chosen_from(route, hedge_idx, fallback);
-    chosen.key = chosen.provider.pick_enabled_key(Instant::now());
-    let ctx = attempt_ctx(route, &chosen, overrides, stream);
-    let call = Call::new(&chosen, inbound, model, stream, ctx);
-    let target = &route.targets[hedge_idx];
-    let permit = target.limit.as_ref().and_then(|l| match l.try_acquire() {
-        Acquire::Now(p) => Some(p),
-        _ => None,
-    });
-    let mut twin_settle = Settle::new(
-        InFlight::enter(&state),
-        Arc::clone(&chosen.metrics),
-        request_id,
-        endpoint,
-        stream,
-        started,
-    );
-    twin_settle.race = Some((Arc::clone(&token), 2));
-    twin_settle.hold = Some(TargetHold::new(
-        Arc::clone(&target.state),
-        permit,
-        Instant::now(),
-    ));
-    crate::telemetry::metrics::count_hedge(model, "started");
-    let twin = attempt(&call, request.headers.clone(), request, fields, twin_settle);
-    tokio::pin!(twin);
-    let mut first_failed: Option<Failure> = None;
-    let mut twin_failed: Option<Failure> = None;
+    let mut busy = tried;
+    busy[primary_idx] = true;
+
+    let mut racers: Vec<Racer<'_>> = Vec::with_capacity(1 + hedge.max_hedges as usize);
+    racers.push(Box::pin(async move {
+        (
+            primary_idx,
+            attempt(primary, request.headers.clone(), request, fields, settle).await,
+        )
+    }));
+    let mut race_ids: Vec<u8> = vec![1];
+    let mut timer = Some(Box::pin(tokio::time::sleep(delay)));
+    let mut hedges = 0u32;
+    let mut primary_failure: Option<Failure> = None;
     loop {
-        tokio::select! {
-            r = &mut first, if first_failed.is_none() => match r {
-                Ok(resp) => {
-                    token.store(1, Ordering::Release);
-                    wasted(model, request);
-                    return (Ok(resp), primary_idx);
+        let event = std::future::poll_fn(|cx| {
+            for (i, racer) in racers.iter_mut().enumerate() {
+                if let std::task::Poll::Ready((target, r)) = racer.as_mut().poll(cx) {
+                    return std::task::Poll::Ready(RaceEvent::Done(i, target, Box::new(r)));
                 }
-                Err(f) => first_failed = Some(f),
-            },
-            r = &mut twin, if twin_failed.is_none() => match r {
+            }
+            if let Some(t) = timer.as_mut() {
+                if t.as_mut().poll(cx).is_ready() {
+                    return std::task::Poll::Ready(RaceEvent::Hedge);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        match event {
+            RaceEvent::Done(i, target, r) => match *r {
                 Ok(resp) => {
-                    token.store(2, Ordering::Release);
-                    crate::telemetry::metrics::count_hedge(model, "won");
-                    wasted(model, request);
-                    if let Some(f) = first_failed.take() {
+                    // The winner; every other racer is dropped (cancelled) when this returns, and
+                    // their settles see they lost.
+                    token.store(race_ids[i], Ordering::Release);
+                    if race_ids[i] != 1 {
+                        crate::telemetry::metrics::count_hedge(model, "won");
+                    }
+                    if racers.len() > 1 || hedges > 0 {
+                        wasted(model, request, racers.len() as u64 - 1);
+                    }
+                    if let Some(f) = primary_failure.take() {
                         discard(f);
                     }
-                    return (Ok(resp), hedge_idx);
+                    return (Ok(resp), target);
                 }
-                Err(f) => twin_failed = Some(f),
+                Err(f) => {
+                    let id = race_ids.swap_remove(i);
+                    drop(racers.swap_remove(i));
+                    if id == 1 {
+                        primary_failure = Some(unrace_failure(f));
+                    } else {
+                        discard(f);
+                    }
+                    if racers.is_empty() && timer.is_none() {
+                        break;
+                    }
+                    if racers.is_empty() {
+                        // Nothing running: hedge now rather than after the delay.
+                        timer = Some(Box::pin(tokio::time::sleep(Duration::ZERO)));
+                    }
+                }
             },
-        }
-        if let (Some(_), Some(_)) = (&first_failed, &twin_failed) {
-            break;
+            RaceEvent::Hedge => {
+                timer = None;
+                let Some(j) = second_choice(route, &busy, Instant::now()) else {
+                    if racers.is_empty() {
+                        break;
+                    }
+                    continue;
+                };
+                busy[j] = true;
+                hedges += 1;
+                let id = (hedges + 1) as u8;
+                let target = &route.targets[j];
+                let mut chosen = chosen_from(route, j, fallback);
+                chosen.key = chosen.provider.pick_enabled_key(Instant::now());
+                let ctx = attempt_ctx(route, &chosen, overrides, stream);
+                let permit = target.limit.as_ref().and_then(|l| match l.try_acquire() {
+                    Acquire::Now(p) => Some(p),
+                    _ => None,
+                });
+                let mut twin_settle = Settle::new(
+                    InFlight::enter(&state),
+                    Arc::clone(&chosen.metrics),
+                    request_id.clone(),
+                    endpoint,
+                    stream,
+                    started,
+                );
+                twin_settle.race = Some((Arc::clone(&token), id));
+                twin_settle.hold = Some(TargetHold::new(
+                    Arc::clone(&target.state),
+                    permit,
+                    Instant::now(),
+                ));
+                crate::telemetry::metrics::count_hedge(model, "started");
+                racers.push(Box::pin(async move {
+                    let call = Call::new(&chosen, inbound, model, stream, ctx);
+                    (
+                        j,
+                        attempt(&call, request.headers.clone(), request, fields, twin_settle).await,
+                    )
+                }));
+                race_ids.push(id);
+                if hedges < hedge.max_hedges {
+                    timer = Some(Box::pin(tokio::time::sleep(delay)));
+                }
+            }
         }
     }
-    // Both failed: answer (or retry) from the primary's failure; the twin records nothing.
-    if let Some(f) = twin_failed {
-        discard(f);
-    }
-    match first_failed {
-        Some(f) => (Err(unrace_failure(f)), primary_idx),
+    match primary_failure {
+        Some(f) => (Err(f), primary_idx),
         None => (
             Err(Failure::from(GatewayError::Internal(
-                "hedge race lost both".into(),
+                "every hedged attempt failed".into(),
             ))),
             primary_idx,
         ),
     }
 }
 
-/// The request's tokens spent on the attempt that lost a hedge race (estimated as its prompt:
-/// the loser is cancelled before or right after its first content).
-fn wasted(model: &str, request: &ClientRequest) {
+/// The request's tokens spent on the attempts that lost a hedge race (estimated as their
+/// prompts: a loser is cancelled before or right after its first content).
+fn wasted(model: &str, request: &ClientRequest, losers: u64) {
     metrics::counter!(
         "ferrogate_hedge_wasted_tokens_total",
         "model" => model.to_string()
     )
-    .increment((request.body.len() / 4) as u64);
+    .increment((request.body.len() / 4) as u64 * losers);
 }
 
 fn discard(mut f: Failure) {

@@ -18,6 +18,7 @@ use crate::report::Measurement;
 use crate::run::{default_out_dir, parse_scenarios, resolve_binary};
 use crate::sysinfo::Machine;
 use crate::util::parse_rates;
+use crate::workload::Scenario;
 use crate::{proctree, signals};
 
 pub fn default_peers_dir() -> PathBuf {
@@ -67,6 +68,16 @@ pub fn run(args: &PeersArgs) -> anyhow::Result<()> {
     rates.sort_by(f64::total_cmp);
     rates.dedup();
     let scenarios = parse_scenarios(&args.scenarios)?;
+    // The peers are configured for the OpenAI route only (mock-gpt → the mock's OpenAI API).
+    if let Some(sc) = scenarios
+        .iter()
+        .find(|sc| **sc != Scenario::NonStream && **sc != Scenario::Stream)
+    {
+        anyhow::bail!(
+            "`peers` measures the OpenAI scenarios only (non-stream, stream), not `{}`",
+            sc.name()
+        );
+    }
     let machine = Machine::detect();
     let (pin, subject_cpu, mock_cpu) = pinning(args.pin, &machine)?;
     if kinds.contains(&Kind::Ferrogate) && resolve_binary(&args.ferrogate).is_none() {
