@@ -2,7 +2,6 @@
 //! 127.0.0.1:0 that records every request and reports mid-stream cancellations.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -79,6 +78,9 @@ pub struct Behavior {
     pub stall_after: Option<usize>,
     pub drop_after: Option<usize>,
     pub gate: Option<Gate>,
+    /// Read the request, then close the connection without any response (a reset before
+    /// headers, as a crashing or overloaded upstream produces).
+    pub reset: bool,
 }
 
 impl Behavior {
@@ -94,6 +96,15 @@ impl Behavior {
             stall_after: None,
             drop_after: None,
             gate: None,
+            reset: false,
+        }
+    }
+
+    /// Accepts the request, then closes the connection without sending a response head.
+    pub fn reset() -> Self {
+        Self {
+            reset: true,
+            ..Self::json(200, Bytes::new())
         }
     }
 
@@ -217,6 +228,8 @@ pub struct RecordedRequest {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the request head arrived (tokio's clock, so paused-clock tests see virtual time).
+    pub at: tokio::time::Instant,
 }
 
 impl RecordedRequest {
@@ -280,9 +293,11 @@ impl MockUpstream {
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st2 = st.clone();
                 let conn = tokio::spawn(async move {
+                    // An `Err` from the service makes hyper close the connection without
+                    // writing a response: that is how `Behavior::reset` is played.
                     let svc = service_fn(move |req| {
                         let st3 = st2.clone();
-                        async move { Ok::<_, Infallible>(handle(st3, req).await) }
+                        async move { handle(st3, req).await }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
@@ -316,6 +331,12 @@ impl MockUpstream {
     /// Queues a behaviour (FIFO) for the next request.
     pub fn push(&self, b: Behavior) {
         self.state.queue.lock().expect("queue").push_back(b);
+    }
+
+    /// Drops every queued behaviour (e.g. the one a test armed on the target that a request
+    /// did not go to).
+    pub fn clear_queue(&self) {
+        self.state.queue.lock().expect("queue").clear();
     }
 
     /// Behaviour used when the queue is empty (otherwise: chat/completions fixture, or the
@@ -419,7 +440,11 @@ fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::io::Error> {
+    let at = tokio::time::Instant::now();
     let method = req.method().to_string();
     let path = req
         .uri()
@@ -440,6 +465,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             path: path.clone(),
             headers,
             body,
+            at,
         });
     bump(&state.request_count, &state.request_notify);
 
@@ -461,7 +487,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             r#"{"error":{"message":"mock: no such route","type":"invalid_request_error","param":null,"code":null}}"#,
         ));
         *r.status_mut() = StatusCode::NOT_FOUND;
-        return r;
+        return Ok(r);
     }
 
     let queued = state.queue.lock().expect("queue").pop_front();
@@ -475,7 +501,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             None => Behavior::json_fixture(200, super::fixtures::CHAT_NONSTREAM),
         },
     };
-    respond(state, behavior).await
+    if behavior.reset {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "mock: closing the connection without a response",
+        ));
+    }
+    Ok(respond(state, behavior).await)
 }
 
 /// Counts a cancellation if dropped while armed: hyper drops a service future when the peer
