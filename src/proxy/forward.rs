@@ -325,12 +325,14 @@ pub(super) async fn send(
             "provider has no upstream pool".into(),
         ));
     };
-    let sent_at = Instant::now();
+    // Tokio's clock (the system's in production), so paused-clock tests see deadlines at
+    // their virtual times.
+    let sent_at = tokio::time::Instant::now().into_std();
     let first_byte = first_byte.unwrap_or(provider.first_byte_timeout);
     match tokio::time::timeout(first_byte, pool.send(req)).await {
         Ok(Ok((resp, lease))) => {
             provider.health.record_success();
-            Ok((resp, lease, sent_at, Instant::now()))
+            Ok((resp, lease, sent_at, tokio::time::Instant::now().into_std()))
         }
         Ok(Err(e)) => {
             provider.health.record_failure();

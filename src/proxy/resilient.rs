@@ -20,7 +20,7 @@ use crate::config::{HedgeConfig, HedgeDelay};
 use crate::dialect::openai::RequestFields;
 use crate::error::GatewayError;
 use crate::resilience::balance::{self, Candidate};
-use crate::resilience::breaker::{Admit, BreakerState, Outcome};
+use crate::resilience::breaker::{Admit, Outcome};
 use crate::resilience::classify::{self, TransportFailure, Verdict};
 use crate::resilience::limits::{Acquire, Permit};
 use crate::resilience::stats::OwnedInFlightGuard;
@@ -141,7 +141,7 @@ impl TargetHold {
         if let Some(u) = usage {
             self.state
                 .stats
-                .record_tokens(u.input + u.output, Instant::now());
+                .record_tokens(u.input + u.output, clock_now());
         }
     }
 }
@@ -254,29 +254,30 @@ pub(super) async fn run(
         };
         let is_fallback = position > 1;
         let mut tried = [false; MAX_TARGETS];
+        // Targets whose breaker refused this request (kept out of a second round).
+        let mut blocked = [false; MAX_TARGETS];
         let mut retries_here: u32 = 0;
         let budget = route.retry.attempts.max(1);
         let mut next = Next::Retry;
         while retries_here < budget {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| clock_now() >= d) {
                 break;
             }
-            let now = Instant::now();
+            let now = clock_now();
             // Candidates: not tried yet (unless it's the only one), breaker admits, a key.
             let n = route.targets.len().min(MAX_TARGETS);
             let stats: Vec<Candidate<'_>> = route.targets[..n]
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    // Half-open counts as available: `admit` below decides who probes.
-                    let open = match t.state.breaker.state(now) {
-                        BreakerState::Open => {
-                            if let Some(until) = t.state.breaker.open_until(now) {
-                                soonest_open = Some(soonest_open.map_or(until, |s| s.min(until)));
-                            }
+                    // Skipped while its cooldown runs or a probe is out; once the next `admit`
+                    // would probe, available (`admit` below decides who probes).
+                    let open = match t.state.breaker.open_until(now) {
+                        Some(until) => {
+                            soonest_open = Some(soonest_open.map_or(until, |s| s.min(until)));
                             true
                         }
-                        BreakerState::HalfOpen | BreakerState::Closed => false,
+                        None => false,
                     };
                     Candidate {
                         weight: t.weight,
@@ -291,15 +292,17 @@ pub(super) async fn run(
             drop(stats);
             if choice.is_none() && tried.iter().take(n).any(|t| *t) && n > 1 {
                 // Every target was tried once and budget remains: a second round.
-                tried = [false; MAX_TARGETS];
+                tried = blocked;
                 let again: Vec<Candidate<'_>> = route.targets[..n]
                     .iter()
-                    .map(|t| Candidate {
+                    .enumerate()
+                    .map(|(i, t)| Candidate {
                         weight: t.weight,
                         stats: &t.state.stats,
                         rpm_limit: t.rpm,
                         tpm_limit: t.tpm,
-                        available: t.state.breaker.state(now) != BreakerState::Open
+                        available: !blocked[i]
+                            && t.state.breaker.open_until(now).is_none()
                             && t.provider.has_usable_key(now),
                     })
                     .collect();
@@ -309,9 +312,15 @@ pub(super) async fn run(
                 break;
             };
             let target = &route.targets[idx];
-            if matches!(target.state.breaker.admit(now), Admit::Open { .. }) {
-                // Another request took the half-open probe meanwhile.
+            if let Admit::Open { until } = target.state.breaker.admit(now) {
+                // Another request took the half-open probe meanwhile: this target is out for
+                // this request (not retried in a second round).
+                soonest_open = Some(soonest_open.map_or(until, |s| s.min(until)));
+                blocked[idx] = true;
                 tried[idx] = true;
+                if route.targets.len() == 1 {
+                    break;
+                }
                 continue;
             }
             // Concurrency: a free slot, or wait in the bounded queue when nothing else is free.
@@ -367,7 +376,7 @@ pub(super) async fn run(
             s.hold = Some(TargetHold::new(Arc::clone(&target.state), permit, now));
             attempts += 1;
             retries_here += 1;
-            let attempt_started = Instant::now();
+            let attempt_started = clock_now();
             // Hedging: the first attempt of a model may get a twin on another target.
             let hedge = route
                 .hedge
@@ -400,14 +409,11 @@ pub(super) async fn run(
             let target = &route.targets[winner];
             match result {
                 Ok(mut resp) => {
-                    target
-                        .state
-                        .breaker
-                        .record(Outcome::Success, Instant::now());
+                    target.state.breaker.record(Outcome::Success, clock_now());
                     target
                         .state
                         .stats
-                        .record_ttft(attempt_started.elapsed(), Instant::now());
+                        .record_ttft(attempt_started.elapsed(), clock_now());
                     let h = resp.headers_mut();
                     h.insert(&X_FERROGATE_ATTEMPTS, HeaderValue::from(attempts));
                     if is_fallback {
@@ -435,7 +441,7 @@ pub(super) async fn run(
                             None => Verdict::Fatal,
                         },
                     };
-                    let now = Instant::now();
+                    let now = clock_now();
                     // Client errors count as the target working (a half-open probe that got a
                     // 400 closes the breaker rather than leaving it half-open).
                     target.state.breaker.record(verdict.breaker_outcome(), now);
@@ -497,7 +503,7 @@ pub(super) async fn run(
                             .any(|(i, t)| {
                                 i != winner
                                     && !tried[i]
-                                    && t.state.breaker.state(now) != BreakerState::Open
+                                    && t.state.breaker.open_until(now).is_none()
                             });
                     if verdict == Verdict::Retry && retries_here < budget && !others_left {
                         let wait = match retry_after {
@@ -519,7 +525,7 @@ pub(super) async fn run(
                             ),
                         };
                         let wait = match deadline {
-                            Some(d) => wait.min(d.saturating_duration_since(Instant::now())),
+                            Some(d) => wait.min(d.saturating_duration_since(clock_now())),
                             None => wait,
                         };
                         if !wait.is_zero() {
@@ -566,7 +572,7 @@ pub(super) async fn run(
         }
         None => {
             let retry_after = soonest_open
-                .map(|t| t.saturating_duration_since(Instant::now()))
+                .map(|t| t.saturating_duration_since(clock_now()))
                 .filter(|d| !d.is_zero())
                 .unwrap_or(Duration::from_secs(1));
             let message = if saturated {
@@ -601,7 +607,7 @@ fn second_choice(route: &Route, busy: &[bool], now: Instant) -> Option<usize> {
             rpm_limit: t.rpm,
             tpm_limit: t.tpm,
             available: !busy[i]
-                && t.state.breaker.state(now) != BreakerState::Open
+                && t.state.breaker.open_until(now).is_none()
                 && t.limit.as_ref().is_none_or(|l| l.in_use() < l.max())
                 && t.provider.has_usable_key(now),
         })
@@ -661,7 +667,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
         started,
         fallback,
     } = race;
-    let now = Instant::now();
+    let now = clock_now();
     let delay = match hedge.after {
         HedgeDelay::FixedMs(ms) => Duration::from_millis(ms),
         HedgeDelay::P95 { min_ms } => {
@@ -743,7 +749,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
             },
             RaceEvent::Hedge => {
                 timer = None;
-                let Some(j) = second_choice(route, &busy, Instant::now()) else {
+                let Some(j) = second_choice(route, &busy, clock_now()) else {
                     if racers.is_empty() {
                         break;
                     }
@@ -754,7 +760,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
                 let id = (hedges + 1) as u8;
                 let target = &route.targets[j];
                 let mut chosen = chosen_from(route, j, fallback);
-                chosen.key = chosen.provider.pick_enabled_key(Instant::now());
+                chosen.key = chosen.provider.pick_enabled_key(clock_now());
                 let ctx = attempt_ctx(route, &chosen, overrides, stream);
                 let permit = target.limit.as_ref().and_then(|l| match l.try_acquire() {
                     Acquire::Now(p) => Some(p),
@@ -772,7 +778,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
                 twin_settle.hold = Some(TargetHold::new(
                     Arc::clone(&target.state),
                     permit,
-                    Instant::now(),
+                    clock_now(),
                 ));
                 crate::telemetry::metrics::count_hedge(model, "started");
                 racers.push(Box::pin(async move {
@@ -822,6 +828,12 @@ fn unrace_failure(mut f: Failure) -> Failure {
         s.race = None;
     }
     f
+}
+
+/// Now, on tokio's clock (the same as the system's monotonic clock in production; tests can
+/// pause and advance it).
+fn clock_now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 fn transport_failure(e: &GatewayError) -> Option<TransportFailure> {

@@ -163,7 +163,7 @@ fn method_not_allowed(req: &Request<Incoming>, dialect: Dialect) -> Response<Gat
 
 /// Targets' breaker state and live statistics, and disabled keys (by provider, never the key).
 fn admin_health(state: &AppState) -> Response<GatewayBody> {
-    let now = std::time::Instant::now();
+    let now = tokio::time::Instant::now().into_std();
     let targets: Vec<serde_json::Value> = state
         .health
         .targets()
@@ -208,7 +208,7 @@ fn admin_health(state: &AppState) -> Response<GatewayBody> {
 
 fn metrics(state: &AppState) -> Response<GatewayBody> {
     // Breaker states are read when scraped (no per-request gauge writes).
-    let now = std::time::Instant::now();
+    let now = tokio::time::Instant::now().into_std();
     for t in state.health.targets() {
         let v = match t.breaker.state(now) {
             crate::resilience::breaker::BreakerState::Closed => 0.0,

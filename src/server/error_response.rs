@@ -20,8 +20,9 @@ pub fn for_dialect(
         _ => info(dialect, &err.info(), request_id),
     };
     if let Some(after) = err.retry_after() {
-        // Whole seconds, rounded up (RFC 9110 delay-seconds), and the precise value too.
-        let secs = after.as_millis().div_ceil(1000).max(1) as u64;
+        // Whole seconds (RFC 9110 delay-seconds; nearest, at least 1), and the precise value
+        // in retry-after-ms.
+        let secs = ((after.as_millis() + 500) / 1000).max(1) as u64;
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         resp.headers_mut().insert(
