@@ -126,16 +126,23 @@ impl SseSplitter {
     }
 }
 
+/// For `rest`, what follows `data:` on an event's last field line: the value (one leading space
+/// stripped) when nothing but that line's end and the blank line follows, else `None`.
+fn last_data_value(rest: &[u8]) -> Option<&[u8]> {
+    let eol = memchr::memchr2(b'\n', b'\r', rest)?;
+    if rest.len() - eol <= 4 && rest[eol..].iter().all(|&b| b == b'\n' || b == b'\r') {
+        let value = &rest[..eol];
+        Some(value.strip_prefix(b" ").unwrap_or(value))
+    } else {
+        None
+    }
+}
+
 /// The `data:` payload of one event (several `data:` lines joined by `\n`), if it has one.
 pub fn data_payload(event: &[u8]) -> Option<Cow<'_, [u8]>> {
     // Fast path for the common shape `data: <payload><eol><eol>` (every OpenAI event).
-    if let Some(rest) = event.strip_prefix(b"data:") {
-        if let Some(eol) = memchr::memchr2(b'\n', b'\r', rest) {
-            if rest[eol..].iter().all(|&b| b == b'\n' || b == b'\r') && rest.len() - eol <= 4 {
-                let value = &rest[..eol];
-                return Some(Cow::Borrowed(value.strip_prefix(b" ").unwrap_or(value)));
-            }
-        }
+    if let Some(value) = event.strip_prefix(b"data:").and_then(last_data_value) {
+        return Some(Cow::Borrowed(value));
     }
     let mut found: Option<Cow<'_, [u8]>> = None;
     for line in lines(event) {
@@ -164,6 +171,29 @@ pub fn event_name(event: &[u8]) -> Option<&str> {
         let value = rest.strip_prefix(b" ").unwrap_or(rest);
         std::str::from_utf8(value).ok()
     })
+}
+
+/// `(event_name(event), data_payload(event))`, in one pass over the event for the shape
+/// `event: <name><eol>data: <payload><eol><eol>` (every Anthropic event): the general functions
+/// scan the event once per field they look up. Events without data (comments, keep-alives)
+/// give `None` data.
+pub fn name_and_data(event: &[u8]) -> (Option<&str>, Option<Cow<'_, [u8]>>) {
+    if let Some(rest) = event.strip_prefix(b"event:") {
+        if let Some(eol) = memchr::memchr2(b'\n', b'\r', rest) {
+            let term = if rest[eol..].starts_with(b"\r\n") {
+                2
+            } else {
+                1
+            };
+            let next = &rest[eol + term..];
+            if let Some(data) = next.strip_prefix(b"data:").and_then(last_data_value) {
+                let name = &rest[..eol];
+                let name = name.strip_prefix(b" ").unwrap_or(name);
+                return (std::str::from_utf8(name).ok(), Some(Cow::Borrowed(data)));
+            }
+        }
+    }
+    (event_name(event), data_payload(event))
 }
 
 /// True for an event with no fields but comments (`: keep-alive`) or nothing at all.
@@ -287,7 +317,46 @@ mod tests {
         assert_eq!(data_payload(b": ping\n\n"), None);
     }
 
+    #[test]
+    fn name_and_data_reads_both_fields() {
+        for (event, name, data) in [
+            (
+                &b"event: message_start\ndata: {\"a\":1}\n\n"[..],
+                Some("message_start"),
+                Some(&b"{\"a\":1}"[..]),
+            ),
+            (b"event:x\r\ndata:y\r\n\r\n", Some("x"), Some(b"y")),
+            (b"event: x\rdata: y\r\r", Some("x"), Some(b"y")),
+            (b"data: y\n\n", None, Some(b"y")),
+            (b"event: ping\n\n", Some("ping"), None),
+            (b": keep-alive\n\n", None, None),
+            // Not the one-pass shape: answered by the general functions.
+            (b"event: x\ndata: a\ndata: b\n\n", Some("x"), Some(b"a\nb")),
+            (b"event: x\nid: 7\ndata: y\n\n", Some("x"), Some(b"y")),
+            (b"event: x\ndata: y", Some("x"), Some(b"y")),
+            (b"event: \xff\ndata: y\n\n", None, Some(b"y")),
+        ] {
+            let (n, d) = name_and_data(event);
+            assert_eq!(n, name, "{event:?}");
+            assert_eq!(d.as_deref(), data, "{event:?}");
+        }
+    }
+
     proptest::proptest! {
+        /// The one-pass reader agrees with the general functions on any event.
+        #[test]
+        fn name_and_data_agrees_with_event_name_and_data_payload(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(b"event:dat \r\n:xy\xff".to_vec()), 0..48),
+            prefix in proptest::sample::select(vec!["", "event:", "event: x\n", "event: x\ndata:", "event: x\r\ndata:", "event:\rdata: y"]),
+        ) {
+            let mut event = prefix.as_bytes().to_vec();
+            event.extend_from_slice(&bytes);
+            let (name, data) = name_and_data(&event);
+            proptest::prop_assert_eq!(name, event_name(&event));
+            proptest::prop_assert_eq!(data, data_payload(&event));
+        }
+
         /// Any stream of events, with any line endings, cut at any points, splits into the
         /// same events as when it arrives whole, and loses no byte.
         #[test]

@@ -17,7 +17,7 @@ use tokio::time::Sleep;
 use crate::proxy::body::PrimeFailure;
 use crate::proxy::content_clock::{ContentClock, Expired};
 use crate::proxy::settle::Settle;
-use crate::sse::{data_payload, event_name, is_comment_only, SseSplitter};
+use crate::sse::{name_and_data, SseSplitter};
 use crate::translate::eventstream::EventStreamDecoder;
 use crate::translate::ir::{
     ErrorInfo, ErrorKind, RawEvent, StreamDecode, StreamEncode, StreamEvent,
@@ -373,15 +373,13 @@ impl TranslatingStream {
 }
 
 fn feed_sse_event(decoder: &mut dyn StreamDecode, event: &[u8], out: &mut Vec<StreamEvent>) {
-    if is_comment_only(event) {
-        return;
-    }
-    let Some(data) = data_payload(event) else {
+    // Comment-only events (keep-alives) have no data either.
+    let (name, Some(data)) = name_and_data(event) else {
         return;
     };
     decoder.event(
         RawEvent {
-            name: event_name(event),
+            name,
             data: &data,
             exception: false,
         },
