@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::client::{execute, Conn, Target};
 use crate::procs::{mock_spec, spawn, SpawnSpec, Spawned};
-use crate::run::{gateway_config, gateway_spec, parse_scenarios};
+use crate::resilience::{FaultArgs, FaultyMocks};
+use crate::run::{gateway_config_with, gateway_spec, parse_scenarios, Resilience};
 use crate::signals;
 use crate::workload::Scenario;
 
@@ -39,10 +40,15 @@ pub struct CallgrindArgs {
     #[arg(long, short = 'w', default_value_t = 200)]
     pub warmup: usize,
     /// Scenarios, comma-separated: non-stream, stream, anthropic-non-stream,
-    /// anthropic-stream, translated-non-stream, translated-stream (translated
-    /// scenarios are measured on the gateway only: the bare proxy cannot translate).
+    /// anthropic-stream, translated-non-stream, translated-stream,
+    /// resilience-healthy-non-stream, resilience-healthy-stream (retries configured, both
+    /// targets healthy), resilience-non-stream, resilience-stream (a failing and a slow
+    /// target), resilience (all four). Translated and resilience scenarios are measured on
+    /// the gateway only: the bare proxy neither translates nor retries.
     #[arg(long, default_value = "non-stream,stream")]
     pub scenarios: String,
+    #[command(flatten)]
+    pub faults: FaultArgs,
     /// Content chunks per streamed response.
     #[arg(long, default_value_t = 20)]
     pub chunks: usize,
@@ -187,8 +193,20 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
 
     let mock = spawn(&mock_spec(exe.clone(), args.chunks, None), &dir)?;
+    let faulty = if scenarios.iter().any(|s| s.needs_faulty_upstreams()) {
+        Some(FaultyMocks::spawn(
+            &exe,
+            args.chunks,
+            None,
+            &dir,
+            &args.faults,
+        )?)
+    } else {
+        None
+    };
+    let resilience = Resilience::for_scenarios(&scenarios, faulty.as_ref().map(|f| f.addrs()));
     let config = dir.join("ferrogate.yaml");
-    fs::write(&config, gateway_config(mock.addr))?;
+    fs::write(&config, gateway_config_with(mock.addr, &resilience))?;
 
     let mut results: Vec<CallgrindResult> = Vec::new();
     for name in &names {
@@ -235,7 +253,7 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
         for &sc in &scenarios {
             if name == "bare" && !sc.forwardable() {
                 println!(
-                    "{name:<10} {:<21} skipped (the bare proxy cannot translate)",
+                    "{name:<10} {:<21} skipped (the bare proxy neither translates nor retries)",
                     sc.name()
                 );
                 continue;
@@ -275,6 +293,7 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
     if args.keep_logs {
         println!("callgrind dumps kept in {}", dir.display());
     }
+    drop(faulty);
     drop(mock);
     Ok(())
 }
@@ -364,7 +383,44 @@ fn render(
             );
         }
     }
+    // The resilience loop's own cost: a healthy resilient route against the plain route, and
+    // misbehaving targets against the same route healthy.
+    let rows: Vec<(Scenario, Scenario, f64, f64)> = names
+        .iter()
+        .filter(|n| *n != "bare")
+        .flat_map(|n| {
+            scenarios.iter().filter_map(move |&r| {
+                let b = resilience_baseline(r)?;
+                Some((r, b, get(n, r)?, get(n, b)?))
+            })
+        })
+        .collect();
+    if !rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n| resilient route | Ir/req | compared with | Ir/req | ratio |\n|---|---:|---|---:|---:|"
+        );
+        for (r, b, x, y) in rows {
+            let _ = writeln!(
+                md,
+                "| {} | {x:.0} | {} | {y:.0} | {:.2}× |",
+                r.name(),
+                b.name(),
+                x / y
+            );
+        }
+    }
     md
+}
+
+/// What a resilience scenario's instruction count is compared with: the healthy resilient
+/// route with the plain (single-attempt) route, the misbehaving one with the healthy one.
+fn resilience_baseline(sc: Scenario) -> Option<Scenario> {
+    match sc {
+        Scenario::ResilienceHealthyNonStream => Some(Scenario::NonStream),
+        Scenario::ResilienceHealthyStream => Some(Scenario::Stream),
+        other => other.healthy_reference(),
+    }
 }
 
 #[cfg(test)]
@@ -400,6 +456,7 @@ mod tests {
             requests: 10,
             warmup: 1,
             scenarios: String::new(),
+            faults: FaultArgs::default(),
             chunks: 20,
             out: None,
             keep_logs: false,
@@ -418,6 +475,64 @@ mod tests {
             md.contains("| translated-stream | 500000 | anthropic-stream | 250000 | 2.00× |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn renders_resilience_ratios() {
+        let r = |scenario, ir: f64| CallgrindResult {
+            subject: "ferrogate".into(),
+            scenario,
+            requests: 10,
+            total_ir: (ir * 10.0) as u64,
+            ir_per_request: ir,
+        };
+        let results = vec![
+            r(Scenario::NonStream, 50_000.0),
+            r(Scenario::ResilienceHealthyNonStream, 55_000.0),
+            r(Scenario::ResilienceNonStream, 66_000.0),
+            r(Scenario::ResilienceHealthyStream, 190_000.0),
+        ];
+        let names = vec!["ferrogate".to_string()];
+        let scenarios = [
+            Scenario::NonStream,
+            Scenario::ResilienceHealthyNonStream,
+            Scenario::ResilienceNonStream,
+            Scenario::ResilienceHealthyStream,
+        ];
+        let args = CallgrindArgs {
+            subjects: "ferrogate".into(),
+            ferrogate: PathBuf::new(),
+            gateway_cmd: None,
+            gateway_env: Vec::new(),
+            requests: 10,
+            warmup: 1,
+            scenarios: String::new(),
+            faults: FaultArgs::default(),
+            chunks: 20,
+            out: None,
+            keep_logs: false,
+        };
+        let md = render(&results, &names, &scenarios, &args);
+        assert!(
+            md.contains("| resilience-healthy-non-stream | 55000 | non-stream | 50000 | 1.10× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| resilience-non-stream | 66000 | resilience-healthy-non-stream | 55000 | 1.20× |"
+            ),
+            "{md}"
+        );
+        // No plain stream measured: no row for the healthy resilient stream.
+        assert!(
+            !md.contains("| resilience-healthy-stream | 190000 |"),
+            "{md}"
+        );
+        assert_eq!(
+            resilience_baseline(Scenario::ResilienceStream),
+            Some(Scenario::ResilienceHealthyStream)
+        );
+        assert_eq!(resilience_baseline(Scenario::TranslatedStream), None);
     }
 
     #[test]

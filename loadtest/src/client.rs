@@ -15,6 +15,8 @@ use crate::workload::{Dialect, Scenario, Tail, ANTHROPIC_VERSION};
 
 /// Header the gateway uses to report its own overhead.
 pub const OVERHEAD_HEADER: &str = "x-ferrogate-overhead-us";
+/// Header with the number of upstream attempts a resilient route made.
+pub const ATTEMPTS_HEADER: &str = "x-ferrogate-attempts";
 
 const X_API_KEY: &str = "x-api-key";
 const ANTHROPIC_VERSION_HEADER: &str = "anthropic-version";
@@ -105,6 +107,20 @@ impl Conn {
     }
 }
 
+/// `GET path` on `conn`; returns the status and the whole body (for `/metrics` scrapes).
+pub async fn get(conn: &mut Conn, addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Bytes)> {
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header(HOST, HeaderValue::from_str(&addr.to_string())?)
+        .body(Full::new(Bytes::new()))?;
+    conn.sender.ready().await?;
+    let resp = conn.sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
 /// Result of one request; times are absolute `now_ns()` values.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Outcome {
@@ -115,6 +131,8 @@ pub struct Outcome {
     pub done_ns: u64,
     pub bytes: u64,
     pub overhead_us: Option<u64>,
+    /// `x-ferrogate-attempts`, when present.
+    pub attempts: Option<u32>,
 }
 
 impl Outcome {
@@ -133,6 +151,11 @@ pub async fn execute(conn: &mut Conn, target: &Target) -> anyhow::Result<Outcome
     let overhead_us = resp
         .headers()
         .get(OVERHEAD_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let attempts = resp
+        .headers()
+        .get(ATTEMPTS_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
     let mut body = resp.into_body();
@@ -162,6 +185,7 @@ pub async fn execute(conn: &mut Conn, target: &Target) -> anyhow::Result<Outcome
         done_ns,
         bytes,
         overhead_us,
+        attempts,
     })
 }
 

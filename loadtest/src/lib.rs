@@ -18,6 +18,7 @@ pub mod procs;
 pub mod procstat;
 pub mod proctree;
 pub mod report;
+pub mod resilience;
 pub mod run;
 pub mod server;
 pub mod signals;

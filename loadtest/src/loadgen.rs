@@ -71,8 +71,11 @@ pub fn record(
             rec.body_bytes += o.bytes;
             if o.ok() {
                 rec.ok += 1;
-                rec.latency
-                    .saturating_record(o.done_ns.saturating_sub(sched_ns).max(1));
+                let latency = o.done_ns.saturating_sub(sched_ns).max(1);
+                rec.latency.saturating_record(latency);
+                if o.attempts.is_some_and(|a| a > 1) {
+                    rec.record_retried(latency);
+                }
                 rec.ttfb
                     .saturating_record(o.first_byte_ns.saturating_sub(sched_ns).max(1));
                 if let Some(us) = o.overhead_us {
@@ -116,4 +119,38 @@ pub fn smoke(target: &Target, n: usize, timeout: Duration) -> anyhow::Result<()>
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: u16, attempts: Option<u32>) -> Outcome {
+        Outcome {
+            status,
+            complete: true,
+            first_byte_ns: 1_500,
+            done_ns: 2_000,
+            bytes: 10,
+            overhead_us: None,
+            attempts,
+        }
+    }
+
+    /// Responses the gateway retried are also counted in the retried histogram.
+    #[test]
+    fn records_retried_responses_apart() {
+        let mut rec = Recorder::default();
+        for a in [None, Some(1), Some(2), Some(3)] {
+            let (broken, done) = record(&mut rec, 1_000, Ok(Ok(outcome(200, a))));
+            assert!(!broken);
+            assert_eq!(done, Some(2_000));
+        }
+        // A failed response is never a retried success.
+        record(&mut rec, 1_000, Ok(Ok(outcome(503, Some(3)))));
+        assert_eq!((rec.ok, rec.non_200), (4, 1));
+        assert_eq!(rec.latency.len(), 4);
+        assert_eq!(rec.retried_latency.as_ref().map(|h| h.len()), Some(2));
+        assert_eq!(rec.retried_latency.as_ref().map(|h| h.max()), Some(1_000));
+    }
 }

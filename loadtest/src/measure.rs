@@ -62,6 +62,8 @@ impl Recorded<'_> {
             cpu_us_per_req_schedstat: per_req(self.cpu_sched_us),
             overhead_header_us: Percentiles::from_us(&rec.overhead_header_us),
             connections_lost: self.connections_lost,
+            upstream_attempts: None,
+            retried_latency_us: rec.retried_latency.as_ref().and_then(Percentiles::from_ns),
         }
     }
 }

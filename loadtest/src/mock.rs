@@ -3,9 +3,14 @@
 //! - OpenAI (`POST …/chat/completions`): `chat.completion` and `chat.completion.chunk`.
 //! - Anthropic (`POST /v1/messages`): a `message`, and the event stream real Anthropic
 //!   streams have (`message_start` … `message_stop`, `event:` + `data:` lines).
+//!
+//! On demand it misbehaves, cheaply and reproducibly: `--fail-ratio` answers that share of
+//! API requests with a 503 and a small error body in the request's dialect (spread evenly
+//! by a request counter: 0.2 fails every 5th), and `--latency-us` holds the response head.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,10 +35,57 @@ pub struct MockArgs {
     /// Delay before each stream chunk, in microseconds (tokio timer: ~1 ms granularity).
     #[arg(long, default_value_t = 0)]
     pub chunk_delay_us: u64,
-    /// Fixed latency before the response headers, in microseconds.
+    /// Fixed latency before the response headers, in microseconds (a slow target).
     #[arg(long, default_value_t = 0)]
     pub latency_us: u64,
+    /// Share of API requests (0 to 1) answered with HTTP 503 and an error body, spread
+    /// evenly by a request counter (0.2: every 5th), so runs are reproducible.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    pub fail_ratio: f64,
 }
+
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a number from 0 to 1, got `{s}`")),
+    }
+}
+
+/// Deterministic failure schedule: request `k` (0-based, counted per mock) fails when the
+/// running count of failures `floor(k × ratio)` steps up — evenly spread, no randomness.
+pub struct FailEvery {
+    /// The ratio in parts per million (integer arithmetic: exact and cheap).
+    ppm: u64,
+    served: AtomicU64,
+}
+
+impl FailEvery {
+    const MILLION: u64 = 1_000_000;
+
+    pub fn new(ratio: f64) -> Option<Self> {
+        let ppm = (ratio.clamp(0.0, 1.0) * Self::MILLION as f64).round() as u64;
+        (ppm > 0).then(|| Self {
+            ppm,
+            served: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts one request and says whether it fails.
+    pub fn next(&self) -> bool {
+        let k = self.served.fetch_add(1, Ordering::Relaxed);
+        Self::fails(k, self.ppm)
+    }
+
+    fn fails(k: u64, ppm: u64) -> bool {
+        (k + 1).saturating_mul(ppm) / Self::MILLION > k.saturating_mul(ppm) / Self::MILLION
+    }
+}
+
+/// What an overloaded OpenAI answers (the shape of tests/fixtures/openai-error-*.json).
+const OPENAI_503: &str = "{\"error\":{\"message\":\"The server is overloaded or not ready yet.\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+/// Anthropic's error envelope (tests/fixtures/anthropic-error-*.json) for the same failure.
+const ANTHROPIC_503: &str =
+    "{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"Service unavailable\"}}";
 
 const ID: &str = "chatcmpl-BQf7sLoadTestMockUpstream0001";
 const CREATED: u64 = 1_745_000_000;
@@ -271,6 +323,7 @@ struct State {
     payloads: Payloads,
     chunk_delay: Duration,
     latency: Duration,
+    fail: Option<FailEvery>,
 }
 
 fn simple(status: StatusCode, text: &'static str) -> Response<MockBody> {
@@ -331,6 +384,16 @@ async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<MockB
         Ok(c) => c.to_bytes(),
         Err(_) => return Ok(simple(StatusCode::BAD_REQUEST, "bad body")),
     };
+    // An overloaded upstream answers at once: the failure comes before the head delay.
+    if st.fail.as_ref().is_some_and(FailEvery::next) {
+        let body = match api {
+            Dialect::OpenAi => OPENAI_503,
+            Dialect::Anthropic => ANTHROPIC_503,
+        };
+        let mut resp = json_response(Bytes::from_static(body.as_bytes()));
+        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(resp);
+    }
     let stream = json_flag(&body, b"\"stream\"");
     if !st.latency.is_zero() {
         tokio::time::sleep(st.latency).await;
@@ -371,6 +434,7 @@ pub fn serve(args: &MockArgs) -> anyhow::Result<()> {
         payloads: Payloads::new(args.chunks),
         chunk_delay: Duration::from_micros(args.chunk_delay_us),
         latency: Duration::from_micros(args.latency_us),
+        fail: FailEvery::new(args.fail_ratio),
     });
     let rt = crate::util::current_thread_runtime()?;
     rt.block_on(async move {
@@ -540,22 +604,123 @@ mod tests {
         assert_eq!(api_of("/v1/embeddings"), None);
     }
 
+    /// Starts a mock on the current runtime; returns its address.
+    async fn start(latency: Duration, fail_ratio: f64) -> SocketAddr {
+        let st = Arc::new(State {
+            payloads: Payloads::new(20),
+            chunk_delay: Duration::ZERO,
+            latency,
+            fail: FailEvery::new(fail_ratio),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(crate::server::accept_loop(listener, move || {
+            let st = st.clone();
+            service_fn(move |req| handle(req, st.clone()))
+        }));
+        addr
+    }
+
+    #[test]
+    fn fail_schedule_is_even_and_exact() {
+        let pattern = |ratio: f64, n: u64| -> Vec<bool> {
+            match FailEvery::new(ratio) {
+                Some(f) => (0..n).map(|_| f.next()).collect(),
+                None => vec![false; n as usize],
+            }
+        };
+        // 0.2: exactly every 5th request, starting with the 5th.
+        let p = pattern(0.2, 20);
+        let failed: Vec<usize> = (0..20).filter(|&i| p[i]).collect();
+        assert_eq!(failed, [4, 9, 14, 19]);
+        // Other ratios: the exact share, never two in a row below 0.5.
+        for (ratio, n, want) in [(0.1, 1000, 100), (0.33, 300, 99), (0.5, 10, 5)] {
+            let p = pattern(ratio, n);
+            assert_eq!(p.iter().filter(|&&f| f).count(), want, "{ratio}");
+            if ratio < 0.5 {
+                assert!(!p.windows(2).any(|w| w[0] && w[1]), "{ratio}");
+            }
+        }
+        assert!(FailEvery::new(0.0).is_none(), "0 never fails");
+        assert!(pattern(1.0, 7).iter().all(|&f| f), "1 always fails");
+        assert!(parse_ratio("0.2").is_ok());
+        assert!(parse_ratio("1").is_ok());
+        assert!(parse_ratio("1.5").is_err());
+        assert!(parse_ratio("-0.1").is_err());
+        assert!(parse_ratio("x").is_err());
+    }
+
+    /// `--fail-ratio 0.2`: every 5th API request is a 503 with an error body in the request's
+    /// dialect, the others are normal answers; health checks are not counted.
+    #[test]
+    fn fails_every_fifth_request_in_its_dialect() {
+        let rt = crate::util::current_thread_runtime().unwrap();
+        rt.block_on(async {
+            let addr = start(Duration::ZERO, 0.2).await;
+            let mut conn = Conn::connect(addr).await.unwrap();
+            let mut statuses = Vec::new();
+            for i in 0..10 {
+                let sc = if i % 2 == 0 {
+                    Scenario::NonStream
+                } else {
+                    Scenario::Stream
+                };
+                let o = execute(&mut conn, &Target::new(addr, sc).unwrap())
+                    .await
+                    .unwrap();
+                statuses.push(o.status);
+                if o.status == 503 {
+                    assert_eq!(o.bytes, OPENAI_503.len() as u64);
+                }
+            }
+            assert_eq!(statuses, [200, 200, 200, 200, 503, 200, 200, 200, 200, 503]);
+            // Anthropic requests share the counter and fail in Anthropic's envelope.
+            let mut anthropic = Vec::new();
+            for _ in 0..5 {
+                let o = execute(
+                    &mut conn,
+                    &Target::new(addr, Scenario::AnthropicNonStream).unwrap(),
+                )
+                .await
+                .unwrap();
+                anthropic.push((o.status, o.bytes));
+            }
+            assert_eq!(anthropic[4], (503, ANTHROPIC_503.len() as u64));
+            assert!(anthropic[..4].iter().all(|(s, _)| *s == 200));
+        });
+        for body in [OPENAI_503, ANTHROPIC_503] {
+            let v: Value = serde_json::from_str(body).unwrap();
+            assert!(v["error"]["message"].is_string(), "{body}");
+            assert!(v["error"]["type"].is_string(), "{body}");
+        }
+    }
+
+    /// `--latency-us` holds the response head (the slow target of the resilience scenario).
+    #[test]
+    fn latency_delays_the_head() {
+        let rt = crate::util::current_thread_runtime().unwrap();
+        rt.block_on(async {
+            let addr = start(Duration::from_millis(20), 0.0).await;
+            let mut conn = Conn::connect(addr).await.unwrap();
+            let t0 = std::time::Instant::now();
+            let o = execute(&mut conn, &Target::new(addr, Scenario::Stream).unwrap())
+                .await
+                .unwrap();
+            assert!(o.ok());
+            assert!(
+                t0.elapsed() >= Duration::from_millis(20),
+                "{:?}",
+                t0.elapsed()
+            );
+        });
+    }
+
     /// The generator against the mock itself, in every scenario a forwarder can serve.
     #[test]
     fn serves_every_forwardable_scenario() {
         let rt = crate::util::current_thread_runtime().unwrap();
         rt.block_on(async {
-            let st = Arc::new(State {
-                payloads: Payloads::new(20),
-                chunk_delay: Duration::ZERO,
-                latency: Duration::ZERO,
-            });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(crate::server::accept_loop(listener, move || {
-                let st = st.clone();
-                service_fn(move |req| handle(req, st.clone()))
-            }));
+            let addr = start(Duration::ZERO, 0.0).await;
             let mut conn = Conn::connect(addr).await.unwrap();
             for sc in Scenario::ALL.into_iter().filter(|s| s.forwardable()) {
                 let o = execute(&mut conn, &Target::new(addr, sc).unwrap())

@@ -373,16 +373,29 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// The mock upstream, as every subcommand starts it.
 pub fn mock_spec(program: PathBuf, chunks: usize, cpu: Option<usize>) -> SpawnSpec {
+    named_mock_spec(program, "mock", chunks, cpu, &[])
+}
+
+/// A mock with its own name and extra flags (`--fail-ratio`, `--latency-us`).
+pub fn named_mock_spec(
+    program: PathBuf,
+    name: &str,
+    chunks: usize,
+    cpu: Option<usize>,
+    extra: &[String],
+) -> SpawnSpec {
+    let mut args: Vec<String> = vec![
+        "mock".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--chunks".into(),
+        chunks.to_string(),
+    ];
+    args.extend(extra.iter().cloned());
     SpawnSpec {
-        name: "mock".into(),
+        name: name.into(),
         program,
-        args: vec![
-            "mock".into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--chunks".into(),
-            chunks.to_string(),
-        ],
+        args,
         wrapper: Vec::new(),
         cpu,
         expected_addr: None,

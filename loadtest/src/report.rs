@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::resilience::Attempts;
 use crate::stats::{Added, Percentiles};
 use crate::sysinfo::Machine;
 use crate::workload::Scenario;
@@ -59,6 +60,129 @@ pub struct Measurement {
     /// The gateway's own `x-ferrogate-overhead-us` header, when present.
     pub overhead_header_us: Option<Percentiles>,
     pub connections_lost: usize,
+    /// The gateway's upstream attempts and settled requests over the runs, from its
+    /// `/metrics` (resilience scenarios; warm-up included on both counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_attempts: Option<Attempts>,
+    /// Latency of the successful responses that needed more than one upstream attempt
+    /// (`x-ferrogate-attempts` ≥ 2); `count` is how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_latency_us: Option<Percentiles>,
+}
+
+impl Measurement {
+    pub fn with_attempts(mut self, attempts: Option<Attempts>) -> Self {
+        self.upstream_attempts = attempts;
+        self
+    }
+
+    /// CPU µs per successful response: schedstat when present (ns precision), else stat.
+    fn cpu_best(&self) -> Option<(f64, &'static str)> {
+        match (self.cpu_us_per_req_schedstat, self.cpu_us_per_req) {
+            (Some(x), _) => Some((x, "schedstat")),
+            (None, Some(x)) => Some((x, "stat")),
+            (None, None) => None,
+        }
+    }
+}
+
+/// A resilience scenario with misbehaving targets against the same route with healthy
+/// targets, at the same load, measured interleaved in the same run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResilienceRow {
+    pub scenario: Scenario,
+    pub reference: Option<Scenario>,
+    pub mode: Mode,
+    pub target_rps: Option<f64>,
+    pub requests: u64,
+    pub ok: u64,
+    pub success_rate: f64,
+    pub reference_success_rate: Option<f64>,
+    pub latency_us: Option<Percentiles>,
+    pub reference_latency_us: Option<Percentiles>,
+    /// Misbehaving − healthy, per percentile.
+    pub added_vs_healthy_us: Option<Added>,
+    /// Latency of the responses that needed a retry (`count`: how many).
+    pub retried_latency_us: Option<Percentiles>,
+    pub attempts_per_request: Option<f64>,
+    pub reference_attempts_per_request: Option<f64>,
+    /// Attempts by outcome (`success`, `retry`, …) over the misbehaving runs.
+    pub attempt_outcomes: Vec<(String, f64)>,
+    pub cpu_us_per_req: Option<f64>,
+    pub reference_cpu_us_per_req: Option<f64>,
+    /// Which CPU figure both sides use: "schedstat" or "stat".
+    pub cpu_source: Option<String>,
+}
+
+impl ResilienceRow {
+    /// `m`: the misbehaving scenario; `r`: its healthy reference, when measured.
+    pub fn between(m: &Measurement, r: Option<&Measurement>) -> Self {
+        let per_req =
+            |x: &Measurement| x.upstream_attempts.as_ref().and_then(Attempts::per_request);
+        // Both CPU figures from the same source, else none compared.
+        let (cpu, ref_cpu, source) = match (m.cpu_best(), r.and_then(Measurement::cpu_best)) {
+            (Some((x, a)), Some((y, b))) if a == b => (Some(x), Some(y), Some(a)),
+            (Some((x, a)), None) => (Some(x), None, Some(a)),
+            _ => {
+                let (x, y) = (m.cpu_us_per_req, r.and_then(|r| r.cpu_us_per_req));
+                (x, y, x.or(y).map(|_| "stat"))
+            }
+        };
+        Self {
+            scenario: m.scenario,
+            reference: r.map(|r| r.scenario),
+            mode: m.mode,
+            target_rps: m.target_rps,
+            requests: m.requests,
+            ok: m.ok,
+            success_rate: m.success_rate,
+            reference_success_rate: r.map(|r| r.success_rate),
+            latency_us: m.latency_us,
+            reference_latency_us: r.and_then(|r| r.latency_us),
+            added_vs_healthy_us: m
+                .latency_us
+                .zip(r.and_then(|r| r.latency_us))
+                .map(|(a, b)| a.minus(&b)),
+            retried_latency_us: m.retried_latency_us,
+            attempts_per_request: per_req(m),
+            reference_attempts_per_request: r.and_then(per_req),
+            attempt_outcomes: m
+                .upstream_attempts
+                .as_ref()
+                .map(|a| a.by_outcome.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                .unwrap_or_default(),
+            cpu_us_per_req: cpu,
+            reference_cpu_us_per_req: ref_cpu,
+            cpu_source: source.map(str::to_string),
+        }
+    }
+
+    /// One line for the console.
+    pub fn summary(&self) -> String {
+        let load = match self.target_rps {
+            Some(v) => format!("{v:.0}/s"),
+            None => "max".into(),
+        };
+        format!(
+            "resilience {} @{load}: ok {:.2}% ({}/{}), p50 {} p99 {} µs, added vs healthy p50 {} p99 {} µs, retried {} (p50 {} p99 {} µs), attempts/req {} (healthy {}), CPU µs/req {} (healthy {}, {})",
+            self.scenario.name(),
+            self.success_rate * 100.0,
+            self.ok,
+            self.requests,
+            opt(self.latency_us, |p| f1(p.p50)),
+            opt(self.latency_us, |p| f1(p.p99)),
+            opt(self.added_vs_healthy_us, |p| signed(p.p50)),
+            opt(self.added_vs_healthy_us, |p| signed(p.p99)),
+            self.retried_latency_us.map_or(0, |p| p.count),
+            opt(self.retried_latency_us, |p| f1(p.p50)),
+            opt(self.retried_latency_us, |p| f1(p.p99)),
+            opt(self.attempts_per_request, |v| format!("{v:.3}")),
+            opt(self.reference_attempts_per_request, |v| format!("{v:.3}")),
+            opt(self.cpu_us_per_req, f1),
+            opt(self.reference_cpu_us_per_req, f1),
+            self.cpu_source.as_deref().unwrap_or("–")
+        )
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -136,6 +260,8 @@ pub struct Report {
     pub ratios: Vec<Ratio>,
     /// Translated scenarios against their pass-through baselines (gateway only).
     pub translation: Vec<TranslationCost>,
+    /// Resilience scenarios with misbehaving targets against the healthy route.
+    pub resilience: Vec<ResilienceRow>,
     pub notes: Vec<String>,
 }
 
@@ -339,6 +465,63 @@ impl Report {
                     t.baseline_cpu_us_per_req,
                     t.ratio,
                     t.source
+                );
+            }
+        }
+
+        if !self.resilience.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## Resilience: misbehaving targets vs the same route healthy\n"
+            );
+            let _ = writeln!(
+                md,
+                "Latency µs; *added* = misbehaving − healthy at the same percentile, same run. \
+                 Attempts per request = the gateway's `ferrogate_upstream_attempts_total` ÷ \
+                 `ferrogate_requests_total` for the model over the runs (warm-up included).\n"
+            );
+            let _ = writeln!(md, "| scenario | load | ok % | p50 | p99 | healthy p50 | healthy p99 | added p50 | added p99 | retried: n · p50 · p99 | attempts/req | healthy attempts/req | CPU µs/req | healthy CPU µs/req | attempts by outcome |");
+            let _ = writeln!(
+                md,
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            );
+            for r in &self.resilience {
+                let load = match r.target_rps {
+                    Some(v) => format!("{v:.0}/s"),
+                    None => "max".into(),
+                };
+                let outcomes: Vec<String> = r
+                    .attempt_outcomes
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.0}"))
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.scenario.name(),
+                    load,
+                    r.success_rate * 100.0,
+                    opt(r.latency_us, |p| f1(p.p50)),
+                    opt(r.latency_us, |p| f1(p.p99)),
+                    opt(r.reference_latency_us, |p| f1(p.p50)),
+                    opt(r.reference_latency_us, |p| f1(p.p99)),
+                    opt(r.added_vs_healthy_us, |p| signed(p.p50)),
+                    opt(r.added_vs_healthy_us, |p| signed(p.p99)),
+                    opt(r.retried_latency_us, |p| format!(
+                        "{} · {} · {}",
+                        p.count,
+                        f1(p.p50),
+                        f1(p.p99)
+                    )),
+                    opt(r.attempts_per_request, |v| format!("{v:.3}")),
+                    opt(r.reference_attempts_per_request, |v| format!("{v:.3}")),
+                    opt(r.cpu_us_per_req, f1),
+                    opt(r.reference_cpu_us_per_req, f1),
+                    if outcomes.is_empty() {
+                        "–".to_string()
+                    } else {
+                        outcomes.join(", ")
+                    }
                 );
             }
         }

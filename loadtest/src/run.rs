@@ -12,7 +12,10 @@ use crate::client::Target;
 use crate::loadgen::{smoke, LoadConfig, LoadResult};
 use crate::measure::{fill_added, Recorded};
 use crate::procs::{free_port, mock_spec, pinning, spawn, SpawnSpec, Spawned};
-use crate::report::{Measurement, Mode, Ratio, Report, Settings, SubjectInfo, TranslationCost};
+use crate::report::{
+    Measurement, Mode, Ratio, Report, ResilienceRow, Settings, SubjectInfo, TranslationCost,
+};
+use crate::resilience::{Attempts, FaultArgs, FaultyMocks};
 use crate::stats::{Percentiles, Recorder};
 use crate::sysinfo::Machine;
 use crate::util::{parse_duration, parse_rates};
@@ -43,9 +46,13 @@ pub struct RunArgs {
     pub rates: String,
     /// Scenarios, comma-separated: non-stream, stream (OpenAI pass-through),
     /// anthropic-non-stream, anthropic-stream (Anthropic pass-through),
-    /// translated-non-stream, translated-stream (OpenAI client, Anthropic provider).
+    /// translated-non-stream, translated-stream (OpenAI client, Anthropic provider),
+    /// resilience (= resilience-non-stream, resilience-stream: retries over a failing and a
+    /// slow target, each interleaved with resilience-healthy-*: the same route, healthy).
     #[arg(long, default_value = "non-stream,stream")]
     pub scenarios: String,
+    #[command(flatten)]
+    pub faults: FaultArgs,
     /// Measured duration of each open-loop run.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -96,19 +103,54 @@ const MOCK_ANTHROPIC_KEY: &str = "sk-ant-loadtest-mock";
 /// `mock-claude` to the same mock as an Anthropic provider (base URL = origin; the
 /// gateway appends `/v1/messages`).
 pub fn gateway_config(upstream: SocketAddr) -> String {
+    gateway_config_with(upstream, &Resilience::Off)
+}
+
+/// Which resilient models the generated config has.
+pub enum Resilience {
+    /// None: the config the pass-through figures have always been measured with.
+    Off,
+    /// `mock-resilient-healthy` (two targets on the healthy mock, retries).
+    Healthy,
+    /// Also `mock-resilient`: a failing mock and a slow mock (their addresses).
+    Faulty(SocketAddr, SocketAddr),
+}
+
+impl Resilience {
+    /// What `scenarios` need (`faulty`: the misbehaving mocks' addresses, when running).
+    pub fn for_scenarios(scenarios: &[Scenario], faulty: Option<(SocketAddr, SocketAddr)>) -> Self {
+        match faulty {
+            Some((a, b)) => Resilience::Faulty(a, b),
+            None if scenarios.iter().any(|s| s.is_resilience()) => Resilience::Healthy,
+            None => Resilience::Off,
+        }
+    }
+}
+
+/// `gateway_config` plus the resilient models `resilience` asks for.
+pub fn gateway_config_with(upstream: SocketAddr, resilience: &Resilience) -> String {
+    let (extra_providers, extra_models) = match resilience {
+        Resilience::Off => (String::new(), String::new()),
+        Resilience::Healthy => crate::resilience::config_lines(upstream, None),
+        Resilience::Faulty(a, b) => crate::resilience::config_lines(upstream, Some((*a, *b))),
+    };
     format!(
         concat!(
             "providers:\n",
             "  up: {{ kind: openai, base_url: \"http://{upstream}/v1\" }}\n",
             "  anth: {{ kind: anthropic, base_url: \"http://{upstream}\", keys: [\"{key}\"] }}\n",
+            "{extra_providers}",
             "models:\n",
             "  - name: {model}\n    targets: [{{ provider: up }}]\n",
-            "  - name: {anthropic_model}\n    targets: [{{ provider: anth }}]\n"
+            "  - name: {anthropic_model}\n    targets: [{{ provider: anth }}]\n",
+            "{extra_models}"
         ),
         upstream = upstream,
         model = MODEL,
         anthropic_model = ANTHROPIC_MODEL,
-        key = MOCK_ANTHROPIC_KEY
+        key = MOCK_ANTHROPIC_KEY,
+        extra_providers = extra_providers,
+        extra_models = extra_models
     )
 }
 
@@ -120,15 +162,28 @@ pub fn parse_env(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Parses `--scenarios`. `resilience` stands for the four resilience scenarios, and a
+/// misbehaving resilience scenario brings its healthy reference along (just before it).
 pub fn parse_scenarios(s: &str) -> anyhow::Result<Vec<Scenario>> {
     let mut out: Vec<Scenario> = Vec::new();
     for p in s.split(',').filter(|p| !p.trim().is_empty()) {
-        let Some(sc) = Scenario::parse(p) else {
-            let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-            anyhow::bail!("unknown scenario `{}` ({})", p.trim(), known.join(", "));
+        let group: Vec<Scenario> = if p.trim() == "resilience" {
+            Scenario::RESILIENCE.to_vec()
+        } else {
+            let Some(sc) = Scenario::parse(p) else {
+                let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                anyhow::bail!(
+                    "unknown scenario `{}` ({}, resilience)",
+                    p.trim(),
+                    known.join(", ")
+                );
+            };
+            sc.healthy_reference().into_iter().chain([sc]).collect()
         };
-        if !out.contains(&sc) {
-            out.push(sc);
+        for sc in group {
+            if !out.contains(&sc) {
+                out.push(sc);
+            }
         }
     }
     if out.is_empty() {
@@ -239,6 +294,8 @@ struct Agg {
     window_s: f64,
     lost: usize,
     rounds: usize,
+    /// The gateway's upstream attempts over the runs (resilience scenarios).
+    attempts: Option<Attempts>,
 }
 
 impl Agg {
@@ -256,6 +313,26 @@ impl Agg {
         }
         self.rounds += 1;
     }
+
+    fn add_attempts(&mut self, a: &Attempts) {
+        self.attempts.get_or_insert_with(Attempts::default).add(a);
+    }
+}
+
+/// Scenarios measured interleaved: a misbehaving resilience scenario with its healthy
+/// reference (same rate, same round, one after the other); every other one alone.
+fn interleave_groups(scenarios: &[Scenario]) -> Vec<Vec<Scenario>> {
+    let mut groups: Vec<Vec<Scenario>> = Vec::new();
+    for &sc in scenarios {
+        if scenarios.iter().any(|f| f.healthy_reference() == Some(sc)) {
+            continue; // measured in its misbehaving twin's group
+        }
+        match sc.healthy_reference().filter(|r| scenarios.contains(r)) {
+            Some(r) => groups.push(vec![r, sc]),
+            None => groups.push(vec![sc]),
+        }
+    }
+    groups
 }
 
 fn progress(label: &str, subject: &str, r: &LoadResult) {
@@ -353,9 +430,23 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             translates: false,
         },
     ];
+    // The resilience scenario's misbehaving targets (started before the gateway: its config
+    // names them; pushed after it, so the gateway stays procs[2]).
+    let faulty = if !args.no_gateway && scenarios.iter().any(|s| s.needs_faulty_upstreams()) {
+        Some(FaultyMocks::spawn(
+            &exe,
+            args.chunks,
+            mock_cpu,
+            &logdir,
+            &args.faults,
+        )?)
+    } else {
+        None
+    };
+    let resilience = Resilience::for_scenarios(&scenarios, faulty.as_ref().map(|f| f.addrs()));
     if !args.no_gateway {
         let config = logdir.join("ferrogate.yaml");
-        std::fs::write(&config, gateway_config(mock_addr))?;
+        std::fs::write(&config, gateway_config_with(mock_addr, &resilience))?;
         let spec = gateway_spec(
             &args.ferrogate,
             args.gateway_cmd.as_deref(),
@@ -372,6 +463,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             proc_idx: Some(2),
             translates: true,
         });
+    }
+    if let Some(f) = faulty {
+        procs.push(f.failing);
+        procs.push(f.slow);
     }
     for p in &procs {
         println!(
@@ -399,12 +494,32 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
 
     let mut aggs: Vec<(Key, Agg)> = Vec::new();
-    let mut add = |key: Key, r: &LoadResult| match aggs.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, a)) => a.add(r),
-        None => {
-            let mut a = Agg::default();
-            a.add(r);
-            aggs.push((key, a));
+    let mut add = |key: Key, r: &LoadResult, attempts: Option<&Attempts>| {
+        let i = match aggs.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                aggs.push((key, Agg::default()));
+                aggs.len() - 1
+            }
+        };
+        let a = &mut aggs[i].1;
+        a.add(r);
+        if let Some(x) = attempts {
+            a.add_attempts(x);
+        }
+    };
+    // The gateway's attempt counters around a run of a resilience scenario (ferrogate only:
+    // a custom gateway command has no such metrics). A failed scrape only loses the figure.
+    let scrape_attempts = |s: &Subject, sc: Scenario| -> Option<Attempts> {
+        if !sc.is_resilience() || !s.translates || args.gateway_cmd.is_some() {
+            return None;
+        }
+        match crate::resilience::scrape(s.addr) {
+            Ok(text) => Some(Attempts::from_metrics(&text, sc)),
+            Err(e) => {
+                eprintln!("warning: {} /metrics: {e:#}", s.name);
+                None
+            }
         }
     };
     let pid_of = |s: &Subject, procs: &[Spawned]| {
@@ -413,35 +528,52 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     };
 
-    for &sc in &scenarios {
+    for group in interleave_groups(&scenarios) {
         for &rate in &rates {
             for round in 1..=args.rounds {
-                for (si, s) in subjects.iter().enumerate() {
-                    if !serves(s, sc) {
-                        continue;
-                    }
-                    ensure_alive(&mut procs)?;
-                    let cfg = LoadConfig {
-                        target: Target::new(s.addr, sc)?,
-                        warmup: args.warmup,
-                        duration: args.duration,
-                        connections: args.connections,
-                        timeout: args.timeout,
-                        drain: args.timeout + Duration::from_secs(2),
-                        probe_pids: pid_of(s, &procs),
-                    };
-                    let r = openloop::run(&cfg, rate)?;
-                    progress(&format!("{} @{rate:.0}/s r{round}", sc.name()), &s.name, &r);
-                    add(
-                        Key {
-                            subject: si,
-                            scenario: sc,
-                            mode: Mode::Open,
-                            rate: Some(rate),
+                for &sc in &group {
+                    for (si, s) in subjects.iter().enumerate() {
+                        if !serves(s, sc) {
+                            continue;
+                        }
+                        ensure_alive(&mut procs)?;
+                        let cfg = LoadConfig {
+                            target: Target::new(s.addr, sc)?,
+                            warmup: args.warmup,
+                            duration: args.duration,
                             connections: args.connections,
-                        },
-                        &r,
-                    );
+                            timeout: args.timeout,
+                            drain: args.timeout + Duration::from_secs(2),
+                            probe_pids: pid_of(s, &procs),
+                        };
+                        let before = scrape_attempts(s, sc);
+                        let r = openloop::run(&cfg, rate)?;
+                        let attempts = before.zip(scrape_attempts(s, sc)).map(|(b, a)| a.since(&b));
+                        progress(&format!("{} @{rate:.0}/s r{round}", sc.name()), &s.name, &r);
+                        if let Some(a) = &attempts {
+                            println!(
+                                "{:<39} attempts {} for {} requests ({}), {:?}",
+                                "",
+                                a.attempts,
+                                a.requests,
+                                a.per_request()
+                                    .map(|v| format!("{v:.3}/req"))
+                                    .unwrap_or_else(|| "-".into()),
+                                a.by_outcome
+                            );
+                        }
+                        add(
+                            Key {
+                                subject: si,
+                                scenario: sc,
+                                mode: Mode::Open,
+                                rate: Some(rate),
+                                connections: args.connections,
+                            },
+                            &r,
+                            attempts.as_ref(),
+                        );
+                    }
                 }
             }
         }
@@ -464,7 +596,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                         drain: args.timeout + Duration::from_secs(2),
                         probe_pids: pid_of(s, &procs),
                     };
+                    let before = scrape_attempts(s, sc);
                     let r = closedloop::run(&cfg)?;
+                    let attempts = before.zip(scrape_attempts(s, sc)).map(|(b, a)| a.since(&b));
                     progress(&format!("{} max r{round}", sc.name()), &s.name, &r);
                     add(
                         Key {
@@ -475,6 +609,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                             connections: args.max_connections,
                         },
                         &r,
+                        attempts.as_ref(),
                     );
                 }
             }
@@ -514,6 +649,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .get(2)
         .map(|gw| build_translation(&measurements, &gw.name))
         .unwrap_or_default();
+    let resilience_rows = subjects
+        .get(2)
+        .map(|gw| build_resilience(&measurements, &gw.name))
+        .unwrap_or_default();
+    for r in &resilience_rows {
+        println!("{}", r.summary());
+    }
     for t in &translation {
         println!(
             "translation {} vs {} @{}: {:.1} vs {:.1} µs/req CPU ({}) = {:.2}×",
@@ -529,6 +671,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         );
     }
     let mut notes = notes(&measurements);
+    for p in procs.iter().skip(3) {
+        notes.push(format!("Resilience target `{}`: `{}`.", p.name, p.command));
+    }
     if !pin {
         notes.push("Unpinned: subject, mock and generator share all CPUs; use --pin to isolate the subject on CPU 0.".into());
     }
@@ -552,6 +697,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         measurements,
         ratios,
         translation,
+        resilience: resilience_rows,
         notes,
     };
 
@@ -594,6 +740,7 @@ fn build_measurements(aggs: &[(Key, Agg)], subjects: &[Subject]) -> Vec<Measurem
                 connections_lost: a.lost,
             }
             .measurement()
+            .with_attempts(a.attempts.clone())
         })
         .collect();
     // Added latency vs direct, same scenario and rate (open loop only).
@@ -667,6 +814,23 @@ fn build_translation(ms: &[Measurement], gateway: &str) -> Vec<TranslationCost> 
     out
 }
 
+/// Each misbehaving resilience scenario against its healthy reference (same load).
+fn build_resilience(ms: &[Measurement], gateway: &str) -> Vec<ResilienceRow> {
+    ms.iter()
+        .filter(|m| m.subject == gateway)
+        .filter_map(|m| {
+            let reference = m.scenario.healthy_reference()?;
+            let r = ms.iter().find(|r| {
+                r.subject == gateway
+                    && r.scenario == reference
+                    && r.mode == m.mode
+                    && r.target_rps == m.target_rps
+            });
+            Some(ResilienceRow::between(m, r))
+        })
+        .collect()
+}
+
 fn notes(ms: &[Measurement]) -> Vec<String> {
     let mut notes = Vec::new();
     for m in ms {
@@ -721,6 +885,178 @@ mod tests {
         ));
         assert!(y.contains("- name: mock-gpt\n    targets: [{ provider: up }]"));
         assert!(y.contains("- name: mock-claude\n    targets: [{ provider: anth }]"));
+    }
+
+    #[test]
+    fn config_yaml_with_resilience() {
+        let up = SocketAddr::from(([127, 0, 0, 1], 9000));
+        // Without resilience scenarios the config is exactly the plain one.
+        assert_eq!(
+            gateway_config_with(up, &Resilience::for_scenarios(&[Scenario::Stream], None)),
+            gateway_config(up)
+        );
+        assert!(!gateway_config(up).contains("retry"));
+        let healthy = gateway_config_with(
+            up,
+            &Resilience::for_scenarios(&[Scenario::ResilienceHealthyStream], None),
+        );
+        assert!(
+            healthy.contains("  res-h1: { kind: openai, base_url: \"http://127.0.0.1:9000/v1\"")
+        );
+        assert!(healthy.contains("- name: mock-resilient-healthy\n"));
+        assert!(!healthy.contains("res-a"));
+        let a = SocketAddr::from(([127, 0, 0, 1], 9001));
+        let b = SocketAddr::from(([127, 0, 0, 1], 9002));
+        let faulty = gateway_config_with(
+            up,
+            &Resilience::for_scenarios(&Scenario::RESILIENCE, Some((a, b))),
+        );
+        // Providers before `models:`, models after; the plain routes unchanged.
+        let (providers, models) = faulty.split_once("models:\n").unwrap();
+        assert!(providers.contains("res-a: { kind: openai, base_url: \"http://127.0.0.1:9001/v1\""));
+        assert!(providers.contains("res-b: { kind: openai, base_url: \"http://127.0.0.1:9002/v1\""));
+        assert!(models.contains("- name: mock-gpt\n    targets: [{ provider: up }]\n"));
+        assert!(models.contains(
+            "- name: mock-resilient\n    targets: [{ provider: res-a }, { provider: res-b }]\n    retry: { attempts: 3 }\n"
+        ));
+    }
+
+    #[test]
+    fn resilience_scenarios_parse_and_interleave() {
+        let all = parse_scenarios("resilience").unwrap();
+        assert_eq!(all, Scenario::RESILIENCE.to_vec());
+        // A misbehaving scenario brings its healthy reference along, just before it.
+        assert_eq!(
+            parse_scenarios("non-stream,resilience-stream").unwrap(),
+            vec![
+                Scenario::NonStream,
+                Scenario::ResilienceHealthyStream,
+                Scenario::ResilienceStream
+            ]
+        );
+        assert_eq!(
+            parse_scenarios("resilience-healthy-non-stream").unwrap(),
+            vec![Scenario::ResilienceHealthyNonStream]
+        );
+        assert_eq!(
+            interleave_groups(&all),
+            vec![
+                vec![
+                    Scenario::ResilienceHealthyNonStream,
+                    Scenario::ResilienceNonStream
+                ],
+                vec![
+                    Scenario::ResilienceHealthyStream,
+                    Scenario::ResilienceStream
+                ],
+            ]
+        );
+        // The pair is one group wherever the reference appears; others stay alone.
+        assert_eq!(
+            interleave_groups(&[
+                Scenario::ResilienceStream,
+                Scenario::Stream,
+                Scenario::ResilienceHealthyStream
+            ]),
+            vec![
+                vec![
+                    Scenario::ResilienceHealthyStream,
+                    Scenario::ResilienceStream
+                ],
+                vec![Scenario::Stream],
+            ]
+        );
+        assert_eq!(
+            interleave_groups(&[Scenario::ResilienceHealthyStream]),
+            vec![vec![Scenario::ResilienceHealthyStream]]
+        );
+    }
+
+    #[test]
+    fn resilience_rows_compare_with_the_healthy_route() {
+        let mut faulty = m(
+            "ferrogate",
+            Scenario::ResilienceNonStream,
+            Some(120.0),
+            130.0,
+        );
+        faulty.ok = 999;
+        faulty.requests = 1000;
+        faulty.success_rate = 0.999;
+        faulty.latency_us = Some(crate::stats::Percentiles {
+            p50: 20_500.0,
+            p99: 23_000.0,
+            ..Default::default()
+        });
+        faulty.retried_latency_us = Some(crate::stats::Percentiles {
+            p50: 21_900.0,
+            p99: 24_000.0,
+            count: 100,
+            ..Default::default()
+        });
+        faulty.upstream_attempts = Some(Attempts {
+            attempts: 1100.0,
+            requests: 1000.0,
+            by_outcome: [
+                ("retry".to_string(), 100.0),
+                ("success".to_string(), 1000.0),
+            ]
+            .into_iter()
+            .collect(),
+        });
+        let mut healthy = m(
+            "ferrogate",
+            Scenario::ResilienceHealthyNonStream,
+            Some(100.0),
+            110.0,
+        );
+        healthy.latency_us = Some(crate::stats::Percentiles {
+            p50: 300.0,
+            p99: 1_000.0,
+            ..Default::default()
+        });
+        healthy.upstream_attempts = Some(Attempts {
+            attempts: 500.0,
+            requests: 500.0,
+            by_outcome: Default::default(),
+        });
+        // Another subject's or another rate's figures are not used.
+        let mut other_rate = healthy.clone();
+        other_rate.target_rps = Some(200.0);
+        let ms = vec![
+            other_rate,
+            healthy,
+            faulty,
+            m("bare", Scenario::ResilienceHealthyNonStream, Some(1.0), 1.0),
+        ];
+        let rows = build_resilience(&ms, "ferrogate");
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(r.reference, Some(Scenario::ResilienceHealthyNonStream));
+        assert!((r.attempts_per_request.unwrap() - 1.1).abs() < 1e-12);
+        assert_eq!(r.reference_attempts_per_request, Some(1.0));
+        let added = r.added_vs_healthy_us.unwrap();
+        assert_eq!((added.p50, added.p99), (20_200.0, 22_000.0));
+        assert_eq!(r.cpu_us_per_req, Some(120.0));
+        assert_eq!(r.reference_cpu_us_per_req, Some(100.0));
+        assert_eq!(r.cpu_source.as_deref(), Some("schedstat"));
+        assert!(
+            r.summary().contains("ok 99.90% (999/1000)"),
+            "{}",
+            r.summary()
+        );
+        assert!(r.summary().contains("attempts/req 1.100 (healthy 1.000)"));
+        assert!(
+            r.summary()
+                .contains("retried 100 (p50 21900.0 p99 24000.0 µs)"),
+            "{}",
+            r.summary()
+        );
+        // Without its reference the row still reports the misbehaving run alone.
+        let alone = build_resilience(&ms[2..3], "ferrogate");
+        assert_eq!(alone.len(), 1);
+        assert_eq!(alone[0].reference, None);
+        assert!(alone[0].added_vs_healthy_us.is_none());
     }
 
     #[test]
@@ -797,6 +1133,8 @@ mod tests {
             cpu_us_per_req_schedstat: sched,
             overhead_header_us: None,
             connections_lost: 0,
+            upstream_attempts: None,
+            retried_latency_us: None,
         }
     }
 

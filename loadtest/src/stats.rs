@@ -14,6 +14,9 @@ pub struct Recorder {
     pub sched_lag: Histogram<u64>,
     /// `x-ferrogate-overhead-us` as reported by the gateway (µs), when present.
     pub overhead_header_us: Histogram<u64>,
+    /// Latency of successful responses the gateway needed more than one upstream attempt
+    /// for (`x-ferrogate-attempts` ≥ 2); allocated on the first one.
+    pub retried_latency: Option<Histogram<u64>>,
     pub ok: u64,
     pub non_200: u64,
     pub errors: u64,
@@ -33,6 +36,7 @@ impl Default for Recorder {
             ttfb: hist(),
             sched_lag: hist(),
             overhead_header_us: hist(),
+            retried_latency: None,
             ok: 0,
             non_200: 0,
             errors: 0,
@@ -43,6 +47,13 @@ impl Default for Recorder {
 }
 
 impl Recorder {
+    /// Records the latency of a successful response that took more than one attempt.
+    pub fn record_retried(&mut self, ns: u64) {
+        self.retried_latency
+            .get_or_insert_with(hist)
+            .saturating_record(ns);
+    }
+
     pub fn total(&self) -> u64 {
         self.ok + self.non_200 + self.errors
     }
@@ -53,6 +64,9 @@ impl Recorder {
         let _ = self.ttfb.add(&other.ttfb);
         let _ = self.sched_lag.add(&other.sched_lag);
         let _ = self.overhead_header_us.add(&other.overhead_header_us);
+        if let Some(h) = &other.retried_latency {
+            let _ = self.retried_latency.get_or_insert_with(hist).add(h);
+        }
         self.ok += other.ok;
         self.non_200 += other.non_200;
         self.errors += other.errors;
@@ -139,5 +153,28 @@ mod tests {
         assert!((p.p99 - 990.0).abs() < 1.0, "{p:?}");
         let added = p.minus(&Percentiles { p50: 100.0, ..p });
         assert!((added.p50 - (p.p50 - 100.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn retried_latency_is_allocated_on_use_and_merged() {
+        let mut a = Recorder::default();
+        assert!(a.retried_latency.is_none());
+        let mut b = Recorder::default();
+        b.merge(&a);
+        assert!(
+            b.retried_latency.is_none(),
+            "nothing retried, nothing allocated"
+        );
+        a.record_retried(21_000_000);
+        a.record_retried(23_000_000);
+        b.merge(&a);
+        b.merge(&a);
+        let p = b
+            .retried_latency
+            .as_ref()
+            .and_then(Percentiles::from_ns)
+            .unwrap_or_default();
+        assert_eq!(p.count, 4);
+        assert!((p.max - 23_000.0).abs() < 25.0, "{p:?}");
     }
 }

@@ -5,6 +5,9 @@
 //! - Anthropic pass-through: an Anthropic client → `/v1/messages` → an `anthropic` provider.
 //! - Translated: an OpenAI client → `/v1/chat/completions` → a model served by an
 //!   `anthropic` provider, so the gateway translates the request and the answer.
+//! - Resilience: OpenAI pass-through to a model with retries over two targets, either a
+//!   failing one and a slow one (`resilience-*`) or two healthy ones (`resilience-healthy-*`,
+//!   the same route settings, measured interleaved with it as the reference).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -13,6 +16,10 @@ use serde::{Deserialize, Serialize};
 pub const MODEL: &str = "mock-gpt";
 /// The model name routed to the Anthropic-kind provider by the generated ferrogate config.
 pub const ANTHROPIC_MODEL: &str = "mock-claude";
+/// The resilient model whose targets misbehave (one fails some requests, one is slow).
+pub const RESILIENT_MODEL: &str = "mock-resilient";
+/// The same resilience settings over two healthy targets (the reference).
+pub const RESILIENT_HEALTHY_MODEL: &str = "mock-resilient-healthy";
 /// The OpenAI chat completions path.
 pub const PATH: &str = "/v1/chat/completions";
 /// The Anthropic Messages path.
@@ -44,16 +51,33 @@ pub enum Scenario {
     AnthropicStream,
     TranslatedNonStream,
     TranslatedStream,
+    ResilienceNonStream,
+    ResilienceStream,
+    ResilienceHealthyNonStream,
+    ResilienceHealthyStream,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::NonStream,
         Scenario::Stream,
         Scenario::AnthropicNonStream,
         Scenario::AnthropicStream,
         Scenario::TranslatedNonStream,
         Scenario::TranslatedStream,
+        Scenario::ResilienceNonStream,
+        Scenario::ResilienceStream,
+        Scenario::ResilienceHealthyNonStream,
+        Scenario::ResilienceHealthyStream,
+    ];
+
+    /// What `resilience` on the command line stands for: each misbehaving scenario after
+    /// its healthy reference (they are measured interleaved, see `healthy_reference`).
+    pub const RESILIENCE: [Scenario; 4] = [
+        Scenario::ResilienceHealthyNonStream,
+        Scenario::ResilienceNonStream,
+        Scenario::ResilienceHealthyStream,
+        Scenario::ResilienceStream,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +88,10 @@ impl Scenario {
             Scenario::AnthropicStream => "anthropic-stream",
             Scenario::TranslatedNonStream => "translated-non-stream",
             Scenario::TranslatedStream => "translated-stream",
+            Scenario::ResilienceNonStream => "resilience-non-stream",
+            Scenario::ResilienceStream => "resilience-stream",
+            Scenario::ResilienceHealthyNonStream => "resilience-healthy-non-stream",
+            Scenario::ResilienceHealthyStream => "resilience-healthy-stream",
         }
     }
 
@@ -79,8 +107,41 @@ impl Scenario {
     pub fn is_stream(self) -> bool {
         matches!(
             self,
-            Scenario::Stream | Scenario::AnthropicStream | Scenario::TranslatedStream
+            Scenario::Stream
+                | Scenario::AnthropicStream
+                | Scenario::TranslatedStream
+                | Scenario::ResilienceStream
+                | Scenario::ResilienceHealthyStream
         )
+    }
+
+    /// Goes to a model with resilience settings (retries over two targets).
+    pub fn is_resilience(self) -> bool {
+        matches!(
+            self,
+            Scenario::ResilienceNonStream
+                | Scenario::ResilienceStream
+                | Scenario::ResilienceHealthyNonStream
+                | Scenario::ResilienceHealthyStream
+        )
+    }
+
+    /// Needs the misbehaving upstreams (a failing and a slow mock).
+    pub fn needs_faulty_upstreams(self) -> bool {
+        matches!(
+            self,
+            Scenario::ResilienceNonStream | Scenario::ResilienceStream
+        )
+    }
+
+    /// The healthy scenario a misbehaving one is compared with (same route settings,
+    /// healthy targets), measured interleaved with it.
+    pub fn healthy_reference(self) -> Option<Scenario> {
+        match self {
+            Scenario::ResilienceNonStream => Some(Scenario::ResilienceHealthyNonStream),
+            Scenario::ResilienceStream => Some(Scenario::ResilienceHealthyStream),
+            _ => None,
+        }
     }
 
     /// The dialect the client speaks (and the gateway answers in).
@@ -94,8 +155,11 @@ impl Scenario {
     /// The dialect the upstream (the mock) answers in.
     pub fn upstream_dialect(self) -> Dialect {
         match self {
-            Scenario::NonStream | Scenario::Stream => Dialect::OpenAi,
-            _ => Dialect::Anthropic,
+            Scenario::AnthropicNonStream
+            | Scenario::AnthropicStream
+            | Scenario::TranslatedNonStream
+            | Scenario::TranslatedStream => Dialect::Anthropic,
+            _ => Dialect::OpenAi,
         }
     }
 
@@ -105,9 +169,10 @@ impl Scenario {
     }
 
     /// Whether a subject that only forwards bytes (direct to the mock, the bare proxy)
-    /// can serve this scenario: not when the gateway must translate.
+    /// can serve this scenario: not when the gateway must translate, nor when it must
+    /// retry across targets.
     pub fn forwardable(self) -> bool {
-        !self.is_translated()
+        !self.is_translated() && !self.is_resilience()
     }
 
     /// The same-dialect pass-through scenarios this one is compared with (translated
@@ -122,9 +187,15 @@ impl Scenario {
 
     /// The model name in the request (routes to the provider of the upstream dialect).
     pub fn model(self) -> &'static str {
-        match self.upstream_dialect() {
-            Dialect::OpenAi => MODEL,
-            Dialect::Anthropic => ANTHROPIC_MODEL,
+        match self {
+            Scenario::ResilienceNonStream | Scenario::ResilienceStream => RESILIENT_MODEL,
+            Scenario::ResilienceHealthyNonStream | Scenario::ResilienceHealthyStream => {
+                RESILIENT_HEALTHY_MODEL
+            }
+            _ => match self.upstream_dialect() {
+                Dialect::OpenAi => MODEL,
+                Dialect::Anthropic => ANTHROPIC_MODEL,
+            },
         }
     }
 
@@ -267,6 +338,44 @@ mod tests {
     }
 
     #[test]
+    fn resilience_scenarios() {
+        for sc in Scenario::RESILIENCE {
+            assert!(sc.is_resilience(), "{}", sc.name());
+            // OpenAI on both sides, gateway only (direct and bare cannot retry).
+            assert_eq!(sc.path(), PATH);
+            assert_eq!(sc.client_dialect(), Dialect::OpenAi);
+            assert_eq!(sc.upstream_dialect(), Dialect::OpenAi);
+            assert!(!sc.is_translated());
+            assert!(!sc.forwardable(), "{}", sc.name());
+            assert!(sc.passthrough_baselines().is_empty());
+        }
+        assert_eq!(Scenario::ResilienceStream.model(), RESILIENT_MODEL);
+        assert_eq!(
+            Scenario::ResilienceHealthyNonStream.model(),
+            RESILIENT_HEALTHY_MODEL
+        );
+        assert!(Scenario::ResilienceStream.is_stream());
+        assert!(!Scenario::ResilienceHealthyNonStream.is_stream());
+        assert_eq!(
+            Scenario::ResilienceStream.healthy_reference(),
+            Some(Scenario::ResilienceHealthyStream)
+        );
+        assert_eq!(
+            Scenario::ResilienceNonStream.healthy_reference(),
+            Some(Scenario::ResilienceHealthyNonStream)
+        );
+        assert_eq!(Scenario::ResilienceHealthyStream.healthy_reference(), None);
+        assert!(Scenario::ResilienceNonStream.needs_faulty_upstreams());
+        assert!(!Scenario::ResilienceHealthyStream.needs_faulty_upstreams());
+        assert!(!Scenario::Stream.is_resilience());
+        assert!(Scenario::Stream.forwardable());
+        // The stream ends like any OpenAI stream.
+        let mut t = Tail::default();
+        t.push(DONE);
+        assert!(t.complete(Scenario::ResilienceStream, DONE.len()));
+    }
+
+    #[test]
     fn names_round_trip() {
         for s in Scenario::ALL {
             assert_eq!(Scenario::parse(s.name()), Some(s));
@@ -280,7 +389,7 @@ mod tests {
         assert_eq!(Scenario::parse("anthropic"), None);
         assert_eq!(
             Scenario::ALL.iter().filter(|s| s.is_stream()).count(),
-            3,
+            5,
             "one stream per shape"
         );
     }
