@@ -69,7 +69,7 @@ const KIND_FIELDS: &[(&str, ProviderKind)] = &[
     ("aws_session_token", ProviderKind::Bedrock),
     ("anthropic_version", ProviderKind::Anthropic),
 ];
-const KEY_FIELDS: &[&str] = &["value", "weight"];
+const KEY_FIELDS: &[&str] = &["value", "weight", "rpm", "tpm"];
 /// Provider `timeouts`, and a model's `timeouts` overriding them.
 const TIMEOUT_FIELDS: &[&str] = &[
     "connect_ms",
@@ -1015,7 +1015,15 @@ impl Decoder<'_> {
     ) -> (Vec<KeyConfig>, Option<AwsCredentialsConfig>) {
         let env = |name: &str| (self.env)(name).filter(|v| !v.is_empty());
         if let Some(value) = env(BEDROCK_KEY_ENV) {
-            return (vec![KeyConfig { value, weight: 1 }], None);
+            return (
+                vec![KeyConfig {
+                    value,
+                    weight: 1,
+                    rpm: None,
+                    tpm: None,
+                }],
+                None,
+            );
         }
         let id = env(AWS_ACCESS_KEY_ID_ENV);
         let secret = env(AWS_SECRET_ACCESS_KEY_ENV);
@@ -1057,7 +1065,12 @@ impl Decoder<'_> {
             .iter()
             .find_map(|name| (self.env)(name).filter(|v| !v.is_empty()))
         {
-            return vec![KeyConfig { value, weight: 1 }];
+            return vec![KeyConfig {
+                value,
+                weight: 1,
+                rpm: None,
+                tpm: None,
+            }];
         }
         let kind = kind.as_str();
         let msg = match names {
@@ -1093,7 +1106,12 @@ impl Decoder<'_> {
     /// variable is a problem rather than "no key", which would only surface as upstream 401s.
     fn preset_key(&mut self, path: &str, preset: &Preset) -> Vec<KeyConfig> {
         match (self.env)(preset.key_env).filter(|k| !k.is_empty()) {
-            Some(value) => vec![KeyConfig { value, weight: 1 }],
+            Some(value) => vec![KeyConfig {
+                value,
+                weight: 1,
+                rpm: None,
+                tpm: None,
+            }],
             None => {
                 let msg = format!(
                     "not given, and environment variable {} (read by preset {:?}) is not set",
@@ -1177,21 +1195,33 @@ impl Decoder<'_> {
         for (i, entry) in items.iter().enumerate() {
             let p = item(path, i);
             // A bare string is shorthand for `{ value: ..., weight: 1 }`.
-            let (value, weight) = if entry.is_mapping() {
+            let (value, weight, rpm, tpm) = if entry.is_mapping() {
                 let Some(f) = self.fields(&p, entry, KEY_FIELDS) else {
                     continue;
                 };
                 let value = self.required_string(&f, &p, "value");
                 let weight = self.field_u32(&f, &p, "weight", 1).unwrap_or(1);
-                (value.map(|v| (v, child(&p, "value"))), weight)
+                let rpm = self.field_u32(&f, &p, "rpm", 1);
+                let tpm = self.field_u64(&f, &p, "tpm", 1);
+                (value.map(|v| (v, child(&p, "value"))), weight, rpm, tpm)
             } else {
-                (self.string(&p, entry).map(|v| (v, p.clone())), 1)
+                (
+                    self.string(&p, entry).map(|v| (v, p.clone())),
+                    1,
+                    None,
+                    None,
+                )
             };
             if let Some((value, value_path)) = value {
                 if value.is_empty() {
                     self.problem(&value_path, "must not be empty");
                 } else {
-                    keys.push(KeyConfig { value, weight });
+                    keys.push(KeyConfig {
+                        value,
+                        weight,
+                        rpm,
+                        tpm,
+                    });
                 }
             }
         }

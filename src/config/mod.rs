@@ -156,6 +156,8 @@ fn native_provider(kind: ProviderKind, base_url: &str, key: String) -> ProviderC
         keys: vec![KeyConfig {
             value: key,
             weight: 1,
+            rpm: None,
+            tpm: None,
         }],
         auth: AuthMode::Keys,
         timeouts: Timeouts::default(),
@@ -259,11 +261,15 @@ models:
             [
                 KeyConfig {
                     value: "sk-openai-secret".into(),
-                    weight: 3
+                    weight: 3,
+                    rpm: None,
+                    tpm: None
                 },
                 KeyConfig {
                     value: "literal-key".into(),
-                    weight: 1
+                    weight: 1,
+                    rpm: None,
+                    tpm: None
                 },
             ]
         );
@@ -297,7 +303,9 @@ models:
             groq.keys,
             [KeyConfig {
                 value: "gsk-groq-secret".into(),
-                weight: 1
+                weight: 1,
+                rpm: None,
+                tpm: None
             }]
         );
 
@@ -579,6 +587,21 @@ providers:
         assert_eq!(found, ["gemini (GOOGLE_API_KEY)"]);
         assert_eq!(config.providers.len(), 1);
         assert_eq!(config.providers[0].keys[0].value, "google-secret");
+    }
+
+    #[test]
+    fn keys_carry_their_rate_limits() {
+        let c = parse_str(
+            "providers: { p: { kind: openai, base_url: 'http://h/v1', keys: [{ value: a, rpm: 100, tpm: 5000 }, b] } }",
+            &env,
+        )
+        .unwrap();
+        let keys = &c.providers[0].keys;
+        assert_eq!((keys[0].rpm, keys[0].tpm), (Some(100), Some(5000)));
+        assert_eq!((keys[1].rpm, keys[1].tpm), (None, None));
+        let got = problems("providers: { p: { kind: openai, base_url: 'http://h/v1', keys: [{ value: a, rpm: 0 }] } }");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("providers.p.keys[0].rpm:"), "{got:?}");
     }
 
     #[test]

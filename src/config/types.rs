@@ -94,6 +94,11 @@ pub struct KeyConfig {
     /// The secret. Never logged or echoed.
     pub value: String,
     pub weight: u32,
+    /// Requests per minute this key is meant to take (`balance: usage_aware` spreads by the
+    /// headroom left under it).
+    pub rpm: Option<u32>,
+    /// Tokens per minute, likewise.
+    pub tpm: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -192,8 +192,6 @@ pub struct Watch {
     /// What ended the stream before any content (an error event, a broken connection, a
     /// deadline), if something did.
     early: Option<PrimeFailure>,
-    /// Output held while priming (the response head has not been sent yet).
-    held: VecDeque<Bytes>,
     priming: bool,
 }
 
@@ -206,7 +204,6 @@ impl Watch {
             clock,
             content_seen: false,
             early: None,
-            held: VecDeque::new(),
             priming: false,
         }
     }
@@ -325,6 +322,8 @@ pub struct PassthroughStream {
     /// for the histogram when the stream ends).
     processing_raw: u64,
     watch: Option<Box<Watch>>,
+    /// Output held while priming (the response head has not been sent yet).
+    held: VecDeque<Bytes>,
 }
 
 /// One step of upstream progress.
@@ -354,6 +353,7 @@ impl PassthroughStream {
             done: false,
             processing_raw: 0,
             watch: None,
+            held: VecDeque::new(),
         }
     }
 
@@ -382,14 +382,14 @@ impl PassthroughStream {
         match w.early.take() {
             Some(f) if !w.content_seen => {
                 self.done = true;
-                w.held.clear();
+                self.held.clear();
                 Err((f, self.settle.take()))
             }
             _ => {
-                // Without a stall deadline nothing needs the decoder any more: the rest of the
-                // stream is forwarded at pass-through cost.
-                if w.clock.as_ref().is_none_or(|c| c.seen()) && !w.has_stall() {
-                    w.decoder = Box::new(NoDecode);
+                // Without a stall deadline nothing needs watching any more: the rest of the
+                // stream is forwarded at pass-through cost (no splitting, no decoding).
+                if !w.has_stall() {
+                    self.watch = None;
                 }
                 Ok(())
             }
@@ -405,11 +405,7 @@ impl PassthroughStream {
                 return Poll::Ready(());
             }
             match self.step(cx) {
-                Step::Data(Some(b)) | Step::End(Some(b)) => {
-                    if let Some(w) = self.watch.as_mut() {
-                        w.held.push_back(b);
-                    }
-                }
+                Step::Data(Some(b)) | Step::End(Some(b)) => self.held.push_back(b),
                 Step::Data(None) | Step::End(None) => {}
                 Step::Pending => return Poll::Pending,
             }
@@ -425,10 +421,8 @@ impl PassthroughStream {
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        if let Some(w) = self.watch.as_mut() {
-            if let Some(b) = w.held.pop_front() {
-                return Poll::Ready(Some(b));
-            }
+        if let Some(b) = self.held.pop_front() {
+            return Poll::Ready(Some(b));
         }
         if self.done {
             self.end(false);
@@ -552,14 +546,6 @@ impl Watch {
     fn has_stall(&self) -> bool {
         self.clock.as_ref().is_some_and(|c| c.has_stall())
     }
-}
-
-/// Stands in for the decoder once nothing needs decoding.
-struct NoDecode;
-
-impl StreamDecode for NoDecode {
-    fn event(&mut self, _raw: RawEvent<'_>, _out: &mut Vec<StreamEvent>) {}
-    fn end(&mut self, _out: &mut Vec<StreamEvent>) {}
 }
 
 impl Drop for PassthroughStream {

@@ -23,7 +23,7 @@ use crate::resilience::balance::{self, Candidate};
 use crate::resilience::breaker::{Admit, Outcome};
 use crate::resilience::classify::{self, TransportFailure, Verdict};
 use crate::resilience::limits::{Acquire, Permit};
-use crate::resilience::stats::OwnedInFlightGuard;
+use crate::resilience::stats::{OwnedInFlightGuard, TargetStats};
 use crate::routing::snapshot::{Resolved, Route, Snapshot};
 use crate::routing::target_state::{TargetState, KEY_DISABLE_FOR};
 use crate::usage::Usage;
@@ -110,10 +110,13 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(_snapshot: &Snapshot, route: Arc<Route>, headers: &HeaderMap) -> Self {
-        Plan {
-            route,
-            overrides: Overrides::from_headers(headers),
-        }
+        // Most requests carry no override: one cheap scan instead of five lookups.
+        let overrides = if has_overrides(headers) {
+            Overrides::from_headers(headers)
+        } else {
+            Overrides::default()
+        };
+        Plan { route, overrides }
     }
 }
 
@@ -122,28 +125,51 @@ pub struct TargetHold {
     state: Arc<TargetState>,
     _permit: Option<Permit>,
     _in_flight: OwnedInFlightGuard,
+    /// The API key's statistics, when the attempt used one of the provider's keys.
+    key: Option<(Arc<TargetStats>, OwnedInFlightGuard)>,
 }
 
 impl TargetHold {
-    fn new(state: Arc<TargetState>, permit: Option<Permit>, now: Instant) -> Self {
+    fn new(
+        state: Arc<TargetState>,
+        permit: Option<Permit>,
+        key: Option<Arc<TargetStats>>,
+        now: Instant,
+    ) -> Self {
         let in_flight = state.stats.enter_owned();
         state.stats.record_request(now);
+        let key = key.map(|k| {
+            k.record_request(now);
+            let guard = k.enter_owned();
+            (k, guard)
+        });
         TargetHold {
             state,
             _permit: permit,
             _in_flight: in_flight,
+            key,
         }
     }
 
     /// Called once when the request settles (success or not); dropping releases the permit
-    /// and the in-flight count.
+    /// and the in-flight counts.
     pub fn settle(self, _status: u16, usage: Option<&Usage>) {
         if let Some(u) = usage {
-            self.state
-                .stats
-                .record_tokens(u.input + u.output, clock_now());
+            let now = clock_now();
+            self.state.stats.record_tokens(u.input + u.output, now);
+            if let Some((k, _)) = &self.key {
+                k.record_tokens(u.input + u.output, now);
+            }
         }
     }
+}
+
+/// The statistics of the key an attempt uses, if any.
+fn key_stats(chosen: &Chosen) -> Option<Arc<TargetStats>> {
+    chosen
+        .key
+        .and_then(|k| chosen.provider.keys.get(k))
+        .map(|k| Arc::clone(&k.state.stats))
 }
 
 /// The per-attempt timing settings of a route, with request overrides applied.
@@ -355,7 +381,7 @@ pub(super) async fn run(
                 },
             };
             let mut chosen = chosen_from(&route, idx, is_fallback.then_some(&name));
-            chosen.key = chosen.provider.pick_enabled_key(now);
+            chosen.key = chosen.provider.choose_key(route.balance, now);
             let mut ctx = attempt_ctx(&route, &chosen, &plan.overrides, stream);
             if let Some(d) = deadline {
                 // An attempt never outlives the request's overall deadline.
@@ -373,7 +399,12 @@ pub(super) async fn run(
                 break;
             };
             s.metrics = Arc::clone(&chosen.metrics);
-            s.hold = Some(TargetHold::new(Arc::clone(&target.state), permit, now));
+            s.hold = Some(TargetHold::new(
+                Arc::clone(&target.state),
+                permit,
+                key_stats(&chosen),
+                now,
+            ));
             attempts += 1;
             retries_here += 1;
             let attempt_started = clock_now();
@@ -410,10 +441,13 @@ pub(super) async fn run(
             match result {
                 Ok(mut resp) => {
                     target.state.breaker.record(Outcome::Success, clock_now());
-                    target
-                        .state
-                        .stats
-                        .record_ttft(attempt_started.elapsed(), clock_now());
+                    let ttft = attempt_started.elapsed();
+                    target.state.stats.record_ttft(ttft, clock_now());
+                    if winner == idx {
+                        if let Some(k) = key_stats(&chosen) {
+                            k.record_ttft(ttft, clock_now());
+                        }
+                    }
                     let h = resp.headers_mut();
                     h.insert(&X_FERROGATE_ATTEMPTS, HeaderValue::from(attempts));
                     if is_fallback {
@@ -422,7 +456,7 @@ pub(super) async fn run(
                         }
                         crate::telemetry::metrics::count_fallback(model, &name);
                     }
-                    crate::telemetry::metrics::count_attempt(&target.state.id, "success");
+                    target.state.attempts_ok.increment(1);
                     return Ok(resp);
                 }
                 Err(mut f) => {
@@ -760,7 +794,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
                 let id = (hedges + 1) as u8;
                 let target = &route.targets[j];
                 let mut chosen = chosen_from(route, j, fallback);
-                chosen.key = chosen.provider.pick_enabled_key(clock_now());
+                chosen.key = chosen.provider.choose_key(route.balance, clock_now());
                 let ctx = attempt_ctx(route, &chosen, overrides, stream);
                 let permit = target.limit.as_ref().and_then(|l| match l.try_acquire() {
                     Acquire::Now(p) => Some(p),
@@ -778,6 +812,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
                 twin_settle.hold = Some(TargetHold::new(
                     Arc::clone(&target.state),
                     permit,
+                    key_stats(&chosen),
                     clock_now(),
                 ));
                 crate::telemetry::metrics::count_hedge(model, "started");

@@ -89,6 +89,8 @@ pub struct ApiKey {
     pub weight: u32,
     /// Disabled for a while after the provider rejected it (401/403); survives reloads.
     pub state: Arc<KeyState>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
 }
 
 /// Default `anthropic-version` sent to Anthropic when the client did not send one.
@@ -229,6 +231,36 @@ impl ProviderRt {
             r -= k.weight;
         }
         None
+    }
+
+    /// A key for one attempt on the resilience path: by the model's balancing strategy over
+    /// the enabled keys (weighted random when the strategy is the default and no key has
+    /// limits). `None` when the provider has no keys or every key is disabled.
+    pub fn choose_key(&self, balance: Balance, now: std::time::Instant) -> Option<usize> {
+        if self.keys.len() <= 1
+            || balance == Balance::Weighted
+                && self.keys.iter().all(|k| k.rpm.is_none() && k.tpm.is_none())
+        {
+            return self.pick_enabled_key(now);
+        }
+        let cands: Vec<crate::resilience::balance::Candidate<'_>> = self
+            .keys
+            .iter()
+            .map(|k| crate::resilience::balance::Candidate {
+                weight: k.weight,
+                stats: &k.state.stats,
+                rpm_limit: k.rpm,
+                tpm_limit: k.tpm,
+                available: k.state.is_enabled(now),
+            })
+            .collect();
+        // Keys with limits but a non-usage strategy: still spread by headroom.
+        let strategy = if balance == Balance::Weighted {
+            Balance::UsageAware
+        } else {
+            balance
+        };
+        crate::resilience::balance::choose(strategy, &cands, now)
     }
 
     /// Whether requests can be authenticated now (no keys needed, or one is enabled).
@@ -608,6 +640,8 @@ fn compile_provider(
             header,
             weight: k.weight.max(1),
             state: health.key(key_fingerprint(&p.id, &k.value)),
+            rpm: k.rpm,
+            tpm: k.tpm,
         });
     }
     let mut headers = Vec::with_capacity(p.headers.len());
@@ -729,6 +763,8 @@ mod tests {
             keys: vec![KeyConfig {
                 value: "sk-test".into(),
                 weight: 1,
+                rpm: None,
+                tpm: None,
             }],
             auth: AuthMode::Keys,
             timeouts: Timeouts::default(),
@@ -741,6 +777,48 @@ mod tests {
             anthropic_version: None,
             breaker: Default::default(),
         }
+    }
+
+    #[test]
+    fn keys_are_balanced_by_the_models_strategy() {
+        let pools = PoolCache::default();
+        let health = HealthRegistry::default();
+        let mut p = provider("k");
+        p.keys = vec![
+            KeyConfig {
+                value: "key-a".into(),
+                weight: 1,
+                rpm: Some(10),
+                tpm: None,
+            },
+            KeyConfig {
+                value: "key-b".into(),
+                weight: 1,
+                rpm: Some(10),
+                tpm: None,
+            },
+        ];
+        let rt = compile_provider(&p, &pools, &health).unwrap();
+        let now = std::time::Instant::now();
+        // Key a used up its rpm: usage-aware balancing (also the default when keys have
+        // limits) picks b every time.
+        for _ in 0..10 {
+            rt.keys[0].state.stats.record_request(now);
+        }
+        for balance in [Balance::UsageAware, Balance::Weighted] {
+            for _ in 0..20 {
+                assert_eq!(rt.choose_key(balance, now), Some(1));
+            }
+        }
+        // Least in flight: a key with a request in flight is avoided.
+        let _busy = rt.keys[1].state.stats.enter();
+        assert_eq!(rt.choose_key(Balance::LeastInFlight, now), Some(0));
+        // A disabled key is never chosen.
+        rt.keys[0].state.disable(now, Duration::from_secs(60));
+        assert_eq!(rt.choose_key(Balance::LeastInFlight, now), Some(1));
+        rt.keys[1].state.disable(now, Duration::from_secs(60));
+        assert_eq!(rt.choose_key(Balance::Weighted, now), None);
+        assert!(!rt.has_usable_key(now));
     }
 
     #[test]

@@ -16,14 +16,22 @@ pub struct TargetState {
     pub id: Arc<str>,
     pub breaker: Breaker,
     pub stats: Arc<TargetStats>,
+    /// `ferrogate_upstream_attempts_total{target, outcome="success"}`, resolved once (the
+    /// common outcome; failures look their counter up when they happen).
+    pub attempts_ok: metrics::Counter,
 }
 
 impl TargetState {
     pub fn new(id: Arc<str>, breaker: BreakerConfig) -> Self {
         Self {
-            id,
             breaker: Breaker::new(breaker),
             stats: Arc::new(TargetStats::new()),
+            attempts_ok: metrics::counter!(
+                crate::telemetry::metrics::ATTEMPTS,
+                "target" => id.to_string(),
+                "outcome" => "success"
+            ),
+            id,
         }
     }
 }
@@ -43,10 +51,12 @@ static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::n
 pub const KEY_DISABLE_FOR: Duration = Duration::from_secs(600);
 
 /// One API key's state: disabled (until a time) after the provider rejected it.
-#[derive(Debug)]
 pub struct KeyState {
     /// Milliseconds since `EPOCH` until which the key is disabled; 0: enabled.
     disabled_until_ms: AtomicU64,
+    /// In-flight count, TTFT and rpm/tpm of requests sent with this key (balancing across a
+    /// provider's keys uses the model's strategy).
+    pub stats: Arc<TargetStats>,
 }
 
 impl Default for KeyState {
@@ -55,6 +65,7 @@ impl Default for KeyState {
         std::sync::LazyLock::force(&EPOCH);
         Self {
             disabled_until_ms: AtomicU64::new(0),
+            stats: Arc::new(TargetStats::new()),
         }
     }
 }
