@@ -188,7 +188,7 @@ models:
       - { provider: primary, model: gpt-4o-2024-11-20, max_concurrency: 8 }
     retry: { attempts: 4, backoff_initial_ms: 50, backoff_max_ms: 800, retry_after_max_ms: 5000 }
     deadline_ms: 90000
-    timeouts: { connect_ms: 500, first_byte_ms: 10000, first_token_ms: 8000, stall_ms: 5000, total_ms: 60000 }
+    timeouts: { first_byte_ms: 10000, first_token_ms: 8000, stall_ms: 5000, total_ms: 60000 }
     hedge: { after: p95, min_ms: 300, max_hedges: 2 }
     fallbacks: [bulk, secondary/claude-sonnet-4-5]
     context_window_fallbacks: [long]

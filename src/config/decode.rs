@@ -1632,8 +1632,14 @@ impl Decoder<'_> {
         let Some(f) = self.fields(path, v, TIMEOUT_FIELDS) else {
             return TimeoutOverrides::default();
         };
+        if f.get("connect_ms").is_some() {
+            // Connections are pooled per provider (and reused across models), so the connect
+            // deadline can only be the provider's.
+            let msg = "is a provider setting (connections are pooled per provider): set it under providers.<id>.timeouts";
+            self.problem(&child(path, "connect_ms"), msg);
+        }
         let o = TimeoutOverrides {
-            connect_ms: self.field_u64(&f, path, "connect_ms", 1),
+            connect_ms: None,
             first_byte_ms: self.field_u64(&f, path, "first_byte_ms", 1),
             first_token_ms: self.field_u64(&f, path, "first_token_ms", 1),
             stall_ms: self.field_u64(&f, path, "stall_ms", 1),
@@ -2629,13 +2635,13 @@ models:
     #[test]
     fn model_timeout_overrides() {
         let config = decoded(
-            "models:\n  - name: m\n    targets: [{ provider: mock }]\n    timeouts: { connect_ms: 1, first_byte_ms: 2, first_token_ms: 3, stall_ms: 4, total_ms: 5 }\n  - name: n\n    targets: [{ provider: mock }]\n    timeouts: { stall_ms: 700, first_token_ms: 900000 }\n",
+            "models:\n  - name: m\n    targets: [{ provider: mock }]\n    timeouts: { first_byte_ms: 2, first_token_ms: 3, stall_ms: 4, total_ms: 5 }\n  - name: n\n    targets: [{ provider: mock }]\n    timeouts: { stall_ms: 700, first_token_ms: 900000 }\n",
             &[],
         );
         assert_eq!(
             config.models[0].timeouts,
             TimeoutOverrides {
-                connect_ms: Some(1),
+                connect_ms: None,
                 first_byte_ms: Some(2),
                 first_token_ms: Some(3),
                 stall_ms: Some(4),
@@ -2653,10 +2659,11 @@ models:
         );
         assert_eq!(
             problems(
-                "models:\n  - name: m\n    targets: [{ provider: mock }]\n    timeouts: { first_token_ms: 10, total_ms: 9, stall_ms: 0, firstbyte_ms: 1 }\n"
+                "models:\n  - name: m\n    targets: [{ provider: mock }]\n    timeouts: { first_token_ms: 10, total_ms: 9, stall_ms: 0, firstbyte_ms: 1, connect_ms: 5 }\n"
             ),
             [
                 "models[0].timeouts.firstbyte_ms: unknown field (did you mean \"first_byte_ms\"?)",
+                "models[0].timeouts.connect_ms: is a provider setting (connections are pooled per provider): set it under providers.<id>.timeouts",
                 "models[0].timeouts.stall_ms: expected a positive integer, got 0",
                 "models[0].timeouts.first_token_ms: must not exceed total_ms (9), got 10",
             ]

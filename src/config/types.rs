@@ -132,6 +132,8 @@ impl Default for Timeouts {
 /// provider's value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TimeoutOverrides {
+    /// Always `None` for models (connections are pooled per provider); kept so the type
+    /// mirrors `Timeouts`.
     pub connect_ms: Option<u64>,
     pub first_byte_ms: Option<u64>,
     pub first_token_ms: Option<u64>,
