@@ -8,22 +8,23 @@
 //!
 //! The CLI is installed on first use from the npm registry into `<target dir>/test-node` (`npm
 //! ci` of tests/node/package-lock.json, under a lock file); its native binary comes in a
-//! per-platform optional-dependency package.
+//! per-platform optional-dependency package. `FERROGATE_TEST_CLAUDE=/path/to/claude` uses that
+//! executable as is instead (any version), with no install.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use common::metrics::parse;
+use common::proc::{output_text, run_bounded, target_dir, Lock};
 use common::*;
+use ferrogate::providers::mock::VOCABULARY;
 use serde_json::Value;
 
 const PROMPT: &str = "Reply with the word hello";
@@ -32,16 +33,7 @@ const REPLY_WORDS: usize = 12;
 /// One `claude -p` run (start-up, the model exchange(s), exit).
 const CLAUDE_TIMEOUT: Duration = Duration::from_secs(120);
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
-/// A lock older than this was left by a killed test run.
-const STALE_LOCK: Duration = Duration::from_secs(600);
 const PACKAGE: &str = "@anthropic-ai/claude-code";
-
-/// The words the built-in mock speaks (src/providers/mock.rs `VOCABULARY`).
-const MOCK_VOCABULARY: &[&str] = &[
-    "the", "gateway", "answers", "quickly", "with", "tokens", "from", "a", "mock", "model", "that",
-    "never", "leaves", "this", "machine", "and", "streams", "every", "word", "as", "soon", "it",
-    "is", "ready", "for", "you", "to", "read", "here", "now", "today", "again",
-];
 
 // ---------------------------------------------------------------------------------------------
 // Installing the CLI.
@@ -51,21 +43,6 @@ fn node_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("node")
-}
-
-/// The cargo target directory: `CARGO_TARGET_DIR`, else the one this test binary was built into
-/// (`<target>/<profile>/deps/<binary>`), else `./target`.
-fn target_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            let deps = exe.parent()?;
-            (deps.file_name()? == "deps").then(|| deps.parent()?.parent().map(Path::to_path_buf))?
-        })
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
 /// The pinned version (tests/node/package.json).
@@ -84,10 +61,43 @@ fn pinned_version() -> String {
     v.to_owned()
 }
 
-/// The `claude` executable, installed on first use; checked to run and be the pinned version.
+/// The `claude` executable: `FERROGATE_TEST_CLAUDE` when set (checked to run), else installed on
+/// first use and checked to run and be the pinned version.
 fn claude() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(install).clone()
+    BIN.get_or_init(|| match std::env::var_os("FERROGATE_TEST_CLAUDE") {
+        Some(bin) => given_binary(PathBuf::from(bin)),
+        None => install(),
+    })
+    .clone()
+}
+
+/// `FERROGATE_TEST_CLAUDE`, used as is once `--version` runs.
+fn given_binary(bin: PathBuf) -> PathBuf {
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--version").env("DISABLE_AUTOUPDATER", "1");
+    let ran = run_bounded(cmd, Duration::from_secs(60), "claude --version");
+    match ran {
+        Ok((Some(status), stdout, _)) if status.success() => {
+            eprintln!(
+                "[FERROGATE_TEST_CLAUDE={}] {}",
+                bin.display(),
+                stdout.trim()
+            );
+            bin
+        }
+        Ok((status, stdout, stderr)) => panic!(
+            "FERROGATE_TEST_CLAUDE={}: `--version` failed ({status:?}); point it at a working \
+             claude or unset it\n{}",
+            bin.display(),
+            output_text(&stdout, &stderr)
+        ),
+        Err(e) => panic!(
+            "FERROGATE_TEST_CLAUDE={}: cannot start it ({e}); point it at a claude executable \
+             or unset it",
+            bin.display()
+        ),
+    }
 }
 
 fn install() -> PathBuf {
@@ -101,7 +111,10 @@ fn install() -> PathBuf {
             return bin;
         }
     }
-    let _lock = Lock::acquire(&target_dir().join("test-node.lock"));
+    let _lock = Lock::acquire(
+        &target_dir().join("test-node.lock"),
+        "installing Claude Code",
+    );
     // Another test binary may have installed it while we waited.
     if !installed() || find_binary(&dir, &version).is_none() {
         fs::create_dir_all(&dir).expect("create target/test-node");
@@ -114,12 +127,20 @@ fn install() -> PathBuf {
         let mut npm = Command::new("npm");
         npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir);
-        let (status, out) = run_bounded(npm, INSTALL_TIMEOUT, "npm ci (Claude Code)");
+        let (status, stdout, stderr) = match run_bounded(npm, INSTALL_TIMEOUT, "npm ci") {
+            Ok(ran) => ran,
+            Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+                "npm not found: install Node.js and npm (Debian: apt-get install nodejs npm), or \
+                 set FERROGATE_TEST_CLAUDE=/path/to/claude"
+            ),
+            Err(e) => panic!("npm ci (Claude Code): cannot start npm: {e}"),
+        };
         assert!(
             status.is_some_and(|s| s.success()),
             "installing {PACKAGE}@{version} with `npm ci` in {} failed ({status:?}); the test \
-             needs npm and the npm registry.\n{out}",
-            dir.display()
+             needs npm and the npm registry, or set FERROGATE_TEST_CLAUDE=/path/to/claude.\n{}",
+            dir.display(),
+            output_text(&stdout, &stderr)
         );
         fs::write(&marker, &lock_src).expect("write install marker");
     }
@@ -154,104 +175,10 @@ fn find_binary(dir: &Path, version: &str) -> Option<PathBuf> {
         }
         let mut cmd = Command::new(bin);
         cmd.arg("--version").env("DISABLE_AUTOUPDATER", "1");
-        let (status, out) = run_bounded(cmd, Duration::from_secs(60), "claude --version");
-        status.is_some_and(|s| s.success()) && out.contains(version)
+        run_bounded(cmd, Duration::from_secs(60), "claude --version").is_ok_and(
+            |(status, stdout, _)| status.is_some_and(|s| s.success()) && stdout.contains(version),
+        )
     })
-}
-
-/// Runs `cmd` in its own process group with piped output, at most `timeout`; on timeout the
-/// whole group is killed. Returns the exit status (`None` on timeout) and stdout + stderr.
-fn run_bounded(mut cmd: Command, timeout: Duration, what: &str) -> (Option<ExitStatus>, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    let (out, err) = (drain(&mut child, true), drain(&mut child, false));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait().expect("try_wait") {
-            Some(status) => break Some(status),
-            None if Instant::now() < deadline => sleep(Duration::from_millis(50)),
-            None => {
-                // The CLI may have children of its own: end the whole group.
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .status();
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let text = format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default()
-    );
-    (status, text)
-}
-
-fn drain(child: &mut Child, stdout: bool) -> std::thread::JoinHandle<String> {
-    let pipe: Option<Box<dyn Read + Send>> = if stdout {
-        child.stdout.take().map(|p| Box::new(p) as _)
-    } else {
-        child.stderr.take().map(|p| Box::new(p) as _)
-    };
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
-        }
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
-/// An exclusive lock held while the file exists (`create_new` is atomic across processes).
-struct Lock(PathBuf);
-
-impl Lock {
-    fn acquire(path: &Path) -> Lock {
-        if let Some(dir) = path.parent() {
-            let _ = fs::create_dir_all(dir);
-        }
-        let deadline = Instant::now() + INSTALL_TIMEOUT + Duration::from_secs(60);
-        loop {
-            match File::create_new(path) {
-                Ok(mut f) => {
-                    let _ = writeln!(f, "{}", std::process::id());
-                    return Lock(path.to_path_buf());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let stale = fs::metadata(path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| SystemTime::now().duration_since(t).ok())
-                        .is_some_and(|age| age > STALE_LOCK);
-                    if stale {
-                        let _ = fs::remove_file(path);
-                        continue;
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "waited too long for {} (another test is installing Claude Code; \
-                         delete the file if no test is running)",
-                        path.display()
-                    );
-                    sleep(Duration::from_millis(200));
-                }
-                Err(e) => panic!("creating lock {}: {e}", path.display()),
-            }
-        }
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,7 +235,9 @@ async fn run_claude(base_url: String) -> Value {
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
             .env("DISABLE_AUTOUPDATER", "1");
         let started = Instant::now();
-        let (status, out) = run_bounded(cmd, CLAUDE_TIMEOUT, "claude -p");
+        let (status, stdout, stderr) = run_bounded(cmd, CLAUDE_TIMEOUT, "claude -p")
+            .unwrap_or_else(|e| panic!("claude -p: cannot start {}: {e}", bin.display()));
+        let out = output_text(&stdout, &stderr);
         eprintln!(
             "[claude -p -> {base_url}] {status:?} in {:?}\n{out}",
             started.elapsed()
@@ -321,10 +250,6 @@ async fn run_claude(base_url: String) -> Value {
             status.is_some_and(|s| s.success()),
             "claude -p failed ({status:?})\n{out}"
         );
-        let stdout = out
-            .strip_prefix("--- stdout\n")
-            .and_then(|s| s.split("\n--- stderr\n").next())
-            .unwrap_or_default();
         let line = stdout
             .lines()
             .rev()
@@ -373,7 +298,7 @@ async fn check_claude_code(dialect: Upstream, path_prefix: &str) {
     );
     for w in &words {
         assert!(
-            MOCK_VOCABULARY.contains(&w.as_str()),
+            VOCABULARY.contains(&w.as_str()),
             "`{w}` is not a mock word: {answer:?}"
         );
     }
@@ -408,66 +333,4 @@ async fn claude_code_through_openai_upstream() {
 #[tokio::test]
 async fn claude_code_under_anthropic_prefix_through_openai_upstream() {
     check_claude_code(Upstream::OpenAi, "/anthropic").await;
-}
-
-/// A hung CLI must not outlive the test: on timeout its whole process group is killed.
-#[cfg(target_os = "linux")]
-#[test]
-fn timeout_kills_the_whole_process_group() {
-    let mut cmd = Command::new("sh");
-    cmd.args(["-c", "sleep 30 & echo $!; wait"]);
-    let started = Instant::now();
-    let (status, out) = run_bounded(cmd, Duration::from_millis(500), "sh");
-    assert_eq!(status, None, "{out}");
-    assert!(started.elapsed() < Duration::from_secs(10), "{out}");
-    let child_pid = out
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse::<u32>().ok())
-        .unwrap_or_else(|| panic!("no background pid printed: {out}"));
-    // Alive unless gone or a zombie (an orphan waits for init to reap it).
-    let alive = || {
-        fs::read_to_string(format!("/proc/{child_pid}/stat")).is_ok_and(|stat| {
-            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
-            state != Some(Some('Z'))
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive() && Instant::now() < deadline {
-        sleep(Duration::from_millis(50));
-    }
-    assert!(
-        !alive(),
-        "background child {child_pid} survived the timeout"
-    );
-}
-
-/// The vocabulary above is the mock's: a plain request's answer uses only these words.
-#[tokio::test]
-async fn mock_vocabulary_copy_is_current() {
-    let upstream = upstream_gateway(Upstream::OpenAi).await;
-    for topic in ["alpha", "beta gamma", "delta epsilon zeta", "eta"] {
-        let reply = post_with(
-            &upstream.url("/v1/chat/completions"),
-            serde_json::to_vec(&serde_json::json!({
-                "model": "any",
-                "messages": [{"role": "user", "content": topic}],
-            }))
-            .unwrap(),
-            &[],
-        )
-        .await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        let v = reply.json();
-        let text = v["choices"][0]["message"]["content"]
-            .as_str()
-            .expect("text");
-        assert_eq!(text.split_whitespace().count(), REPLY_WORDS, "{text}");
-        for w in text.split_whitespace() {
-            assert!(
-                MOCK_VOCABULARY.contains(&w),
-                "`{w}` is missing from MOCK_VOCABULARY"
-            );
-        }
-    }
 }

@@ -23,7 +23,7 @@ pub struct MockAnswer {
 }
 
 /// Words the mock speaks; chosen by a hash of the request so answers are stable.
-const VOCABULARY: &[&str] = &[
+pub const VOCABULARY: &[&str] = &[
     "the", "gateway", "answers", "quickly", "with", "tokens", "from", "a", "mock", "model", "that",
     "never", "leaves", "this", "machine", "and", "streams", "every", "word", "as", "soon", "it",
     "is", "ready", "for", "you", "to", "read", "here", "now", "today", "again",

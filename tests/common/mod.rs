@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod mock_upstream;
+pub mod proc;
 pub mod python;
 pub mod tls;
 
