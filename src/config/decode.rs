@@ -1247,25 +1247,33 @@ impl Decoder<'_> {
         // second-hand problem.
         let total_given = f.get("total_ms").is_some();
         if total.is_some() || !total_given {
-            self.first_token_within_total(path, t.first_token_ms, t.total_ms, total_given);
+            self.within_total(
+                path,
+                "first_token_ms",
+                t.first_token_ms,
+                t.total_ms,
+                total_given,
+            );
+            self.within_total(path, "stall_ms", t.stall_ms, t.total_ms, total_given);
         }
         t
     }
 
-    /// A first-token limit past the total one could never fire.
-    fn first_token_within_total(
+    /// A first-token or stall limit past the total one could never fire.
+    fn within_total(
         &mut self,
         path: &str,
-        first_token_ms: Option<u64>,
+        field: &str,
+        ms: Option<u64>,
         total_ms: u64,
         total_given: bool,
     ) {
-        let Some(first_token_ms) = first_token_ms.filter(|&ms| ms > total_ms) else {
+        let Some(ms) = ms.filter(|&ms| ms > total_ms) else {
             return;
         };
         let default = if total_given { "" } else { ", the default" };
-        let msg = format!("must not exceed total_ms ({total_ms}{default}), got {first_token_ms}");
-        self.problem(&child(path, "first_token_ms"), msg);
+        let msg = format!("must not exceed total_ms ({total_ms}{default}), got {ms}");
+        self.problem(&child(path, field), msg);
     }
 
     fn breaker(&mut self, path: &str, v: &Value) -> BreakerConfig {
@@ -1523,9 +1531,12 @@ impl Decoder<'_> {
         let mut m = ModelConfig::default();
         // Counted as written, so a target that failed to decode changes no verdict below.
         let written_targets = f.get("targets").and_then(Value::as_sequence);
+        let mut balance_failed = false;
         if let Some(v) = f.get("balance") {
             let bp = child(path, "balance");
-            if let Some(balance) = self.balance(&bp, v) {
+            let decoded = self.balance(&bp, v);
+            balance_failed = decoded.is_none();
+            if let Some(balance) = decoded {
                 m.balance = balance;
                 let limited = written_targets.is_some_and(|targets| {
                     targets.iter().any(|t| {
@@ -1537,6 +1548,25 @@ impl Decoder<'_> {
                 if balance == Balance::UsageAware && written_targets.is_some() && !limited {
                     let msg = "usage_aware needs rpm or tpm on at least one target (the limits it balances against)";
                     self.problem(&bp, msg);
+                }
+            }
+        }
+        if m.balance != Balance::UsageAware && !balance_failed {
+            // Only usage-aware balancing reads a target's limits; elsewhere they would be inert.
+            // (An invalid limit is reported on its own, not again here.)
+            let valid = |v: &Value| match v {
+                Value::Number(n) => n.as_u64().is_some_and(|n| n > 0),
+                Value::String(s) => s.contains("${"),
+                _ => false,
+            };
+            for (j, t) in written_targets.into_iter().flatten().enumerate() {
+                for k in ["rpm", "tpm"] {
+                    if t.get(k).is_some_and(valid) {
+                        let tp = child(&item(&child(path, "targets"), j), k);
+                        let msg =
+                            "only applies with balance: usage_aware (the limits it balances by)";
+                        self.problem(&tp, msg);
+                    }
                 }
             }
         }
@@ -1639,14 +1669,14 @@ impl Decoder<'_> {
             self.problem(&child(path, "connect_ms"), msg);
         }
         let o = TimeoutOverrides {
-            connect_ms: None,
             first_byte_ms: self.field_u64(&f, path, "first_byte_ms", 1),
             first_token_ms: self.field_u64(&f, path, "first_token_ms", 1),
             stall_ms: self.field_u64(&f, path, "stall_ms", 1),
             total_ms: self.field_u64(&f, path, "total_ms", 1),
         };
         if let Some(total_ms) = o.total_ms {
-            self.first_token_within_total(path, o.first_token_ms, total_ms, true);
+            self.within_total(path, "first_token_ms", o.first_token_ms, total_ms, true);
+            self.within_total(path, "stall_ms", o.stall_ms, total_ms, true);
         }
         o
     }
@@ -2641,7 +2671,6 @@ models:
         assert_eq!(
             config.models[0].timeouts,
             TimeoutOverrides {
-                connect_ms: None,
                 first_byte_ms: Some(2),
                 first_token_ms: Some(3),
                 stall_ms: Some(4),
@@ -2802,6 +2831,25 @@ models:
             problems("models:\n  - { name: a, targets: [{ provider: ghost }] }\n  - { name: b, targets: [{ provider: mock }], fallbacks: [a] }\n"),
             ["models[0].targets[0].provider: unknown provider \"ghost\" (known: mock)"]
         );
+    }
+
+    #[test]
+    fn target_rate_limits_need_usage_aware_and_limits_fit_the_total() {
+        assert_eq!(
+            problems(
+                "models:\n  - name: m\n    targets: [{ provider: mock, rpm: 10 }, { provider: mock, tpm: 100 }]\n  - name: n\n    balance: least_in_flight\n    targets: [{ provider: mock, rpm: 5 }]\n    timeouts: { stall_ms: 10, total_ms: 5 }\n"
+            ),
+            [
+                "models[0].targets[0].rpm: only applies with balance: usage_aware (the limits it balances by)",
+                "models[0].targets[1].tpm: only applies with balance: usage_aware (the limits it balances by)",
+                "models[1].targets[0].rpm: only applies with balance: usage_aware (the limits it balances by)",
+                "models[1].timeouts.stall_ms: must not exceed total_ms (5), got 10",
+            ]
+        );
+        assert!(problems(
+            "models:\n  - name: m\n    balance: usage_aware\n    targets: [{ provider: mock, rpm: 10 }, { provider: mock }]\n"
+        )
+        .is_empty());
     }
 
     #[test]

@@ -128,13 +128,11 @@ impl Default for Timeouts {
     }
 }
 
-/// Per-model (or per-request) replacements for a provider's timeouts; `None` keeps the
-/// provider's value.
+/// Per-model replacements for a provider's timeouts; `None` keeps the provider's value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TimeoutOverrides {
-    /// Always `None` for models (connections are pooled per provider); kept so the type
-    /// mirrors `Timeouts`.
-    pub connect_ms: Option<u64>,
+    // No `connect_ms`: connections are pooled per provider, so the connect deadline is the
+    // provider's (a model-level one is refused by the decoder).
     pub first_byte_ms: Option<u64>,
     pub first_token_ms: Option<u64>,
     pub stall_ms: Option<u64>,
