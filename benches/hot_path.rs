@@ -139,8 +139,10 @@ fn route_pick(c: &mut Criterion) {
         providers: vec![provider],
         models,
     };
-    let Ok(snapshot) = compile(&config, &PoolCache::default(), &HealthRegistry::default()) else {
-        return;
+    // A config that stops compiling must fail the bench, not silently drop this group.
+    let snapshot = match compile(&config, &PoolCache::default(), &HealthRegistry::default()) {
+        Ok(s) => s,
+        Err(e) => panic!("bench config does not compile: {e}"),
     };
     let pick = |model: &str| match snapshot.resolve(model) {
         Some(Resolved::Route(r)) => r.pick().map(|t| t.weight),
