@@ -684,6 +684,30 @@ async fn anthropic_mid_stream_error_event_is_forwarded_untouched() {
 // 2. Gemini client -> Gemini provider (pass-through)
 // =============================================================================================
 
+/// The mock frames a Gemini stream one event per frame: its events end in `\r\n\r\n`, and each
+/// frame is one whole event (the bytes unchanged).
+#[test]
+fn gemini_streams_are_framed_one_event_per_frame() {
+    for name in [GEM_STREAM_TEXT, GEM_STREAM_TOOL] {
+        let raw = fixture(name);
+        let frames = Behavior::sse_fixture(name).frames();
+        let data_lines = raw.windows(5).filter(|w| *w == b"data:").count();
+        assert!(data_lines > 1, "{name}: {data_lines} events");
+        assert_eq!(frames.len(), data_lines, "{name}: one frame per event");
+        for f in &frames {
+            assert!(f.starts_with(b"data:"), "{name}: {f:?}");
+            assert!(f.ends_with(b"\r\n\r\n"), "{name}: {f:?}");
+        }
+        assert_eq!(frames.concat(), raw, "{name}: bytes preserved");
+    }
+    // `\n\n` events (OpenAI, Anthropic) split as before.
+    let raw = fixture(STREAM_TEXT);
+    let events = sse_events(&raw);
+    assert!(events.len() > 2);
+    assert!(events.iter().all(|e| e.ends_with(b"\n\n")));
+    assert_eq!(events.concat(), raw);
+}
+
 #[tokio::test]
 async fn gemini_stream_passthrough_moves_the_key_out_of_the_url_and_is_byte_exact() {
     let (up, gw) = start().await;

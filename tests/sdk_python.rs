@@ -70,18 +70,6 @@ impl Dialect {
     }
 }
 
-/// An event-stream reply, one HTTP frame per event. Gemini delimits events with `\r\n\r\n`,
-/// which `Behavior::sse` does not cut at: its streams go in odd-sized frames instead.
-fn sse_reply(body: Vec<u8>) -> Behavior {
-    let crlf = body.windows(4).any(|w| w == b"\r\n\r\n");
-    let b = Behavior::sse(body);
-    if crlf {
-        b.split_every(97)
-    } else {
-        b
-    }
-}
-
 /// The only request the upstream received (panics on none or several).
 fn only_request(up: &MockUpstream) -> RecordedRequest {
     let reqs = up.requests();
@@ -272,11 +260,11 @@ fn gemini_nonstream_text() -> Vec<u8> {
 fn text_reply(d: Dialect, stream: bool) -> Behavior {
     match (d, stream) {
         (Dialect::OpenAi, false) => Behavior::json_fixture(200, CHAT_NONSTREAM),
-        (Dialect::OpenAi, true) => sse_reply(fixture(STREAM_TEXT)),
+        (Dialect::OpenAi, true) => Behavior::sse(fixture(STREAM_TEXT)),
         (Dialect::Anthropic, false) => Behavior::json_fixture(200, ANTHROPIC_NONSTREAM),
-        (Dialect::Anthropic, true) => sse_reply(anthropic_stream_text()),
+        (Dialect::Anthropic, true) => Behavior::sse(anthropic_stream_text()),
         (Dialect::Gemini, false) => Behavior::json(200, gemini_nonstream_text()),
-        (Dialect::Gemini, true) => sse_reply(fixture(GEMINI_STREAM_TEXT)),
+        (Dialect::Gemini, true) => Behavior::sse(fixture(GEMINI_STREAM_TEXT)),
     }
 }
 
@@ -456,13 +444,13 @@ struct ToolAnswer {
 fn tool_answer(fixture_name: &str) -> ToolAnswer {
     let (reply, stream, text, calls) = match fixture_name {
         STREAM_TOOL => (
-            sse_reply(fixture(STREAM_TOOL)),
+            Behavior::sse(fixture(STREAM_TOOL)),
             true,
             "",
             vec![("get_capital", json!({"country": "UK"}))],
         ),
         ANTHROPIC_STREAM_TOOL => (
-            sse_reply(fixture(ANTHROPIC_STREAM_TOOL)),
+            Behavior::sse(fixture(ANTHROPIC_STREAM_TOOL)),
             true,
             "I'll check the current weather in Paris for you.",
             vec![("get_weather", json!({"location": "Paris"}))],
@@ -478,7 +466,7 @@ fn tool_answer(fixture_name: &str) -> ToolAnswer {
                 .collect(),
         ),
         GEMINI_STREAM_TOOL => (
-            sse_reply(fixture(GEMINI_STREAM_TOOL)),
+            Behavior::sse(fixture(GEMINI_STREAM_TOOL)),
             true,
             "",
             vec![("get_country", json!({}))],

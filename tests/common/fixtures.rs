@@ -35,20 +35,29 @@ pub fn fixture_request_body(name: &str) -> Value {
     v.get("body").cloned().expect("request fixture has a body")
 }
 
-/// Splits an SSE body into events, each keeping its trailing `\n\n` delimiter. A trailing
-/// partial event (no delimiter) is returned as the last element.
+/// Splits an SSE body into events, each keeping its delimiter: an event ends at the first
+/// `\n\n` or `\r\n\r\n` (Gemini's) after its start. A trailing partial event (no delimiter) is
+/// the last element. The bytes are untouched: the events concatenated are `body`.
 pub fn sse_events(body: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut i = 0;
-    while i + 1 < body.len() {
-        if body[i] == b'\n' && body[i + 1] == b'\n' {
-            out.push(body[start..i + 2].to_vec());
-            start = i + 2;
-            i += 2;
+    while i < body.len() {
+        let rest = &body[i..];
+        let delimiter = if rest.starts_with(b"\r\n\r\n") {
+            4
+        } else if rest.starts_with(b"\n\n") {
+            2
         } else {
+            0
+        };
+        if delimiter == 0 {
             i += 1;
+            continue;
         }
+        i += delimiter;
+        out.push(body[start..i].to_vec());
+        start = i;
     }
     if start < body.len() {
         out.push(body[start..].to_vec());

@@ -27,7 +27,7 @@ type Body = BoxBody<Bytes, std::io::Error>;
 pub enum Framing {
     /// One frame (a `Content-Length` body unless delays/stall/drop/gate force streaming).
     Whole,
-    /// One frame per SSE event (`...\n\n`).
+    /// One frame per SSE event (ending `\n\n` or `\r\n\r\n`, see `sse_events`).
     SseEvents,
     /// Frames of `n` bytes (odd boundaries, splitting events and lines).
     Every(usize),
