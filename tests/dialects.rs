@@ -109,18 +109,6 @@ fn to_vec(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).expect("json")
 }
 
-/// The one request the upstream received (panics unless exactly one).
-fn only_request(up: &MockUpstream) -> RecordedRequest {
-    let reqs = up.requests();
-    assert_eq!(
-        reqs.len(),
-        1,
-        "expected exactly one upstream request, got {:?}",
-        reqs.iter().map(|r| &r.path).collect::<Vec<_>>()
-    );
-    reqs.into_iter().next().expect("one request")
-}
-
 /// No header and not the path or body of `req` contains the client's key.
 #[track_caller]
 fn assert_client_key_absent(req: &RecordedRequest) {
@@ -580,7 +568,7 @@ async fn anthropic_passthrough_keeps_the_clients_version_and_unrenamed_body() {
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_eq!(
         req.header("anthropic-version").as_deref(),
         Some("2023-01-01")
@@ -602,7 +590,7 @@ async fn anthropic_passthrough_forwards_the_beta_query() {
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(only_request(&up).path, "/v1/messages?beta=true");
+    assert_eq!(up.only_request().path, "/v1/messages?beta=true");
 }
 
 #[tokio::test]
@@ -832,7 +820,7 @@ async fn openai_to_anthropic_nonstream_translates_request_answer_and_cache_usage
     );
     assert_tokens(&gw, "claude-sonnet", "prompt", 132).await;
 
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_eq!(req.path, "/v1/messages");
     assert_eq!(req.header("x-api-key").as_deref(), Some(ANT_KEY));
     assert_eq!(
@@ -915,7 +903,7 @@ async fn openai_to_anthropic_stream_tool_call_starts_at_index_zero() {
     assert_tokens(&gw, "claude-sonnet", "prompt", 497).await;
     assert_tokens(&gw, "claude-sonnet", "completion", 65).await;
 
-    let b = only_request(&up).json();
+    let b = up.only_request().json();
     assert_eq!(b["stream"], true, "{b}");
     assert!(
         b.get("stream_options").is_none(),
@@ -1108,7 +1096,7 @@ async fn anthropic_to_openai_stream_is_a_well_formed_message_stream() {
     assert_tokens(&gw, "gpt-up", "prompt", 53).await;
     assert_tokens(&gw, "gpt-up", "completion", 15).await;
 
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_eq!(req.path, "/v1/chat/completions");
     assert_eq!(
         req.header("authorization").as_deref(),
@@ -1180,7 +1168,7 @@ async fn anthropic_to_openai_parallel_tool_results_become_tool_messages_in_order
     assert_eq!(v["usage"]["output_tokens"], 363, "{v}");
 
     // The upstream conversation: system, user, assistant with 4 tool calls, 4 tool messages.
-    let b = only_request(&up).json();
+    let b = up.only_request().json();
     assert_eq!(b["model"], "gpt-4o-mini");
     assert_eq!(b["max_completion_tokens"], 4096, "{b}");
     assert_ne!(b["stream"], true);
@@ -1352,7 +1340,7 @@ async fn gemini_client_to_openai_provider_tool_call_becomes_function_call() {
     assert_eq!(calls.len(), 1, "one whole function call: {}", reply.text());
     assert_eq!(calls[0]["name"], "get_capital");
     assert_eq!(calls[0]["args"], json!({"country": "UK"}));
-    let b = only_request(&up).json();
+    let b = up.only_request().json();
     assert_eq!(b["tools"][0]["function"]["name"], "get_capital", "{b}");
 }
 
@@ -1399,7 +1387,7 @@ async fn openai_client_to_gemini_provider_stream_tool_call_gets_an_id_and_tool_c
         "thoughts count as output: {usage}"
     );
 
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_eq!(
         req.path,
         format!("/v1beta/models/{GEMINI_PRO}:streamGenerateContent?alt=sse")
@@ -1497,7 +1485,7 @@ async fn anthropic_client_to_gemini_provider_stream_tool_call() {
     assert_eq!(s.stop_reason.as_deref(), Some("tool_use"));
     assert_eq!(s.output_tokens, Some(10 + 202));
 
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_eq!(
         req.path,
         format!("/v1beta/models/{GEMINI_PRO}:streamGenerateContent?alt=sse")
@@ -1550,7 +1538,7 @@ async fn gemini_client_to_anthropic_provider_stream_tool_call() {
     assert_eq!(usage["promptTokenCount"], 377, "{usage}");
     assert_eq!(usage["candidatesTokenCount"], 65, "{usage}");
 
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_eq!(req.path, "/v1/messages");
     assert_eq!(req.header("x-api-key").as_deref(), Some(ANT_KEY));
     assert_client_key_absent(&req);
@@ -1723,7 +1711,7 @@ async fn openai_to_bedrock_with_api_key_streams_the_event_stream() {
     assert_tokens(&gw, "nova", "prompt", 13).await;
     assert_tokens(&gw, "nova", "completion", 82).await;
 
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_eq!(req.path, format!("/model/{NOVA_PATH}/converse-stream"));
     assert_eq!(
         req.header("authorization").as_deref(),
@@ -1761,7 +1749,7 @@ async fn openai_to_bedrock_signed_with_sigv4_nonstream() {
     assert_eq!(v["usage"]["prompt_tokens"], 7);
     assert_eq!(v["usage"]["completion_tokens"], 30);
 
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_eq!(req.path, format!("/model/{NOVA_PATH}/converse"));
     let auth = req.header("authorization").expect("authorization");
     assert!(
@@ -1840,7 +1828,7 @@ async fn azure_stream_passthrough_is_byte_exact() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(&reply.body, &fixture(STREAM_TEXT), "azure stream");
     assert_eq!(
-        only_request(&up).path,
+        up.only_request().path,
         "/openai/deployments/prod-41/chat/completions?api-version=2024-10-21"
     );
     assert_tokens(&gw, "gpt-az", "prompt", 78).await;
@@ -1889,7 +1877,7 @@ async fn check_preset(preset: &str, path: &str, key_env: &str) {
     .await;
     assert_eq!(reply.status, 200, "{preset}: {}", reply.text());
     assert_bytes_eq(&reply.body, &fixture(CHAT_NONSTREAM), preset);
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_eq!(req.path, format!("{path}/chat/completions"), "{preset}");
     let expected_auth = (!key_env.is_empty()).then(|| format!("Bearer {key}"));
     assert_eq!(req.header("authorization"), expected_auth, "{preset}");
@@ -1929,7 +1917,7 @@ async fn count_tokens_is_forwarded_to_anthropic_and_estimated_elsewhere() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(&reply.body, &fixture(ANT_COUNT), "count_tokens answer");
     assert_eq!(reply.header("x-ferrogate-token-estimate"), None);
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_eq!(req.path, "/v1/messages/count_tokens");
     assert_eq!(req.header("x-api-key").as_deref(), Some(ANT_KEY));
     assert!(req.header("anthropic-version").is_some());
@@ -1999,7 +1987,7 @@ async fn responses_stream_passes_through_and_meters_usage() {
     let reply = post(&gw.url("/v1/responses"), to_vec(&body)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(&reply.body, &fixture(RESP_STREAM), "responses stream");
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_eq!(req.path, "/v1/responses");
     assert_eq!(req.json()["model"], "gpt-4o-mini");
     assert_tokens(&gw, "gpt-up", "prompt", 278).await;
@@ -2032,7 +2020,7 @@ async fn openai_alias_path_passes_through() {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(&reply.body, &fixture(CHAT_NONSTREAM), "alias");
-    assert_eq!(only_request(&up).path, "/v1/chat/completions");
+    assert_eq!(up.only_request().path, "/v1/chat/completions");
 }
 
 #[tokio::test]

@@ -9,16 +9,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use tokio::io::AsyncWriteExt;
 
-fn chat_url(gw: &Gateway) -> String {
-    gw.url("/v1/chat/completions")
-}
-
 // ---------------------------------------------------------------- request validation
 
 #[tokio::test]
 async fn malformed_json_is_400() {
     let (up, gw) = setup().await;
-    let reply = post(&chat_url(&gw), r#"{"model":"gpt-4o-mini","messages":[{"#).await;
+    let reply = post(&gw.chat_url(), r#"{"model":"gpt-4o-mini","messages":[{"#).await;
     assert_openai_error(&reply, 400);
     assert_eq!(up.request_count(), 0, "nothing must reach the upstream");
 }
@@ -27,7 +23,7 @@ async fn malformed_json_is_400() {
 async fn missing_model_is_400() {
     let (up, gw) = setup().await;
     let reply = post(
-        &chat_url(&gw),
+        &gw.chat_url(),
         r#"{"messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
@@ -47,7 +43,7 @@ async fn non_string_model_is_400() {
         r#"{"model":null,"messages":[]}"#,
         r#"{"model":{"name":"gpt-4o-mini"},"messages":[]}"#,
     ] {
-        let reply = post(&chat_url(&gw), body).await;
+        let reply = post(&gw.chat_url(), body).await;
         assert_openai_error(&reply, 400);
     }
     assert_eq!(up.request_count(), 0);
@@ -56,7 +52,7 @@ async fn non_string_model_is_400() {
 #[tokio::test]
 async fn unknown_model_is_404_and_suggests_close_name() {
     let (up, gw) = setup().await;
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mni", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mni", None)).await;
     let msg = assert_openai_error(&reply, 404);
     assert!(
         msg.contains("gpt-4o-mini"),
@@ -68,7 +64,7 @@ async fn unknown_model_is_404_and_suggests_close_name() {
 #[tokio::test]
 async fn unknown_provider_prefix_is_404() {
     let (up, gw) = setup().await;
-    let reply = post(&chat_url(&gw), chat_body("nosuchprovider/some-model", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("nosuchprovider/some-model", None)).await;
     assert_openai_error(&reply, 404);
     assert_eq!(up.request_count(), 0);
 }
@@ -82,14 +78,14 @@ async fn body_over_limit_is_413_and_body_under_limit_passes() {
     .await;
     let small = chat_body("gpt-4o-mini", None);
     assert!(small.len() < 2048);
-    let reply = post(&chat_url(&gw), small).await;
+    let reply = post(&gw.chat_url(), small).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 
     let big = format!(
         r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{}"}}]}}"#,
         "a".repeat(8 * 1024)
     );
-    let reply = post(&chat_url(&gw), big).await;
+    let reply = post(&gw.chat_url(), big).await;
     assert_openai_error(&reply, 413);
     assert_eq!(
         up.request_count(),
@@ -105,7 +101,7 @@ async fn refused_upstream_connection_is_502() {
     let url = format!("http://127.0.0.1:{}/v1", refused_port());
     let gw = Gateway::start(&Cfg::new(&url).yaml()).await;
     let started = Instant::now();
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_openai_error(&reply, 502);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -116,7 +112,7 @@ async fn ready_is_503_once_every_routed_provider_is_known_down() {
     let gw = Gateway::start(&Cfg::new(&url).yaml()).await;
     assert_eq!(get(&gw.url("/ready")).await.status, 200);
     for _ in 0..5 {
-        let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+        let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
         assert_openai_error(&reply, 502);
     }
     assert_eq!(get(&gw.url("/ready")).await.status, 503);
@@ -136,7 +132,7 @@ async fn upstream_head_slower_than_first_byte_timeout_is_504() {
     .await;
     up.push(Behavior::json_fixture(200, CHAT_NONSTREAM).head_delay(Duration::from_secs(4)));
     let started = Instant::now();
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     let elapsed = started.elapsed();
     assert_openai_error(&reply, 504);
     assert!(
@@ -157,7 +153,7 @@ async fn stream_request_with_slow_upstream_head_is_504() {
     })
     .await;
     up.push(Behavior::sse_fixture(STREAM_TEXT).head_delay(Duration::from_secs(4)));
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", Some(true))).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", Some(true))).await;
     assert_openai_error(&reply, 504);
 }
 
@@ -168,7 +164,7 @@ async fn upstream_dropping_connection_mid_stream_ends_client_stream() {
     let mut body = fixture_request_body(STREAM_TEXT_REQUEST);
     body["model"] = serde_json::json!("gpt-4o-mini");
     let resp = client()
-        .post(chat_url(&gw))
+        .post(gw.chat_url())
         .body(serde_json::to_vec(&body).expect("json"))
         .send()
         .await
@@ -188,7 +184,7 @@ async fn upstream_dropping_connection_mid_stream_ends_client_stream() {
     );
     // The gateway keeps serving.
     assert_eq!(get(&gw.url("/health")).await.status, 200);
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
@@ -202,7 +198,7 @@ async fn stalled_upstream_stream_is_cut_after_total_timeout() {
     up.push(Behavior::sse_fixture(STREAM_TEXT).stall_after(2));
     let started = Instant::now();
     let resp = client()
-        .post(chat_url(&gw))
+        .post(gw.chat_url())
         .body(chat_body("gpt-4o-mini", Some(true)))
         .send()
         .await
@@ -230,7 +226,7 @@ async fn stalled_upstream_stream_is_cut_after_total_timeout() {
 async fn upstream_429_passes_through_with_status_and_exact_body() {
     let (up, gw) = setup().await;
     up.push(Behavior::json_fixture(429, ERR_429).header("retry-after", "1"));
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_eq!(reply.status, 429);
     assert_bytes_eq(&reply.body, &fixture(ERR_429), "429 body");
     assert_eq!(
@@ -244,7 +240,7 @@ async fn upstream_400s_pass_through_with_status_and_exact_body() {
     let (up, gw) = setup().await;
     for name in [ERR_400_INVALID_PARAM, ERR_400_UNSUPPORTED] {
         up.push(Behavior::json_fixture(400, name));
-        let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+        let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
         assert_eq!(reply.status, 400, "{name}");
         assert_bytes_eq(&reply.body, &fixture(name), name);
     }
@@ -254,7 +250,7 @@ async fn upstream_400s_pass_through_with_status_and_exact_body() {
 async fn upstream_error_on_stream_request_passes_through() {
     let (up, gw) = setup().await;
     up.push(Behavior::json_fixture(400, ERR_400_UNSUPPORTED));
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", Some(true))).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", Some(true))).await;
     assert_eq!(reply.status, 400);
     assert_bytes_eq(
         &reply.body,
@@ -367,7 +363,7 @@ async fn keys_never_appear_in_responses_or_logs() {
         ("authorization", bearer.as_str()),
         ("x-api-key", CLIENT_KEY),
     ];
-    let url = format!("{}?key={CLIENT_KEY}", chat_url(&gw));
+    let url = format!("{}?key={CLIENT_KEY}", gw.chat_url());
     let bodies = [
         chat_body("gpt-4o-mini", None),       // 200
         chat_body("gpt-4o-mini", None),       // upstream 429

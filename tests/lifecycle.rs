@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures_util::StreamExt;
 
-fn chat_url(gw: &Gateway) -> String {
-    gw.url("/v1/chat/completions")
-}
-
 /// A stream request that asks for usage itself (so the client sees upstream bytes verbatim).
 fn stream_request() -> Vec<u8> {
     let mut body = fixture_request_body(STREAM_TEXT_REQUEST);
@@ -24,7 +20,7 @@ fn stream_request() -> Vec<u8> {
 async fn wait_status(gw: &Gateway, model: &str, status: u16, timeout: Duration) -> u16 {
     let deadline = Instant::now() + timeout;
     loop {
-        let got = post(&chat_url(gw), chat_body(model, None)).await.status;
+        let got = post(&gw.chat_url(), chat_body(model, None)).await.status;
         if got == status || Instant::now() >= deadline {
             return got;
         }
@@ -39,7 +35,7 @@ async fn client_disconnect_mid_stream_closes_upstream_promptly() {
     let (up, gw) = setup().await;
     up.push(Behavior::sse_fixture(STREAM_TEXT).stall_after(3));
     let resp = client()
-        .post(chat_url(&gw))
+        .post(gw.chat_url())
         .body(stream_request())
         .send()
         .await
@@ -89,7 +85,7 @@ async fn client_disconnect_mid_stream_closes_upstream_promptly() {
 async fn client_disconnect_before_response_head_cancels_upstream_request() {
     let (up, gw) = setup().await;
     up.push(Behavior::json_fixture(200, CHAT_NONSTREAM).head_delay(Duration::from_secs(8)));
-    let url = chat_url(&gw);
+    let url = gw.chat_url();
     let request = tokio::spawn(async move {
         let _ = client()
             .post(url)
@@ -125,7 +121,7 @@ async fn client_disconnect_between_gated_frames_closes_upstream() {
     up.push(b);
     gate.release(2);
     let resp = client()
-        .post(chat_url(&gw))
+        .post(gw.chat_url())
         .body(stream_request())
         .send()
         .await
@@ -158,7 +154,7 @@ async fn rewriting_config_file_adds_a_model_without_restart() {
     let gw = Gateway::start(&cfg.yaml()).await;
     let pid = gw.pid();
     assert_eq!(
-        post(&chat_url(&gw), chat_body("brand-new", None))
+        post(&gw.chat_url(), chat_body("brand-new", None))
             .await
             .status,
         404
@@ -188,7 +184,7 @@ async fn rewriting_config_file_adds_a_model_without_restart() {
     );
     // The old model still works.
     assert_eq!(
-        post(&chat_url(&gw), chat_body("gpt-4o-mini", None))
+        post(&gw.chat_url(), chat_body("gpt-4o-mini", None))
             .await
             .status,
         200
@@ -200,7 +196,7 @@ async fn rewriting_config_file_retargets_an_existing_model() {
     let up = MockUpstream::start().await;
     let cfg = Cfg::new(&up.base_url());
     let gw = Gateway::start(&cfg.yaml()).await;
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_eq!(reply.status, 200);
     assert_eq!(up.last_request().json()["model"], "upstream-model-x");
 
@@ -211,7 +207,7 @@ async fn rewriting_config_file_retargets_an_existing_model() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut seen = String::new();
     while Instant::now() < deadline {
-        let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+        let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
         seen = up.last_request().json()["model"]
             .as_str()
@@ -235,7 +231,7 @@ async fn sighup_reloads_config() {
     let cfg = Cfg::new(&up.base_url());
     let mut gw = Gateway::start(&cfg.yaml()).await;
     assert_eq!(
-        post(&chat_url(&gw), chat_body("hup-model", None))
+        post(&gw.chat_url(), chat_body("hup-model", None))
             .await
             .status,
         404
@@ -278,7 +274,7 @@ async fn invalid_config_is_rejected_and_old_config_keeps_serving() {
         "ferrogate_config_reloads_total{{result=\"failed\"}} = {failed}\n{}",
         gw.metrics().await
     );
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_eq!(
         reply.status,
         200,
@@ -286,7 +282,7 @@ async fn invalid_config_is_rejected_and_old_config_keeps_serving() {
         reply.text()
     );
     assert_eq!(
-        post(&chat_url(&gw), chat_body("broken-model", None))
+        post(&gw.chat_url(), chat_body("broken-model", None))
             .await
             .status,
         404
@@ -317,7 +313,7 @@ async fn unparsable_config_on_sighup_is_rejected() {
         )
         .await;
     assert!(failed >= before + 1.0, "failed reloads: {failed}");
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(up.last_request().json()["model"], "upstream-model-x");
 }
@@ -330,7 +326,7 @@ async fn sigterm_drains_open_stream_refuses_new_connections_and_exits_zero() {
     // 12 events, 150 ms apart: the stream stays open ~1.7 s.
     up.push(Behavior::sse_fixture(STREAM_TEXT).frame_delay(Duration::from_millis(150)));
     let resp = client()
-        .post(chat_url(&gw))
+        .post(gw.chat_url())
         .body(stream_request())
         .send()
         .await

@@ -19,10 +19,6 @@ async fn start() -> (MockUpstream, Gateway) {
     .await
 }
 
-fn chat_url(gw: &Gateway) -> String {
-    gw.url("/v1/chat/completions")
-}
-
 /// Two messages with 3 + 4 = 7 whitespace-separated words.
 fn request(model: &str, extra: Value) -> Vec<u8> {
     let mut v = json!({
@@ -83,7 +79,7 @@ fn last_finish_reason(body: &[u8]) -> Option<String> {
 #[tokio::test]
 async fn builtin_mock_answers_in_openai_dialect_without_network() {
     let (up, gw) = start().await;
-    let reply = post(&chat_url(&gw), request("mock/some-model", json!({}))).await;
+    let reply = post(&gw.chat_url(), request("mock/some-model", json!({}))).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         reply.header("x-ferrogate-target").as_deref(),
@@ -113,8 +109,8 @@ async fn builtin_mock_answers_in_openai_dialect_without_network() {
 #[tokio::test]
 async fn mock_answers_are_deterministic() {
     let (_up, gw) = start().await;
-    let a = post(&chat_url(&gw), request("mock/det", json!({}))).await;
-    let b = post(&chat_url(&gw), request("mock/det", json!({}))).await;
+    let a = post(&gw.chat_url(), request("mock/det", json!({}))).await;
+    let b = post(&gw.chat_url(), request("mock/det", json!({}))).await;
     assert_eq!(a.status, 200);
     assert_eq!(b.status, 200);
     assert_eq!(content_of(&a.json()), content_of(&b.json()));
@@ -124,7 +120,7 @@ async fn mock_answers_are_deterministic() {
 async fn configured_mock_provider_uses_its_reply_words_and_counts_usage() {
     let (_up, gw) = start().await;
     for model in ["fake/anything", "mocky"] {
-        let reply = post(&chat_url(&gw), request(model, json!({}))).await;
+        let reply = post(&gw.chat_url(), request(model, json!({}))).await;
         assert_eq!(reply.status, 200, "{model}: {}", reply.text());
         let v = reply.json();
         let content = content_of(&v);
@@ -135,7 +131,7 @@ async fn configured_mock_provider_uses_its_reply_words_and_counts_usage() {
         );
         assert_eq!(usage_of(&v), (7, 10, 17), "{model}");
     }
-    let reply = post(&chat_url(&gw), request("mocky", json!({}))).await;
+    let reply = post(&gw.chat_url(), request("mocky", json!({}))).await;
     assert_eq!(
         reply.header("x-ferrogate-target").as_deref(),
         Some("fake/mock-target")
@@ -145,7 +141,7 @@ async fn configured_mock_provider_uses_its_reply_words_and_counts_usage() {
 #[tokio::test]
 async fn mock_stream_has_configured_chunks_and_ends_with_done() {
     let (_up, gw) = start().await;
-    let reply = post(&chat_url(&gw), request("fake/s", json!({"stream": true}))).await;
+    let reply = post(&gw.chat_url(), request("fake/s", json!({"stream": true}))).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(
         reply
@@ -177,11 +173,11 @@ async fn mock_stream_has_configured_chunks_and_ends_with_done() {
 async fn mock_stream_matches_nonstream_content_and_usage() {
     let (_up, gw) = start().await;
     for model in ["fake/same", "mock/same"] {
-        let whole = post(&chat_url(&gw), request(model, json!({}))).await;
+        let whole = post(&gw.chat_url(), request(model, json!({}))).await;
         assert_eq!(whole.status, 200);
         let v = whole.json();
         let streamed = post(
-            &chat_url(&gw),
+            &gw.chat_url(),
             request(
                 model,
                 json!({"stream": true, "stream_options": {"include_usage": true}}),
@@ -208,7 +204,7 @@ async fn mock_stream_matches_nonstream_content_and_usage() {
 async fn mock_max_tokens_cuts_reply_with_finish_reason_length() {
     let (_up, gw) = start().await;
     let reply = post(
-        &chat_url(&gw),
+        &gw.chat_url(),
         request("fake/cut", json!({"max_tokens": 3})),
     )
     .await;
@@ -223,7 +219,7 @@ async fn mock_max_tokens_cuts_reply_with_finish_reason_length() {
     assert_eq!(usage_of(&v), (7, 3, 10));
 
     let streamed = post(
-        &chat_url(&gw),
+        &gw.chat_url(),
         request(
             "fake/cut",
             json!({"max_tokens": 3, "stream": true, "stream_options": {"include_usage": true}}),
@@ -243,7 +239,7 @@ async fn mock_max_tokens_cuts_reply_with_finish_reason_length() {
 async fn mock_latency_and_chunk_delay_are_applied() {
     let (_up, gw) = start().await;
     let started = Instant::now();
-    let reply = post(&chat_url(&gw), request("slow/x", json!({}))).await;
+    let reply = post(&gw.chat_url(), request("slow/x", json!({}))).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(
         started.elapsed() >= Duration::from_millis(280),
@@ -253,7 +249,7 @@ async fn mock_latency_and_chunk_delay_are_applied() {
     assert_eq!(content_of(&reply.json()).split_whitespace().count(), 8);
 
     let started = Instant::now();
-    let streamed = post(&chat_url(&gw), request("slow/x", json!({"stream": true}))).await;
+    let streamed = post(&gw.chat_url(), request("slow/x", json!({"stream": true}))).await;
     assert_eq!(streamed.status, 200);
     assert_eq!(content_events(&streamed.body), 4);
     assert!(
@@ -266,9 +262,9 @@ async fn mock_latency_and_chunk_delay_are_applied() {
 #[tokio::test]
 async fn mock_usage_is_metered() {
     let (_up, gw) = start().await;
-    let reply = post(&chat_url(&gw), request("mocky", json!({}))).await;
+    let reply = post(&gw.chat_url(), request("mocky", json!({}))).await;
     assert_eq!(reply.status, 200);
-    let streamed = post(&chat_url(&gw), request("mocky", json!({"stream": true}))).await;
+    let streamed = post(&gw.chat_url(), request("mocky", json!({"stream": true}))).await;
     assert_eq!(streamed.status, 200);
     let p = gw
         .wait_metric(

@@ -11,10 +11,6 @@ use serde_json::{json, Value};
 
 const TARGET: &str = "up/upstream-model-x";
 
-fn chat_url(gw: &Gateway) -> String {
-    gw.url("/v1/chat/completions")
-}
-
 /// The fixture request for `STREAM_TEXT` with `model` set; `include_usage == false` drops the
 /// client's `stream_options` entirely.
 fn stream_request(model: &str, include_usage: bool) -> Vec<u8> {
@@ -85,7 +81,7 @@ async fn nonstream_request_body_forwarded_byte_exact_except_model_value() {
     let body = [&prefix[..], br#""gpt-4o-mini""#, &suffix[..]].concat();
     let expected = [&prefix[..], br#""upstream-model-x""#, &suffix[..]].concat();
 
-    let reply = post(&chat_url(&gw), body).await;
+    let reply = post(&gw.chat_url(), body).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let req = up.last_request();
     assert_eq!(req.method, "POST");
@@ -96,7 +92,7 @@ async fn nonstream_request_body_forwarded_byte_exact_except_model_value() {
 #[tokio::test]
 async fn nonstream_response_body_returned_byte_exact_with_target_headers() {
     let (_up, gw) = setup().await;
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(
         &reply.body,
@@ -110,7 +106,7 @@ async fn nonstream_response_body_returned_byte_exact_with_target_headers() {
 async fn model_without_target_model_is_forwarded_unchanged() {
     let (up, gw) = setup().await;
     let body = br#"{"model":"claude-3-haiku","messages":[{"role":"user","content":"x"}]}"#.to_vec();
-    let reply = post(&chat_url(&gw), body.clone()).await;
+    let reply = post(&gw.chat_url(), body.clone()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(&up.last_request().body, &body, "upstream body");
     assert_target_headers(&reply, "up/claude-3-haiku");
@@ -124,17 +120,17 @@ async fn exact_model_name_wins_over_glob_and_longest_glob_wins() {
     })
     .await;
 
-    let reply = post(&chat_url(&gw), chat_body("claude-exact", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("claude-exact", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(up.last_request().json()["model"], "exact-target");
     assert_target_headers(&reply, "up/exact-target");
 
-    let reply = post(&chat_url(&gw), chat_body("claude-3-opus", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("claude-3-opus", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(up.last_request().json()["model"], "long-glob-target");
     assert_target_headers(&reply, "up/long-glob-target");
 
-    let reply = post(&chat_url(&gw), chat_body("claude-2", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("claude-2", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(up.last_request().json()["model"], "claude-2");
 }
@@ -142,7 +138,7 @@ async fn exact_model_name_wins_over_glob_and_longest_glob_wins() {
 #[tokio::test]
 async fn provider_slash_model_goes_straight_to_that_provider() {
     let (up, gw) = setup().await;
-    let reply = post(&chat_url(&gw), chat_body("up/some-raw-model", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("up/some-raw-model", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let req = up.last_request();
     assert_eq!(req.path, "/v1/chat/completions");
@@ -212,7 +208,7 @@ async fn nested_model_before_top_level_model_is_left_alone() {
     let body = [&prefix[..], br#""model":"gpt-4o-mini"}"#].concat();
     let expected = [&prefix[..], br#""model":"upstream-model-x"}"#].concat();
 
-    let reply = post(&chat_url(&gw), body).await;
+    let reply = post(&gw.chat_url(), body).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(&up.last_request().body, &expected, "upstream body");
     assert_target_headers(&reply, TARGET);
@@ -226,7 +222,7 @@ async fn nested_stream_true_with_top_level_stream_absent_is_not_a_stream() {
     let body = [&prefix[..], br#""gpt-4o-mini"}"#].concat();
     let expected = [&prefix[..], br#""upstream-model-x"}"#].concat();
 
-    let reply = post(&chat_url(&gw), body).await;
+    let reply = post(&gw.chat_url(), body).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     // No stream_options injected: the body is untouched apart from the model value.
     assert_bytes_eq(&up.last_request().body, &expected, "upstream body");
@@ -249,7 +245,7 @@ async fn nested_stream_true_with_top_level_stream_false_is_not_a_stream() {
     let body = [&prefix[..], br#""gpt-4o-mini"}"#].concat();
     let expected = [&prefix[..], br#""upstream-model-x"}"#].concat();
 
-    let reply = post(&chat_url(&gw), body).await;
+    let reply = post(&gw.chat_url(), body).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(&up.last_request().body, &expected, "upstream body");
     assert_bytes_eq(&reply.body, &fixture(CHAT_NONSTREAM), "client body");
@@ -297,7 +293,7 @@ async fn client_credentials_replaced_by_configured_key() {
 async fn weighted_keys_are_both_used_in_proportion() {
     let (up, gw) = setup().await;
     for _ in 0..40 {
-        let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+        let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
     let auths: Vec<String> = up
@@ -332,7 +328,7 @@ async fn provider_without_keys_sends_no_authorization() {
     .await;
     let bearer = format!("Bearer {CLIENT_KEY}");
     let reply = post_with(
-        &chat_url(&gw),
+        &gw.chat_url(),
         chat_body("gpt-4o-mini", None),
         &[("authorization", bearer.as_str())],
     )
@@ -351,7 +347,7 @@ async fn passthrough_auth_forwards_client_authorization() {
     .await;
     let bearer = format!("Bearer {CLIENT_KEY}");
     let reply = post_with(
-        &chat_url(&gw),
+        &gw.chat_url(),
         chat_body("gpt-4o-mini", None),
         &[("authorization", bearer.as_str())],
     )
@@ -364,7 +360,7 @@ async fn passthrough_auth_forwards_client_authorization() {
 async fn end_to_end_headers_forwarded_and_hop_by_hop_stripped() {
     let (up, gw) = setup().await;
     let reply = post_with(
-        &chat_url(&gw),
+        &gw.chat_url(),
         chat_body("gpt-4o-mini", None),
         &[
             ("OpenAI-Organization", "org-test"),
@@ -422,7 +418,7 @@ async fn end_to_end_headers_forwarded_and_hop_by_hop_stripped() {
 #[tokio::test]
 async fn request_id_is_generated_when_client_sends_none() {
     let (up, gw) = setup().await;
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let upstream_id = up
         .last_request()
@@ -431,7 +427,7 @@ async fn request_id_is_generated_when_client_sends_none() {
     assert!(!upstream_id.trim().is_empty());
     assert_eq!(reply.header("x-request-id"), Some(upstream_id.clone()));
 
-    let reply2 = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply2 = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_ne!(
         reply2.header("x-request-id"),
         Some(upstream_id),
@@ -449,7 +445,7 @@ async fn ratelimit_and_processing_headers_pass_back() {
             .header("x-ratelimit-reset-tokens", "6ms")
             .header("openai-processing-ms", "123"),
     );
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         reply.header("x-ratelimit-limit-requests").as_deref(),
@@ -473,7 +469,7 @@ async fn stream_with_client_include_usage_is_byte_identical() {
     let (up, gw) = setup().await;
     up.push(Behavior::sse_fixture(STREAM_TEXT));
     let body = stream_request("gpt-4o-mini", true);
-    let reply = post(&chat_url(&gw), body.clone()).await;
+    let reply = post(&gw.chat_url(), body.clone()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(
         reply
@@ -498,7 +494,7 @@ async fn stream_without_include_usage_is_injected_upstream_and_stripped_for_clie
     let (up, gw) = setup().await;
     up.push(Behavior::sse_fixture(STREAM_TEXT));
     let body = stream_request("gpt-4o-mini", false);
-    let reply = post(&chat_url(&gw), body.clone()).await;
+    let reply = post(&gw.chat_url(), body.clone()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(
         &reply.body,
@@ -518,7 +514,7 @@ async fn stream_options_without_include_usage_gets_it_added() {
     let (up, gw) = setup().await;
     up.push(Behavior::sse_fixture(STREAM_TEXT));
     let body = br#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"x_custom":1},"messages":[{"role":"user","content":"hi"}]}"#;
-    let reply = post(&chat_url(&gw), body.to_vec()).await;
+    let reply = post(&gw.chat_url(), body.to_vec()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let sent = up.last_request().json();
     assert_eq!(
@@ -539,7 +535,7 @@ async fn stream_options_without_include_usage_gets_it_added() {
 async fn stream_split_at_odd_byte_boundaries_with_include_usage_is_byte_identical() {
     let (up, gw) = setup().await;
     up.push(Behavior::sse_fixture(STREAM_TEXT).split_every(7));
-    let reply = post(&chat_url(&gw), stream_request("gpt-4o-mini", true)).await;
+    let reply = post(&gw.chat_url(), stream_request("gpt-4o-mini", true)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(&reply.body, &fixture(STREAM_TEXT), "client stream");
 }
@@ -549,7 +545,7 @@ async fn stream_split_at_odd_byte_boundaries_is_stripped_exactly() {
     for n in [1usize, 5, 13, 64] {
         let (up, gw) = setup().await;
         up.push(Behavior::sse_fixture(STREAM_TEXT).split_every(n));
-        let reply = post(&chat_url(&gw), stream_request("gpt-4o-mini", false)).await;
+        let reply = post(&gw.chat_url(), stream_request("gpt-4o-mini", false)).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
         assert_bytes_eq(
             &reply.body,
@@ -568,7 +564,7 @@ async fn tool_call_stream_is_stripped_when_client_did_not_ask_usage() {
     body.as_object_mut()
         .expect("object")
         .remove("stream_options");
-    let reply = post(&chat_url(&gw), serde_json::to_vec(&body).expect("json")).await;
+    let reply = post(&gw.chat_url(), serde_json::to_vec(&body).expect("json")).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(
         &reply.body,
@@ -583,7 +579,7 @@ async fn tool_call_stream_with_include_usage_is_byte_identical() {
     let (up, gw) = setup().await;
     up.push(Behavior::sse_fixture(STREAM_TOOL).split_every(11));
     let body = serde_json::to_vec(&fixture_request_body(STREAM_TOOL_REQUEST)).expect("json");
-    let reply = post(&chat_url(&gw), body).await;
+    let reply = post(&gw.chat_url(), body).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(
         &reply.body,
@@ -598,11 +594,11 @@ async fn finish_length_and_refusal_streams_pass_through() {
         let (up, gw) = setup().await;
         up.push(Behavior::sse_fixture(name));
         up.push(Behavior::sse_fixture(name).split_every(3));
-        let with_usage = post(&chat_url(&gw), stream_request("gpt-4o-mini", true)).await;
+        let with_usage = post(&gw.chat_url(), stream_request("gpt-4o-mini", true)).await;
         assert_eq!(with_usage.status, 200, "{}", with_usage.text());
         assert_bytes_eq(&with_usage.body, &fixture(name), name);
 
-        let without = post(&chat_url(&gw), stream_request("gpt-4o-mini", false)).await;
+        let without = post(&gw.chat_url(), stream_request("gpt-4o-mini", false)).await;
         assert_eq!(without.status, 200, "{}", without.text());
         let expected = strip_usage(&fixture(name));
         assert!(
@@ -629,7 +625,7 @@ async fn in_band_error_event_is_forwarded_untouched() {
     up.push(Behavior::sse(upstream_body.clone()));
     up.push(Behavior::sse(upstream_body.clone()).split_every(9));
 
-    let reply = post(&chat_url(&gw), stream_request("gpt-4o-mini", true)).await;
+    let reply = post(&gw.chat_url(), stream_request("gpt-4o-mini", true)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_bytes_eq(
         &reply.body,
@@ -637,7 +633,7 @@ async fn in_band_error_event_is_forwarded_untouched() {
         "stream with error (include_usage)",
     );
 
-    let reply = post(&chat_url(&gw), stream_request("gpt-4o-mini", false)).await;
+    let reply = post(&gw.chat_url(), stream_request("gpt-4o-mini", false)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let expected = [
         strip_usage(&upstream_body[..upstream_body.len() - error_event.len()]),
@@ -663,7 +659,7 @@ async fn frames_forwarded_as_they_arrive(include_usage: bool) {
         }
     };
 
-    let url = chat_url(&gw);
+    let url = gw.chat_url();
     let body = stream_request("gpt-4o-mini", include_usage);
     let pending = tokio::spawn(async move { client().post(url).body(body).send().await });
     gate.release(1);
@@ -724,7 +720,7 @@ async fn stream_frames_forwarded_as_they_arrive_when_usage_injected() {
 #[tokio::test]
 async fn nonstream_usage_is_metered() {
     let (_up, gw) = setup().await;
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_tokens(
         &gw,
@@ -739,12 +735,12 @@ async fn nonstream_usage_is_metered() {
 async fn stream_usage_is_metered_with_and_without_client_include_usage() {
     let (up, gw) = setup().await;
     up.push(Behavior::sse_fixture(STREAM_TEXT));
-    let reply = post(&chat_url(&gw), stream_request("gpt-4o-mini", true)).await;
+    let reply = post(&gw.chat_url(), stream_request("gpt-4o-mini", true)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_tokens(&gw, &[("model", "gpt-4o-mini"), ("target", TARGET)], 78, 9).await;
 
     up.push(Behavior::sse_fixture(STREAM_TEXT));
-    let reply = post(&chat_url(&gw), stream_request("gpt-4o-mini", false)).await;
+    let reply = post(&gw.chat_url(), stream_request("gpt-4o-mini", false)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_tokens(
         &gw,
@@ -758,10 +754,10 @@ async fn stream_usage_is_metered_with_and_without_client_include_usage() {
 #[tokio::test]
 async fn provider_slash_model_usage_is_labelled_with_wildcard() {
     let (up, gw) = setup().await;
-    let reply = post(&chat_url(&gw), chat_body("up/some-raw-model", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("up/some-raw-model", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     up.push(Behavior::sse_fixture(STREAM_TEXT));
-    let reply = post(&chat_url(&gw), stream_request("up/other-raw-model", false)).await;
+    let reply = post(&gw.chat_url(), stream_request("up/other-raw-model", false)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_tokens(
         &gw,
@@ -775,7 +771,7 @@ async fn provider_slash_model_usage_is_labelled_with_wildcard() {
 #[tokio::test]
 async fn request_metrics_are_exported() {
     let (_up, gw) = setup().await;
-    let reply = post(&chat_url(&gw), chat_body("gpt-4o-mini", None)).await;
+    let reply = post(&gw.chat_url(), chat_body("gpt-4o-mini", None)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 
     let n = gw
@@ -853,7 +849,7 @@ async fn keep_alive_client_connection_serves_many_requests() {
     let c = client();
     for i in 0..5 {
         let reply = send(
-            c.post(chat_url(&gw))
+            c.post(gw.chat_url())
                 .header("content-type", "application/json")
                 .body(chat_body("gpt-4o-mini", None)),
         )

@@ -31,14 +31,6 @@ const ANT_STREAM: &str = "anthropic-stream-text-tool-use.sse";
 const ANT_OVERLOADED: &str = "anthropic-stream-error-overloaded.sse";
 const ANT_TEXT: &str = "Hello! I'm doing well, thanks for asking. How are you doing today? Is there anything I can help you with?";
 
-/// An OpenAI-kind provider `id` on `up`, with key `key-{id}`.
-fn oai(id: &str, up: &MockUpstream) -> String {
-    format!(
-        "  {id}: {{ kind: openai, base_url: \"{}\", keys: [\"key-{id}\"] }}\n",
-        up.base_url()
-    )
-}
-
 /// An OpenAI-kind provider with extra YAML fields (flow style, e.g. `breaker: {...}`).
 fn oai_with(id: &str, up: &MockUpstream, extra: &str) -> String {
     format!(
@@ -107,25 +99,10 @@ async fn stream_chat(gw: &Gateway, model: &str, headers: &[(&str, &str)]) -> Rep
     post_with(&gw.url(CHAT), stream_body(model), headers).await
 }
 
-fn openai_error(message: &str, kind: &str, code: Option<&str>) -> String {
-    json!({"error": {"message": message, "type": kind, "param": null, "code": code}}).to_string()
-}
-
 fn server_error_500() -> Behavior {
     Behavior::json(
         500,
         openai_error("The server had an error", "server_error", None),
-    )
-}
-
-fn overloaded_503() -> Behavior {
-    Behavior::json(
-        503,
-        openai_error(
-            "The engine is currently overloaded, please try again later",
-            "server_error",
-            None,
-        ),
     )
 }
 

@@ -14,7 +14,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{chat_body, fixture, Behavior, MockUpstream, CHAT_NONSTREAM, STREAM_TEXT};
+use common::{
+    chat_body, fixture, oai, overloaded_503, Behavior, MockUpstream, CHAT_NONSTREAM, STREAM_TEXT,
+};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -48,13 +50,6 @@ impl Service {
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
-}
-
-fn oai(id: &str, up: &MockUpstream) -> String {
-    format!(
-        "  {id}: {{ kind: openai, base_url: \"{}\", keys: [\"key-{id}\"] }}\n",
-        up.base_url()
-    )
 }
 
 fn client() -> reqwest::Client {
@@ -94,14 +89,6 @@ async fn post(url: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
         body,
         took: t0.elapsed(),
     }
-}
-
-fn overloaded_503() -> Behavior {
-    Behavior::json(
-        503,
-        json!({"error": {"message": "The engine is currently overloaded", "type": "server_error", "param": null, "code": null}})
-            .to_string(),
-    )
 }
 
 fn assert_between(got: Duration, low: Duration, high: Duration, what: &str) {

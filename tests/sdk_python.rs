@@ -70,18 +70,6 @@ impl Dialect {
     }
 }
 
-/// The only request the upstream received (panics on none or several).
-fn only_request(up: &MockUpstream) -> RecordedRequest {
-    let reqs = up.requests();
-    assert_eq!(
-        reqs.len(),
-        1,
-        "upstream requests: {:?}",
-        reqs.iter().map(|r| &r.path).collect::<Vec<_>>()
-    );
-    reqs.into_iter().next().unwrap()
-}
-
 /// A `MockUpstream` (it answers every dialect's paths) and the gateway with one provider of
 /// dialect `d` pointing at it; every model name routes there.
 async fn setup(d: Dialect) -> (MockUpstream, Gateway) {
@@ -333,7 +321,7 @@ async fn check_text(sdk: Sdk, d: Dialect, stream: bool) {
         }
     }
 
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_upstream_request(&req, d, stream);
 }
 
@@ -562,7 +550,7 @@ async fn check_tools(sdk: Sdk, d: Dialect, fixture_name: &str) {
         "{sdk:?} <- {fixture_name}: {r}"
     );
 
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_upstream_request(&req, d, stream);
     let mut names = upstream_tool_names(d, &req.json());
     names.sort();
@@ -738,7 +726,7 @@ async fn check_tool_results(sdk: Sdk, d: Dialect) {
         expected_text(d, false).0,
         "{sdk:?} <- {d:?}: {r}"
     );
-    let req = only_request(&up);
+    let req = up.only_request();
     assert_upstream_request(&req, d, false);
     let body = req.json();
     match d {

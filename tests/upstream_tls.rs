@@ -45,10 +45,6 @@ fn config(base_url: &str, ca_file: Option<&Path>) -> String {
     )
 }
 
-fn chat_url(gw: &Gateway) -> String {
-    gw.url("/v1/chat/completions")
-}
-
 /// A gateway pointing at `https://localhost:PORT/v1`, trusting `pki`'s CA; keeps the CA file's
 /// directory alive alongside.
 async fn gateway_for(up: &TlsUpstream, pki: &Pki) -> (Gateway, tempfile::TempDir) {
@@ -63,7 +59,7 @@ async fn gateway_for(up: &TlsUpstream, pki: &Pki) -> (Gateway, tempfile::TempDir
 async fn chat_n_times(gw: &Gateway, n: usize) {
     let expected = fixture(CHAT_NONSTREAM);
     for i in 0..n {
-        let reply = post(&chat_url(gw), chat_body("m", None)).await;
+        let reply = post(&gw.chat_url(), chat_body("m", None)).await;
         assert_eq!(
             reply.status,
             200,
@@ -136,7 +132,7 @@ async fn https_stream_passes_through_over_http2() {
         let mut body = fixture_request_body(STREAM_TEXT_REQUEST);
         body["model"] = json!("m");
         assert_eq!(body["stream_options"]["include_usage"], json!(true));
-        let reply = post(&chat_url(&gw), serde_json::to_vec(&body).expect("json")).await;
+        let reply = post(&gw.chat_url(), serde_json::to_vec(&body).expect("json")).await;
         assert_eq!(
             reply.status,
             200,
@@ -170,7 +166,7 @@ async fn untrusted_certificate_is_a_502() {
         let base = format!("https://localhost:{}/v1", up.port());
         let gw = Gateway::start(&config(&base, None)).await;
 
-        let reply = post(&chat_url(&gw), chat_body("m", None)).await;
+        let reply = post(&gw.chat_url(), chat_body("m", None)).await;
         assert_openai_error(&reply, 502);
         assert_eq!(
             reply.json()["error"]["type"],
@@ -306,13 +302,13 @@ async fn stale_connection_case(linger: Duration, pause: Duration) {
     let gw = Gateway::start(&config(&up.base_url(), None)).await;
     let expected = fixture(CHAT_NONSTREAM);
 
-    let first = post(&chat_url(&gw), chat_body("m", None)).await;
+    let first = post(&gw.chat_url(), chat_body("m", None)).await;
     assert_eq!(first.status, 200, "first request: {}", first.text());
     assert_bytes_eq(&first.body, &expected, "first body");
 
     tokio::time::sleep(pause).await;
 
-    let second = post(&chat_url(&gw), chat_body("m", None)).await;
+    let second = post(&gw.chat_url(), chat_body("m", None)).await;
     assert_eq!(
         second.status,
         200,

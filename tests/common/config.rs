@@ -2,6 +2,8 @@
 //! `MockUpstream`), provider `fake` (kind mock), model `gpt-4o-mini` -> `up/upstream-model-x`,
 //! glob `claude-*` -> `up` with the client's model name.
 
+use super::mock_upstream::MockUpstream;
+
 pub const KEY_1: &str = "sk-up-1";
 pub const KEY_2: &str = "sk-up-2";
 /// The client's own credential in tests; must never reach the upstream (unless passthrough)
@@ -81,4 +83,12 @@ impl Cfg {
             self.extra_models,
         )
     }
+}
+
+/// A `providers:` entry: OpenAI-kind provider `id` on `up`, with the one key `key-{id}`.
+pub fn oai(id: &str, up: &MockUpstream) -> String {
+    format!(
+        "  {id}: {{ kind: openai, base_url: \"{}\", keys: [\"key-{id}\"] }}\n",
+        up.base_url()
+    )
 }

@@ -140,6 +140,11 @@ impl Gateway {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `http://ADDR/v1/chat/completions`
+    pub fn chat_url(&self) -> String {
+        self.url("/v1/chat/completions")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

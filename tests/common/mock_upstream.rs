@@ -353,6 +353,19 @@ impl MockUpstream {
         self.state.request_count.load(Ordering::SeqCst)
     }
 
+    /// The one request the upstream received (panics on none or several, naming their paths).
+    #[track_caller]
+    pub fn only_request(&self) -> RecordedRequest {
+        let mut reqs = self.requests();
+        assert_eq!(
+            reqs.len(),
+            1,
+            "expected exactly one upstream request, got {:?}",
+            reqs.iter().map(|r| &r.path).collect::<Vec<_>>()
+        );
+        reqs.remove(0)
+    }
+
     /// The last recorded request (panics if none).
     pub fn last_request(&self) -> RecordedRequest {
         self.requests()
@@ -612,6 +625,24 @@ async fn stream_frames(
     // Wait until hyper has taken the last frame (channel drained) before counting completion.
     let _ = tx.reserve().await;
     bump(&state.completed, &state.completed_notify);
+}
+
+/// An OpenAI error body `{"error":{"message","type","param":null,"code"}}`.
+pub fn openai_error(message: &str, kind: &str, code: Option<&str>) -> String {
+    serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+        .to_string()
+}
+
+/// OpenAI's 503 when the engine is overloaded (a retryable failure).
+pub fn overloaded_503() -> Behavior {
+    Behavior::json(
+        503,
+        openai_error(
+            "The engine is currently overloaded, please try again later",
+            "server_error",
+            None,
+        ),
+    )
 }
 
 /// A 127.0.0.1 port with nothing listening (connections are refused).

@@ -12,12 +12,15 @@ pub mod proc;
 pub mod python;
 pub mod tls;
 
-pub use config::{Cfg, CLIENT_KEY, KEY_1, KEY_2};
+pub use config::{oai, Cfg, CLIENT_KEY, KEY_1, KEY_2};
 pub use fixtures::*;
 pub use gateway::{run_cli, Gateway};
 pub use http::*;
 pub use metrics::{has_metric, metric_sum, metric_value};
-pub use mock_upstream::{refused_port, Behavior, Framing, Gate, MockUpstream, RecordedRequest};
+pub use mock_upstream::{
+    openai_error, overloaded_503, refused_port, Behavior, Framing, Gate, MockUpstream,
+    RecordedRequest,
+};
 
 /// A `MockUpstream` plus a `Gateway` configured by `cfg` (pointing at it).
 pub async fn setup_with(cfg: impl FnOnce(Cfg) -> Cfg) -> (MockUpstream, Gateway) {
