@@ -811,7 +811,13 @@ async fn total_deadline_bounds_the_whole_request() {
     let t0 = Instant::now();
     let r = chat(&gw, "m").await;
     let took = t0.elapsed();
-    assert!(r.status >= 500, "{} {}", r.status, r.text());
+    assert_openai_error(&r, 504);
+    assert_eq!(
+        r.json()["error"]["code"],
+        "upstream_timeout",
+        "{}",
+        r.text()
+    );
     assert_close(
         took,
         Duration::from_millis(400),
@@ -832,13 +838,47 @@ async fn total_deadline_header_bounds_the_whole_request() {
     let t0 = Instant::now();
     let r = chat_with(&gw, "m", &[("x-ferrogate-timeout-ms", "300")]).await;
     let took = t0.elapsed();
-    assert!(r.status >= 500, "{} {}", r.status, r.text());
+    assert_openai_error(&r, 504);
+    assert_eq!(
+        r.json()["error"]["code"],
+        "upstream_timeout",
+        "{}",
+        r.text()
+    );
     assert_close(
         took,
         Duration::from_millis(300),
         Duration::from_millis(250),
         "x-ferrogate-timeout-ms: 300",
     );
+}
+
+/// The 504 of a request's total deadline (`deadline_ms` or `x-ferrogate-timeout-ms`) says so,
+/// rather than naming the per-attempt deadline it was enforced through.
+#[tokio::test]
+#[ignore = "bug: a total deadline that fires before the response head is reported as `the \
+            first byte deadline (399ms)` (src/proxy/resilient.rs clamps the attempt's first_byte \
+            timeout to the time left and the timeout keeps Deadline::FirstByte)"]
+async fn total_deadline_error_names_the_total_deadline() {
+    let up = MockUpstream::start().await;
+    up.set_default(Behavior::json_fixture(200, CHAT_NONSTREAM).head_delay(Duration::from_secs(3)));
+    let gw = gateway(
+        &[oai("a", &up)],
+        "  - name: m\n    targets: [{ provider: a, model: x }]\n    deadline_ms: 400\n\
+         \x20 - name: plain\n    targets: [{ provider: a, model: x }]\n",
+    )
+    .await;
+    for (model, headers) in [
+        ("m", &[][..]),
+        ("plain", &[("x-ferrogate-timeout-ms", "300")][..]),
+    ] {
+        let r = chat_with(&gw, model, headers).await;
+        let message = assert_openai_error(&r, 504);
+        assert!(
+            message.contains("total deadline"),
+            "{model}: the message names the deadline that fired: {message}"
+        );
+    }
 }
 
 #[tokio::test]

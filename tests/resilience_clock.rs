@@ -164,13 +164,23 @@ async fn backoff_stays_within_its_exponential_caps() {
     let reqs = up.requests();
     assert_eq!(reqs.len(), 4);
     // Full jitter: retry n waits up to min(max, initial * 2^(n-1)): 1 s, 2 s, then 3 s.
+    let mut waited = Duration::ZERO;
     for (n, cap_ms) in [(1, 1000), (2, 2000), (3, 3000)] {
         let gap = reqs[n].at - reqs[n - 1].at;
         assert!(
             gap <= Duration::from_millis(cap_ms) + TICK,
             "retry {n} waited {gap:?}, cap {cap_ms} ms"
         );
+        waited += gap;
     }
+    // And the gateway did wait: without backoff the gaps are ~0 in virtual time. The three
+    // waits are independent and uniform on [0, 1 s], [0, 2 s], [0, 3 s]; their sum stays under
+    // 50 ms with probability 0.05³ / 6 / (1 × 2 × 3) ≈ 3.5e-6 (the corner simplex of the box),
+    // about one run in 290 000.
+    assert!(
+        waited >= Duration::from_millis(50),
+        "the three retries waited {waited:?} in all: no backoff?"
+    );
     assert!(
         r.took <= Duration::from_millis(6000) + 3 * TICK,
         "{:?}",
