@@ -559,59 +559,27 @@ async fn check_tools(sdk: Sdk, d: Dialect, fixture_name: &str) {
     assert_eq!(names, want, "tools the upstream got: {}", req.json());
 }
 
-#[tokio::test]
-async fn openai_tool_call_stream_from_anthropic() {
-    check_tools(Sdk::OpenAi, Dialect::Anthropic, ANTHROPIC_STREAM_TOOL).await;
+macro_rules! tool_tests {
+    ($($name:ident: $sdk:ident <- $d:ident, $fixture:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            check_tools(Sdk::$sdk, Dialect::$d, $fixture).await;
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn openai_parallel_tool_calls_from_anthropic() {
-    check_tools(Sdk::OpenAi, Dialect::Anthropic, ANTHROPIC_PARALLEL_TOOLS).await;
-}
-
-#[tokio::test]
-async fn openai_tool_call_from_gemini() {
-    check_tools(Sdk::OpenAi, Dialect::Gemini, GEMINI_NONSTREAM_TOOL).await;
-}
-
-#[tokio::test]
-async fn openai_tool_call_stream_from_openai() {
-    check_tools(Sdk::OpenAi, Dialect::OpenAi, STREAM_TOOL).await;
-}
-
-#[tokio::test]
-async fn anthropic_tool_call_stream_from_openai() {
-    check_tools(Sdk::Anthropic, Dialect::OpenAi, STREAM_TOOL).await;
-}
-
-#[tokio::test]
-async fn anthropic_tool_call_stream_from_gemini() {
-    check_tools(Sdk::Anthropic, Dialect::Gemini, GEMINI_STREAM_TOOL).await;
-}
-
-#[tokio::test]
-async fn anthropic_tool_call_stream_from_anthropic() {
-    check_tools(Sdk::Anthropic, Dialect::Anthropic, ANTHROPIC_STREAM_TOOL).await;
-}
-
-#[tokio::test]
-async fn genai_tool_call_stream_from_openai() {
-    check_tools(Sdk::Gemini, Dialect::OpenAi, STREAM_TOOL).await;
-}
-
-#[tokio::test]
-async fn genai_parallel_tool_calls_from_anthropic() {
-    check_tools(Sdk::Gemini, Dialect::Anthropic, ANTHROPIC_PARALLEL_TOOLS).await;
-}
-
-#[tokio::test]
-async fn genai_tool_call_stream_from_anthropic() {
-    check_tools(Sdk::Gemini, Dialect::Anthropic, ANTHROPIC_STREAM_TOOL).await;
-}
-
-#[tokio::test]
-async fn genai_tool_call_stream_from_gemini() {
-    check_tools(Sdk::Gemini, Dialect::Gemini, GEMINI_STREAM_TOOL).await;
+tool_tests! {
+    openai_tool_call_stream_from_anthropic: OpenAi <- Anthropic, ANTHROPIC_STREAM_TOOL;
+    openai_parallel_tool_calls_from_anthropic: OpenAi <- Anthropic, ANTHROPIC_PARALLEL_TOOLS;
+    openai_tool_call_from_gemini: OpenAi <- Gemini, GEMINI_NONSTREAM_TOOL;
+    openai_tool_call_stream_from_openai: OpenAi <- OpenAi, STREAM_TOOL;
+    anthropic_tool_call_stream_from_openai: Anthropic <- OpenAi, STREAM_TOOL;
+    anthropic_tool_call_stream_from_gemini: Anthropic <- Gemini, GEMINI_STREAM_TOOL;
+    anthropic_tool_call_stream_from_anthropic: Anthropic <- Anthropic, ANTHROPIC_STREAM_TOOL;
+    genai_tool_call_stream_from_openai: Gemini <- OpenAi, STREAM_TOOL;
+    genai_parallel_tool_calls_from_anthropic: Gemini <- Anthropic, ANTHROPIC_PARALLEL_TOOLS;
+    genai_tool_call_stream_from_anthropic: Gemini <- Anthropic, ANTHROPIC_STREAM_TOOL;
+    genai_tool_call_stream_from_gemini: Gemini <- Gemini, GEMINI_STREAM_TOOL;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -804,92 +772,25 @@ async fn check_error(sdk: Sdk, d: Dialect, status: u16, stream: bool, class: &st
     assert_eq!(up.requests().len(), 1, "upstream attempts");
 }
 
-#[tokio::test]
-async fn openai_bad_request_from_anthropic() {
-    check_error(
-        Sdk::OpenAi,
-        Dialect::Anthropic,
-        400,
-        false,
-        "BadRequestError",
-    )
-    .await;
+macro_rules! error_tests {
+    ($($name:ident: $sdk:ident <- $d:ident, $status:expr, $stream:expr, $class:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            check_error(Sdk::$sdk, Dialect::$d, $status, $stream, $class).await;
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn openai_stream_bad_request_from_anthropic() {
-    check_error(
-        Sdk::OpenAi,
-        Dialect::Anthropic,
-        400,
-        true,
-        "BadRequestError",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn openai_rate_limit_from_gemini() {
-    check_error(Sdk::OpenAi, Dialect::Gemini, 429, false, "RateLimitError").await;
-}
-
-#[tokio::test]
-async fn openai_rate_limit_from_openai() {
-    check_error(Sdk::OpenAi, Dialect::OpenAi, 429, false, "RateLimitError").await;
-}
-
-#[tokio::test]
-async fn anthropic_rate_limit_from_openai() {
-    check_error(
-        Sdk::Anthropic,
-        Dialect::OpenAi,
-        429,
-        false,
-        "RateLimitError",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn anthropic_stream_rate_limit_from_gemini() {
-    check_error(Sdk::Anthropic, Dialect::Gemini, 429, true, "RateLimitError").await;
-}
-
-#[tokio::test]
-async fn anthropic_bad_request_from_openai() {
-    check_error(
-        Sdk::Anthropic,
-        Dialect::OpenAi,
-        400,
-        false,
-        "BadRequestError",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn anthropic_bad_request_from_anthropic() {
-    check_error(
-        Sdk::Anthropic,
-        Dialect::Anthropic,
-        400,
-        false,
-        "BadRequestError",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn genai_rate_limit_from_openai() {
-    check_error(Sdk::Gemini, Dialect::OpenAi, 429, false, "ClientError").await;
-}
-
-#[tokio::test]
-async fn genai_stream_bad_request_from_anthropic() {
-    check_error(Sdk::Gemini, Dialect::Anthropic, 400, true, "ClientError").await;
-}
-
-#[tokio::test]
-async fn genai_rate_limit_from_gemini() {
-    check_error(Sdk::Gemini, Dialect::Gemini, 429, false, "ClientError").await;
+error_tests! {
+    openai_bad_request_from_anthropic: OpenAi <- Anthropic, 400, false, "BadRequestError";
+    openai_stream_bad_request_from_anthropic: OpenAi <- Anthropic, 400, true, "BadRequestError";
+    openai_rate_limit_from_gemini: OpenAi <- Gemini, 429, false, "RateLimitError";
+    openai_rate_limit_from_openai: OpenAi <- OpenAi, 429, false, "RateLimitError";
+    anthropic_rate_limit_from_openai: Anthropic <- OpenAi, 429, false, "RateLimitError";
+    anthropic_stream_rate_limit_from_gemini: Anthropic <- Gemini, 429, true, "RateLimitError";
+    anthropic_bad_request_from_openai: Anthropic <- OpenAi, 400, false, "BadRequestError";
+    anthropic_bad_request_from_anthropic: Anthropic <- Anthropic, 400, false, "BadRequestError";
+    genai_rate_limit_from_openai: Gemini <- OpenAi, 429, false, "ClientError";
+    genai_stream_bad_request_from_anthropic: Gemini <- Anthropic, 400, true, "ClientError";
+    genai_rate_limit_from_gemini: Gemini <- Gemini, 429, false, "ClientError";
 }
