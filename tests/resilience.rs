@@ -423,17 +423,12 @@ async fn retry_after_of_one_target_does_not_delay_another() {
 // Keys
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn unauthorized_key_is_disabled_and_the_next_key_used() {
+/// A provider with keys `key-A` and `key-B` whose first answer is `status` with `body` (a
+/// rejected credential): the key used is disabled (counted, shown by index only in
+/// `/admin/health`), the request is retried with the other key, and later requests use only it.
+async fn check_rejected_key_is_disabled(status: u16, body: String) {
     let up = MockUpstream::start().await;
-    up.push(Behavior::json(
-        401,
-        openai_error(
-            "Incorrect API key provided: key-A. You can find your API key at https://platform.openai.com/account/api-keys.",
-            "invalid_request_error",
-            Some("invalid_api_key"),
-        ),
-    ));
+    up.push(Behavior::json(status, body));
     let provider = format!(
         "  a: {{ kind: openai, base_url: \"{}\", keys: [{{ value: key-A, weight: 1 }}, {{ value: key-B, weight: 1 }}] }}\n",
         up.base_url()
@@ -445,7 +440,7 @@ async fn unauthorized_key_is_disabled_and_the_next_key_used() {
     .await;
 
     let r = chat(&gw, "m").await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.status, 200, "{status}: {}", r.text());
     let keys: Vec<String> = up
         .requests()
         .iter()
@@ -475,6 +470,96 @@ async fn unauthorized_key_is_disabled_and_the_next_key_used() {
         .map(|q| q.header("authorization").expect("authorization"))
         .collect();
     assert_eq!(later, vec![good; 4], "the disabled key is left out");
+}
+
+#[tokio::test]
+async fn unauthorized_key_is_disabled_and_the_next_key_used() {
+    check_rejected_key_is_disabled(
+        401,
+        openai_error(
+            "Incorrect API key provided: key-A. You can find your API key at https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        ),
+    )
+    .await;
+}
+
+/// 403: the key is valid but may not do this (a restricted project key); another key may.
+#[tokio::test]
+async fn forbidden_key_is_disabled_and_the_next_key_used() {
+    check_rejected_key_is_disabled(
+        403,
+        openai_error(
+            "You have insufficient permissions for this operation. Missing scopes: model.request. Check that you have the correct role in your organization (Reader, Writer, Owner) and project (Member, Owner), and if you're using a restricted API key, that it has the necessary scopes.",
+            "invalid_request_error",
+            None,
+        ),
+    )
+    .await;
+}
+
+/// Four requests to a `usage_aware` model whose provider has two keys of `rpm: 2`, with
+/// `target_limits` added to the target; the keys' `authorization` values, sorted.
+async fn keys_used_by_four_usage_aware_requests(target_limits: &str) -> Vec<String> {
+    let up = MockUpstream::start().await;
+    let provider = format!(
+        "  a: {{ kind: openai, base_url: \"{}\", keys: [{{ value: key-A, rpm: 2 }}, {{ value: key-B, rpm: 2 }}] }}\n",
+        up.base_url()
+    );
+    // `balance: usage_aware` alone puts the model on the resilient path, where keys are chosen
+    // with the model's strategy.
+    let gw = gateway(
+        &[provider],
+        &format!("  - name: m\n    balance: usage_aware\n    targets: [{{ provider: a, model: up-m{target_limits} }}]\n"),
+    )
+    .await;
+    for _ in 0..4 {
+        let r = chat(&gw, "m").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let mut keys: Vec<String> = up
+        .requests()
+        .iter()
+        .map(|q| q.header("authorization").expect("authorization"))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Keys with `rpm` limits are spread by headroom: each of the two keys serves two of four
+/// requests (a weighted-random choice gives 2 + 2 only 6 times in 16). The target's own limit is
+/// far from reached, so only the keys' limits decide.
+#[tokio::test]
+async fn usage_aware_spreads_requests_over_rate_limited_keys() {
+    assert_eq!(
+        keys_used_by_four_usage_aware_requests(", rpm: 1000").await,
+        [
+            "Bearer key-A",
+            "Bearer key-A",
+            "Bearer key-B",
+            "Bearer key-B"
+        ],
+        "each key twice"
+    );
+}
+
+/// The same with the limits on the keys only (README: "keys may carry their own limits").
+#[tokio::test]
+#[ignore = "bug: config load refuses `balance: usage_aware` when only the provider's keys carry \
+            rpm/tpm (`usage_aware needs rpm or tpm on at least one target`), though README and \
+            KeyConfig document key limits as what usage_aware spreads keys by"]
+async fn usage_aware_spreads_requests_over_keys_limited_on_the_keys_only() {
+    assert_eq!(
+        keys_used_by_four_usage_aware_requests("").await,
+        [
+            "Bearer key-A",
+            "Bearer key-A",
+            "Bearer key-B",
+            "Bearer key-B"
+        ],
+        "each key twice"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,6 +647,46 @@ async fn fallbacks_header_overrides_the_configured_list() {
     assert_eq!(r.header("x-ferrogate-fallback").as_deref(), Some("D"));
     assert_eq!(s.d.request_count(), 1);
     assert_eq!(s.c.request_count(), 1);
+}
+
+/// A header naming a model that doesn't exist skips it: the next name serves.
+#[tokio::test]
+async fn fallbacks_header_skips_an_unknown_model() {
+    let s = fallback_setup().await;
+    s.a.set_default(server_error_500());
+    let r = chat_with(&s.gw, "A", &[("x-ferrogate-fallbacks", "no-such-model, C")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ferrogate-fallback").as_deref(), Some("C"));
+    assert_eq!(r.header("x-ferrogate-target").as_deref(), Some("pc/c-up"));
+    assert_eq!(s.a.request_count(), 2, "A's retry budget used first");
+    assert_eq!(s.c.request_count(), 1);
+    assert_eq!(s.b.request_count() + s.d.request_count(), 0);
+}
+
+/// Override headers whose value is not a number of milliseconds are ignored: the request is
+/// served as without them (not failed, not given a zero deadline).
+#[tokio::test]
+async fn non_numeric_override_headers_are_ignored() {
+    let up = MockUpstream::start().await;
+    up.set_default(slow_ok(300));
+    let gw = gateway(
+        &[oai("a", &up)],
+        "  - name: m\n    targets: [{ provider: a, model: x }]\n",
+    )
+    .await;
+    for header in [
+        "x-ferrogate-timeout-ms",
+        "x-ferrogate-first-byte-timeout-ms",
+        "x-ferrogate-first-token-timeout-ms",
+        "x-ferrogate-stall-timeout-ms",
+    ] {
+        for value in ["soon", "-5", "1e2", "100ms"] {
+            let r = chat_with(&gw, "m", &[(header, value)]).await;
+            assert_eq!(r.status, 200, "{header}: {value}: {}", r.text());
+            assert_eq!(r.body.as_ref(), fixture(CHAT_NONSTREAM).as_slice());
+        }
+    }
+    assert_eq!(up.request_count(), 16);
 }
 
 #[tokio::test]
