@@ -167,8 +167,9 @@ pub fn sign(
 }
 
 /// Bytes kept as-is in a path segment: RFC 3986 unreserved. Everything else, `:` and `/` of
-/// model ids and inference-profile ARNs included, is escaped so the id stays one segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+/// model ids and inference-profile ARNs included, is escaped so the id stays one segment
+/// (also used for Gemini model names and Azure deployments in upstream paths).
+pub const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

@@ -192,7 +192,6 @@ pub struct Watch {
     /// What ended the stream before any content (an error event, a broken connection, a
     /// deadline), if something did.
     early: Option<PrimeFailure>,
-    priming: bool,
 }
 
 impl Watch {
@@ -204,7 +203,6 @@ impl Watch {
             clock,
             content_seen: false,
             early: None,
-            priming: false,
         }
     }
 
@@ -371,14 +369,10 @@ impl PassthroughStream {
     /// failed before any content: the caller may try elsewhere; the returned `Settle` is
     /// theirs (nothing was recorded).
     pub async fn prime(&mut self) -> Result<(), (PrimeFailure, Option<Settle>)> {
-        if let Some(w) = self.watch.as_mut() {
-            w.priming = true;
-        }
         std::future::poll_fn(|cx| self.poll_prime(cx)).await;
         let Some(w) = self.watch.as_mut() else {
             return Ok(());
         };
-        w.priming = false;
         match w.early.take() {
             Some(f) if !w.content_seen => {
                 self.done = true;

@@ -37,10 +37,6 @@ impl ContentClock {
         })
     }
 
-    pub fn seen(&self) -> bool {
-        self.seen
-    }
-
     pub fn has_stall(&self) -> bool {
         self.stall.is_some()
     }

@@ -46,13 +46,7 @@ pub(super) async fn count(
     }
     let req = match crate::translate::decode_request(Dialect::Anthropic, body, call.model, false) {
         Ok(r) => r,
-        Err(e) => {
-            return Err(Failure {
-                error: e.into(),
-                settle: Some(settle),
-                retry: None,
-            })
-        }
+        Err(e) => return Err(Failure::routed(e.into(), settle)),
     };
     // Off the reactor: the first call loads the BPE tables (~1 s in debug builds), and a
     // large agent prompt takes milliseconds to tokenize.
@@ -61,11 +55,10 @@ pub(super) async fn count(
         .ok()
         .flatten();
     let Some(n) = n else {
-        return Err(Failure {
-            error: GatewayError::Internal("the token estimator failed to load".into()),
-            settle: Some(settle),
-            retry: None,
-        });
+        return Err(Failure::routed(
+            GatewayError::Internal("the token estimator failed to load".into()),
+            settle,
+        ));
     };
     let mut resp = json_response(
         StatusCode::OK,

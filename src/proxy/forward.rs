@@ -114,11 +114,7 @@ fn anthropic_body_usage(body: &[u8]) -> Option<Usage> {
 }
 
 fn fail(error: GatewayError, settle: Settle) -> Failure {
-    Failure {
-        error,
-        settle: Some(settle),
-        retry: None,
-    }
+    Failure::routed(error, settle)
 }
 
 /// Sends a pass-through request and answers with the upstream's response, tapped for usage.
@@ -213,7 +209,7 @@ async fn exchange(
     }
 
     // Non-stream (or an error answer to a stream request): buffer, tap usage, forward untouched.
-    let bytes = match read_upstream_body(provider, incoming, deadline).await {
+    let bytes = match read_upstream_body(provider, incoming, deadline, total).await {
         Ok(b) => b,
         Err(e) => return Err(fail(e, settle)),
     };
@@ -267,12 +263,8 @@ pub(super) fn prime_failed(
 ) -> Failure {
     let info = failure.info();
     let mut answer_info = info.clone();
-    if answer_info.status == 529 && call.inbound.dialect != Dialect::Anthropic {
-        answer_info.status = 503;
-    }
-    if answer_info.status < 400 {
-        answer_info.status = 502;
-    }
+    answer_info.status =
+        crate::server::error_response::client_status(info.status, call.inbound.dialect);
     let mut answer = crate::server::error_response::info(
         call.inbound.dialect,
         &answer_info,
@@ -354,6 +346,9 @@ pub(super) async fn read_upstream_body(
     provider: &ProviderRt,
     incoming: hyper::body::Incoming,
     deadline: tokio::time::Instant,
+    // The total deadline in effect (the provider's, or a model / request override), for the
+    // error message.
+    total: std::time::Duration,
 ) -> Result<Bytes, GatewayError> {
     let collect = collect_body(incoming, MAX_UPSTREAM_BODY);
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -372,7 +367,7 @@ pub(super) async fn read_upstream_body(
         None => Err(GatewayError::UpstreamTimeout {
             provider: provider.id.to_string(),
             deadline: Deadline::Total,
-            after: provider.total_timeout,
+            after: total,
         }),
     }
 }

@@ -26,11 +26,7 @@ pub(super) async fn answer_from_mock(
     let settings = call.chosen.provider.mock;
     let client = call.inbound.dialect;
     let mock_dialect = call.chosen.provider.dialect;
-    let fail = |error: GatewayError, settle: Settle| Failure {
-        error,
-        settle: Some(settle),
-        retry: None,
-    };
+    let fail = Failure::routed;
     // The OpenAI-dialect request the generator reads.
     let (openai_body, include_usage, client_usage) = match (client, fields) {
         (Dialect::OpenAi, Some(f)) => (body.clone(), f.include_usage, f.include_usage),

@@ -99,6 +99,17 @@ pub(crate) struct RetryInfo {
     pub retry_after: Option<Duration>,
 }
 
+impl Failure {
+    /// A failure of a routed request (accounted to its route), not one to retry.
+    pub fn routed(error: GatewayError, settle: Settle) -> Self {
+        Failure {
+            error,
+            settle: Some(settle),
+            retry: None,
+        }
+    }
+}
+
 impl From<GatewayError> for Failure {
     fn from(error: GatewayError) -> Self {
         Failure {
@@ -176,8 +187,12 @@ pub(crate) struct Chosen {
     pub key: Option<usize>,
 }
 
-fn choose(snapshot: &Snapshot, model: &str) -> Result<Chosen, GatewayError> {
-    match snapshot.resolve(model) {
+fn choose(
+    snapshot: &Snapshot,
+    model: &str,
+    resolved: Option<Resolved<'_>>,
+) -> Result<Chosen, GatewayError> {
+    match resolved {
         Some(Resolved::Route(route)) => {
             let t = route
                 .pick()
@@ -240,7 +255,7 @@ async fn route_and_forward(
     let body = read_body::read_body(incoming, &parts.headers, &snapshot).await?;
     let mut request = ClientRequest {
         headers: parts.headers,
-        query: parts.uri.query().map(str::to_owned),
+        uri: parts.uri,
         body,
     };
     let endpoint = inbound.endpoint;
@@ -259,11 +274,14 @@ async fn route_and_forward(
             GatewayError::bad_request("embeddings cannot be streamed", Some("stream")).into(),
         );
     }
-    if let Some(Resolved::Route(route)) = snapshot.resolve(model) {
-        if route.resilient || resilient::has_overrides(&request.headers) {
+    // Resolved once: the resilience check and the single-attempt pick share it.
+    let resolved = snapshot.resolve(model);
+    if let Some(Resolved::Route(route)) = &resolved {
+        let overridden = resilient::has_overrides(&request.headers);
+        if route.resilient || overridden {
             let route = Arc::clone(route);
             return resilient::run(
-                resilient::Plan::new(&snapshot, route, &request.headers),
+                resilient::Plan::new(route, &request.headers, overridden),
                 &snapshot,
                 in_flight,
                 &request,
@@ -277,7 +295,7 @@ async fn route_and_forward(
             .await;
         }
     }
-    let chosen = choose(&snapshot, model)?;
+    let chosen = choose(&snapshot, model, resolved)?;
     drop(snapshot);
 
     let settle = Settle::new(
@@ -296,7 +314,8 @@ async fn route_and_forward(
 /// What the client sent, kept for every attempt.
 pub(crate) struct ClientRequest {
     pub headers: HeaderMap,
-    pub query: Option<String>,
+    /// The request URI (its query is forwarded where the provider takes one).
+    pub uri: http::Uri,
     pub body: Bytes,
 }
 
@@ -313,7 +332,7 @@ pub(crate) async fn attempt(
     let endpoint = call.inbound.endpoint;
     let provider_dialect = call.chosen.provider.dialect;
     let is_mock = call.chosen.provider.kind == ProviderKind::Mock;
-    let query = request.query.as_deref();
+    let query = request.uri.query();
     let body = &request.body;
     match endpoint {
         Endpoint::CountTokens => {

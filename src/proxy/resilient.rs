@@ -109,9 +109,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(_snapshot: &Snapshot, route: Arc<Route>, headers: &HeaderMap) -> Self {
+    /// `overridden`: what `has_overrides` said of these headers (the caller already asked).
+    pub fn new(route: Arc<Route>, headers: &HeaderMap, overridden: bool) -> Self {
         // Most requests carry no override: one cheap scan instead of five lookups.
-        let overrides = if has_overrides(headers) {
+        let overrides = if overridden {
             Overrides::from_headers(headers)
         } else {
             Overrides::default()
@@ -153,7 +154,7 @@ impl TargetHold {
 
     /// Called once when the request settles (success or not); dropping releases the permit
     /// and the in-flight counts.
-    pub fn settle(self, _status: u16, usage: Option<&Usage>) {
+    pub fn settle(self, usage: Option<&Usage>) {
         if let Some(u) = usage {
             let now = clock_now();
             self.state.stats.record_tokens(u.input + u.output, now);
@@ -310,7 +311,10 @@ pub(super) async fn run(
                         stats: &t.state.stats,
                         rpm_limit: t.rpm,
                         tpm_limit: t.tpm,
-                        available: !open && (!tried[i] || n <= 1) && t.provider.has_usable_key(now),
+                        available: !open
+                            && !blocked[i]
+                            && (!tried[i] || n <= 1)
+                            && t.provider.has_usable_key(now),
                     }
                 })
                 .collect();
@@ -338,48 +342,41 @@ pub(super) async fn run(
                 break;
             };
             let target = &route.targets[idx];
+            // Concurrency first (a free slot, or a wait in the bounded queue), then the
+            // breaker: a half-open probe is only claimed by a request that will really go.
+            // A target refused here is out for the rest of this request (`blocked`), so a
+            // second round never spins on it.
+            let permit = match &target.limit {
+                None => None,
+                Some(limit) => {
+                    let got = match limit.try_acquire() {
+                        Acquire::Now(p) => Some(p),
+                        Acquire::Queue => {
+                            let wait_until = deadline
+                                .map(tokio::time::Instant::from_std)
+                                .unwrap_or_else(|| {
+                                    tokio::time::Instant::now() + Duration::from_secs(30)
+                                });
+                            limit.wait(wait_until).await
+                        }
+                        Acquire::Full => None,
+                    };
+                    if got.is_none() {
+                        saturated = true;
+                        blocked[idx] = true;
+                        tried[idx] = true;
+                        continue;
+                    }
+                    got
+                }
+            };
             if let Admit::Open { until } = target.state.breaker.admit(now) {
-                // Another request took the half-open probe meanwhile: this target is out for
-                // this request (not retried in a second round).
+                // Another request took the half-open probe meanwhile.
                 soonest_open = Some(soonest_open.map_or(until, |s| s.min(until)));
                 blocked[idx] = true;
                 tried[idx] = true;
-                if route.targets.len() == 1 {
-                    break;
-                }
                 continue;
             }
-            // Concurrency: a free slot, or wait in the bounded queue when nothing else is free.
-            let permit = match &target.limit {
-                None => None,
-                Some(limit) => match limit.try_acquire() {
-                    Acquire::Now(p) => Some(p),
-                    Acquire::Queue => {
-                        let wait_until = deadline
-                            .map(tokio::time::Instant::from_std)
-                            .unwrap_or_else(|| {
-                                tokio::time::Instant::now() + Duration::from_secs(30)
-                            });
-                        match limit.wait(wait_until).await {
-                            Some(p) => Some(p),
-                            None => {
-                                saturated = true;
-                                tried[idx] = true;
-                                retries_here += 1;
-                                continue;
-                            }
-                        }
-                    }
-                    Acquire::Full => {
-                        saturated = true;
-                        tried[idx] = true;
-                        if route.targets.len() == 1 {
-                            break;
-                        }
-                        continue;
-                    }
-                },
-            };
             let mut chosen = chosen_from(&route, idx, is_fallback.then_some(&name));
             chosen.key = chosen.provider.choose_key(route.balance, now);
             let mut ctx = attempt_ctx(&route, &chosen, &plan.overrides, stream);
@@ -454,7 +451,7 @@ pub(super) async fn run(
                         if let Ok(v) = HeaderValue::from_str(&name) {
                             h.insert(&X_FERROGATE_FALLBACK, v);
                         }
-                        crate::telemetry::metrics::count_fallback(model, &name);
+                        crate::telemetry::metrics::count_fallback(&first_route.name, &route.name);
                     }
                     target.state.attempts_ok.increment(1);
                     return Ok(resp);
@@ -468,13 +465,7 @@ pub(super) async fn run(
                         }
                         None => return Err(f), // failed before routing: nothing to retry
                     }
-                    let verdict = match &f.retry {
-                        Some(r) => classify::classify(r.status, &r.info),
-                        None => match transport_failure(&f.error) {
-                            Some(t) => classify::classify_transport(t),
-                            None => Verdict::Fatal,
-                        },
-                    };
+                    let verdict = verdict_of(&f);
                     let now = clock_now();
                     // Client errors count as the target working (a half-open probe that got a
                     // 400 closes the breaker rather than leaving it half-open).
@@ -754,10 +745,10 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
                     // their settles see they lost.
                     token.store(race_ids[i], Ordering::Release);
                     if race_ids[i] != 1 {
-                        crate::telemetry::metrics::count_hedge(model, "won");
+                        crate::telemetry::metrics::count_hedge(&route.name, "won");
                     }
                     if racers.len() > 1 || hedges > 0 {
-                        wasted(model, request, racers.len() as u64 - 1);
+                        wasted(&route.name, request, racers.len() as u64 - 1);
                     }
                     if let Some(f) = primary_failure.take() {
                         discard(f);
@@ -770,6 +761,12 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
                     if id == 1 {
                         primary_failure = Some(unrace_failure(f));
                     } else {
+                        // The twin's target answers for its own failure (it may have been a
+                        // half-open probe).
+                        route.targets[target]
+                            .state
+                            .breaker
+                            .record(verdict_of(&f).breaker_outcome(), clock_now());
                         discard(f);
                     }
                     if racers.is_empty() && timer.is_none() {
@@ -783,23 +780,35 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
             },
             RaceEvent::Hedge => {
                 timer = None;
-                let Some(j) = second_choice(route, &busy, clock_now()) else {
+                // A twin goes only where a slot is free now and the breaker admits it; a
+                // target that refuses is skipped and the next one tried.
+                let mut twin = None;
+                while let Some(j) = second_choice(route, &busy, clock_now()) {
+                    busy[j] = true;
+                    let target = &route.targets[j];
+                    let permit = match target.limit.as_ref().map(|l| l.try_acquire()) {
+                        None => None,
+                        Some(Acquire::Now(p)) => Some(p),
+                        Some(_) => continue,
+                    };
+                    if matches!(target.state.breaker.admit(clock_now()), Admit::Open { .. }) {
+                        continue;
+                    }
+                    twin = Some((j, permit));
+                    break;
+                }
+                let Some((j, permit)) = twin else {
                     if racers.is_empty() {
                         break;
                     }
                     continue;
                 };
-                busy[j] = true;
                 hedges += 1;
                 let id = (hedges + 1) as u8;
                 let target = &route.targets[j];
                 let mut chosen = chosen_from(route, j, fallback);
                 chosen.key = chosen.provider.choose_key(route.balance, clock_now());
                 let ctx = attempt_ctx(route, &chosen, overrides, stream);
-                let permit = target.limit.as_ref().and_then(|l| match l.try_acquire() {
-                    Acquire::Now(p) => Some(p),
-                    _ => None,
-                });
                 let mut twin_settle = Settle::new(
                     InFlight::enter(&state),
                     Arc::clone(&chosen.metrics),
@@ -815,7 +824,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
                     key_stats(&chosen),
                     clock_now(),
                 ));
-                crate::telemetry::metrics::count_hedge(model, "started");
+                crate::telemetry::metrics::count_hedge(&route.name, "started");
                 racers.push(Box::pin(async move {
                     let call = Call::new(&chosen, inbound, model, stream, ctx);
                     (
@@ -869,6 +878,17 @@ fn unrace_failure(mut f: Failure) -> Failure {
 /// pause and advance it).
 fn clock_now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// What a failed attempt means for the loop.
+fn verdict_of(f: &Failure) -> Verdict {
+    match &f.retry {
+        Some(r) => classify::classify(r.status, &r.info),
+        None => match transport_failure(&f.error) {
+            Some(t) => classify::classify_transport(t),
+            None => Verdict::Fatal,
+        },
+    }
 }
 
 fn transport_failure(e: &GatewayError) -> Option<TransportFailure> {

@@ -111,7 +111,7 @@ impl Settle {
             self.metrics.record_usage(u);
         }
         if let Some(hold) = self.hold.take() {
-            hold.settle(status, usage.as_ref());
+            hold.settle(usage.as_ref());
         }
         let overhead = self.overhead.as_secs_f64();
         if self.stream {

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
+use http::Response;
 
 use super::body::GatewayBody;
 use super::content_clock::ContentClock;
@@ -27,11 +27,7 @@ use crate::translate::{self, ir::ErrorInfo};
 static X_AMZN_ERRORTYPE: header::HeaderName = header::HeaderName::from_static("x-amzn-errortype");
 
 fn fail(error: GatewayError, settle: Settle) -> Failure {
-    Failure {
-        error,
-        settle: Some(settle),
-        retry: None,
-    }
+    Failure::routed(error, settle)
 }
 
 pub(super) fn now_secs() -> u64 {
@@ -189,7 +185,7 @@ pub(super) async fn forward_translated(
         }
     }
 
-    let bytes = match read_upstream_body(provider, incoming, deadline).await {
+    let bytes = match read_upstream_body(provider, incoming, deadline, total).await {
         Ok(b) => b,
         Err(e) => return Err(fail(e, settle)),
     };
@@ -277,12 +273,7 @@ fn error_answer(
     overhead: std::time::Duration,
 ) -> Response<GatewayBody> {
     let mut info = info.clone();
-    if info.status == 529 && client != Dialect::Anthropic {
-        info.status = 503;
-    }
-    if StatusCode::from_u16(info.status).is_err() || info.status < 400 {
-        info.status = 502;
-    }
+    info.status = error_response::client_status(info.status, client);
     if let Some(settle) = settle {
         settle.finish(info.status, None, false);
     }

@@ -155,7 +155,10 @@ impl ProviderRt {
             return Ok(uri.clone());
         }
         let base = self.base.as_deref().ok_or("provider has no base URL")?;
-        let seg = |s: &str| percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string();
+        let seg = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, crate::providers::bedrock_sign::SEGMENT)
+                .to_string()
+        };
         let full = match (self.kind, endpoint) {
             (ProviderKind::Azure, e) if e != Endpoint::CountTokens => {
                 let dep = deployment.unwrap_or(model);
@@ -184,12 +187,10 @@ impl ProviderRt {
                 }
             }
             (ProviderKind::Bedrock, Endpoint::ChatCompletions) => {
-                let op = if stream {
-                    "converse-stream"
-                } else {
-                    "converse"
-                };
-                format!("{base}/model/{}/{op}", seg(model))
+                format!(
+                    "{base}{}",
+                    crate::providers::bedrock_sign::model_path(model, stream)
+                )
             }
             (kind, e) => {
                 return Err(format!(
@@ -203,14 +204,25 @@ impl ProviderRt {
             .map_err(|e| format!("invalid upstream URI: {e}"))
     }
 
-    /// A key by weighted choice, or `None` when the provider has none.
+    /// A key by weighted choice, or `None` when the provider has none. A key the resilience
+    /// loop disabled (401/403) is passed over while another is enabled; checking costs one
+    /// atomic load, and the clock is read only when the picked key was ever disabled.
     pub fn pick_key(&self) -> Option<&ApiKey> {
-        pick::weighted(&self.keys, self.key_weight, |k| k.weight).map(|i| &self.keys[i])
+        let key =
+            pick::weighted(&self.keys, self.key_weight, |k| k.weight).map(|i| &self.keys[i])?;
+        if !key.state.ever_disabled() {
+            return Some(key);
+        }
+        let now = tokio::time::Instant::now().into_std();
+        if key.state.is_enabled(now) {
+            return Some(key);
+        }
+        Some(self.pick_enabled_key(now).map_or(key, |i| &self.keys[i]))
     }
 
     /// A key by weighted choice among the enabled ones, as an index; `None` when the provider
     /// has no keys or every key is disabled.
-    pub fn pick_enabled_key(&self, now: std::time::Instant) -> Option<usize> {
+    fn pick_enabled_key(&self, now: std::time::Instant) -> Option<usize> {
         let total: u32 = self
             .keys
             .iter()
@@ -269,13 +281,6 @@ impl ProviderRt {
     }
 }
 
-/// Characters escaped in one path segment (a model id such as `us.amazon.nova-micro-v1:0`).
-const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 pub struct TargetRt {
     pub provider: Arc<ProviderRt>,
     /// Azure: the deployment that selects the model.
@@ -316,17 +321,20 @@ impl Route {
     /// A one-target route to `provider/model` (a `provider/model` fallback), with default
     /// resilience settings and a breaker of its own for the request.
     pub fn direct(provider: &Arc<ProviderRt>, model: &str) -> Route {
-        let id: Arc<str> = Arc::from(format!("{}/{}", provider.id, model));
+        // Labels use `provider/*` (like direct requests' metrics): the model name may come
+        // from a request header, and metric series must stay bounded.
+        let label = Arc::clone(&provider.direct_metrics.target);
+        let served = format!("{}/{}", provider.id, model);
         Route {
-            name: Arc::clone(&id),
+            name: Arc::clone(&label),
             targets: vec![TargetRt {
                 provider: Arc::clone(provider),
                 deployment: None,
                 model: Some(Arc::from(model)),
                 weight: 1,
                 metrics: Arc::clone(&provider.direct_metrics),
-                served_header: HeaderValue::from_str(&id).ok(),
-                state: Arc::new(TargetState::new(Arc::clone(&id), provider.breaker)),
+                served_header: HeaderValue::from_str(&served).ok(),
+                state: Arc::new(TargetState::new(label, provider.breaker)),
                 limit: None,
                 rpm: None,
                 tpm: None,

@@ -71,6 +71,12 @@ impl Default for KeyState {
 }
 
 impl KeyState {
+    /// Whether the key was disabled at some point (it may be enabled again by now); a load,
+    /// no clock.
+    pub fn ever_disabled(&self) -> bool {
+        self.disabled_until_ms.load(Ordering::Relaxed) != 0
+    }
+
     pub fn is_enabled(&self, now: Instant) -> bool {
         let until = self.disabled_until_ms.load(Ordering::Relaxed);
         until == 0 || ms_since_epoch(now) >= until

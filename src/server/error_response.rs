@@ -33,6 +33,18 @@ pub fn for_dialect(
     resp
 }
 
+/// The status a client sees for an upstream error: the upstream's, except Anthropic's 529 for
+/// clients whose APIs don't define it (503), and anything that is not an error status (502).
+pub fn client_status(status: u16, client: Dialect) -> u16 {
+    if status == 529 && client != Dialect::Anthropic {
+        503
+    } else if http::StatusCode::from_u16(status).is_err() || status < 400 {
+        502
+    } else {
+        status
+    }
+}
+
 /// An error (the gateway's or a translated upstream one) in the client's dialect, with the
 /// error's status.
 pub fn info(
