@@ -1776,6 +1776,109 @@ async fn openai_to_bedrock_signed_with_sigv4_nonstream() {
     );
 }
 
+/// A Bedrock HTTP error (the exception named in `x-amzn-errortype`, the message in the body)
+/// reaches an OpenAI client as an OpenAI error object with Bedrock's status and message.
+#[tokio::test]
+async fn openai_to_bedrock_http_error_is_an_openai_error() {
+    let (up, gw) = start().await;
+    let message = "The provided model identifier is invalid.";
+    for stream in [false, true] {
+        up.push(
+            Behavior::json(400, json!({ "message": message }).to_string()).header(
+                "x-amzn-errortype",
+                "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+            ),
+        );
+        let reply = post(
+            &gw.url("/v1/chat/completions"),
+            chat_body("nova", Some(stream)),
+        )
+        .await;
+        let msg = assert_openai_error(&reply, 400);
+        assert_eq!(msg, message, "stream: {stream}");
+        let err = &reply.json()["error"];
+        assert_eq!(err["type"], "invalid_request_error", "{err}");
+        // The exception's name, without the type URI Bedrock appends to it.
+        assert_eq!(err["code"], "ValidationException", "{err}");
+    }
+    assert_eq!(up.request_count(), 2, "a 400 is not retried");
+}
+
+/// One event-stream frame: `total_len | headers_len | prelude CRC | headers | payload | CRC`,
+/// big-endian, CRC32 (IEEE); string headers (type 7) only.
+fn event_stream_frame(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
+    let mut hb = Vec::new();
+    for (name, value) in headers {
+        hb.push(u8::try_from(name.len()).unwrap());
+        hb.extend_from_slice(name.as_bytes());
+        hb.push(7);
+        hb.extend_from_slice(&u16::try_from(value.len()).unwrap().to_be_bytes());
+        hb.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + hb.len() + payload.len() + 4;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&u32::try_from(total).unwrap().to_be_bytes());
+    out.extend_from_slice(&u32::try_from(hb.len()).unwrap().to_be_bytes());
+    let prelude_crc = crc32fast::hash(&out);
+    out.extend_from_slice(&prelude_crc.to_be_bytes());
+    out.extend_from_slice(&hb);
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// The first `n` frames of an event-stream body, as sent.
+fn first_frames(body: &[u8], n: usize) -> Vec<u8> {
+    let mut end = 0;
+    for _ in 0..n {
+        let len = u32::from_be_bytes(body[end..end + 4].try_into().unwrap());
+        end += usize::try_from(len).unwrap();
+    }
+    body[..end].to_vec()
+}
+
+/// A Bedrock `exception` message after some content: the OpenAI client has the content, then
+/// an error event saying what happened, and no `[DONE]`.
+#[tokio::test]
+async fn openai_to_bedrock_exception_mid_stream_ends_with_an_error_event() {
+    let (up, gw) = start().await;
+    // messageStart, then the deltas "The" and " capital of France is Paris.".
+    let mut raw = first_frames(&fixture(BED_STREAM), 3);
+    let message = "Too many tokens, please wait before trying again.";
+    let exception = event_stream_frame(
+        &[
+            (":exception-type", "throttlingException"),
+            (":content-type", "application/json"),
+            (":message-type", "exception"),
+        ],
+        json!({ "message": message }).to_string().as_bytes(),
+    );
+    raw.extend_from_slice(&exception);
+    up.push(Behavior::bytes("application/vnd.amazon.eventstream", raw).split_every(97));
+    let reply = post(
+        &gw.url("/v1/chat/completions"),
+        chat_body("nova", Some(true)),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let s = openai_stream(&reply.body);
+    assert_openai_chunks(&s, "nova");
+    assert_eq!(s.text, "The capital of France is Paris.");
+    let err = s.error.expect("an error event ends the stream");
+    assert_eq!(err["message"], message, "{err}");
+    // Throttling is a rate limit in OpenAI's terms; the exception's name is kept as the code.
+    assert_eq!(err["type"], "rate_limit_error", "{err}");
+    assert_eq!(err["code"], "throttlingException", "{err}");
+    assert_eq!(s.done_count, 0, "no [DONE] after an error");
+    let last = sse(&reply.body).pop().expect("events").1;
+    assert!(
+        last.contains("\"error\""),
+        "error is the last event: {last}"
+    );
+    assert_eq!(up.request_count(), 1, "content was sent: no retry");
+}
+
 // =============================================================================================
 // 7. Azure
 // =============================================================================================
@@ -1990,6 +2093,46 @@ async fn responses_stream_passes_through_and_meters_usage() {
     let req = up.only_request();
     assert_eq!(req.path, "/v1/responses");
     assert_eq!(req.json()["model"], "gpt-4o-mini");
+    assert_tokens(&gw, "gpt-up", "prompt", 278).await;
+    assert_tokens(&gw, "gpt-up", "completion", 9).await;
+}
+
+/// The Responses object a non-stream `POST /v1/responses` answers with: the one the recorded
+/// stream's `response.completed` event carries, pretty-printed as OpenAI sends JSON.
+fn responses_nonstream_body() -> Vec<u8> {
+    let completed = sse_json(&fixture(RESP_STREAM))
+        .into_iter()
+        .find(|v| v["type"] == "response.completed")
+        .expect("response.completed event");
+    let response = &completed["response"];
+    assert_eq!(response["object"], "response", "{response}");
+    serde_json::to_vec_pretty(response).expect("json")
+}
+
+#[tokio::test]
+async fn responses_nonstream_passes_through_and_meters_usage() {
+    let (up, gw) = start().await;
+    let answer = responses_nonstream_body();
+    up.push(Behavior::json(200, answer.clone()));
+    let mut body = fixture_request_body(RESP_REQUEST);
+    body["model"] = json!("gpt-up");
+    body["stream"] = json!(false);
+    let reply = post(&gw.url("/v1/responses"), to_vec(&body)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_bytes_eq(&reply.body, &answer, "responses answer");
+    let req = up.only_request();
+    assert_eq!(req.path, "/v1/responses");
+    assert_eq!(
+        req.header("authorization").as_deref(),
+        Some(format!("Bearer {OAI_KEY}").as_str())
+    );
+    let sent = req.json();
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    assert_eq!(sent["stream"], false);
+    assert_eq!(
+        sent["input"], body["input"],
+        "the input is forwarded as sent"
+    );
     assert_tokens(&gw, "gpt-up", "prompt", 278).await;
     assert_tokens(&gw, "gpt-up", "completion", 9).await;
 }
