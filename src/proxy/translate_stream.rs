@@ -250,34 +250,8 @@ impl TranslatingStream {
                 es.push(&data);
                 loop {
                     match es.next_message() {
-                        Ok(Some(msg)) if msg.message_type.as_deref() == Some("error") => {
-                            // An `error` message carries its code and text in headers.
-                            let code = msg.error_code.clone().unwrap_or_default();
-                            let kind = crate::translate::bedrock::error_kind(&code)
-                                .unwrap_or(ErrorKind::Server);
-                            events.push(StreamEvent::Error(ErrorInfo {
-                                status: kind.status(),
-                                kind,
-                                message: msg.error_message.clone().unwrap_or(code.clone()),
-                                code: Some(code),
-                                param: None,
-                            }));
-                        }
                         Ok(Some(msg)) => {
-                            let exception = msg.message_type.as_deref() == Some("exception");
-                            let name = if exception {
-                                msg.exception_type.as_deref()
-                            } else {
-                                msg.event_type.as_deref()
-                            };
-                            decoder.event(
-                                RawEvent {
-                                    name,
-                                    data: &msg.payload,
-                                    exception,
-                                },
-                                events,
-                            );
+                            crate::translate::bedrock::feed_message(decoder.as_mut(), &msg, events);
                         }
                         Ok(None) => break,
                         Err(e) => {

@@ -14,6 +14,9 @@ mod response;
 mod stream;
 
 pub use error::{decode_error, encode_error, error_type};
+/// Claude's thinking budget for a request's reasoning settings (Bedrock's Claude models take
+/// the same).
+pub(crate) use request::thinking_budget;
 pub use request::{decode_request, encode_request};
 pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder};

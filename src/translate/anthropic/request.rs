@@ -933,7 +933,7 @@ fn encode_messages(messages: &[Message]) -> Result<Vec<OutMessage<'_>>, Translat
     Ok(out)
 }
 
-fn thinking_budget(r: &Reasoning) -> Result<Option<u32>, TranslateError> {
+pub(crate) fn thinking_budget(r: &Reasoning) -> Result<Option<u32>, TranslateError> {
     if !r.enabled {
         return Ok(None);
     }

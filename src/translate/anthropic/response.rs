@@ -111,14 +111,16 @@ pub(super) fn stop_reason_from_wire(s: Option<&str>) -> StopReason {
     }
 }
 
-/// IR stop reason → Anthropic `stop_reason`. A turn that made tool calls is `tool_use` whatever
-/// the provider said (Gemini always says STOP; Bifrost #3638), and a refusal is `refusal`.
+/// IR stop reason → Anthropic `stop_reason`. A turn that made tool calls and ended normally is
+/// `tool_use` whatever the provider said (Gemini always says STOP; Bifrost #3638); a turn cut
+/// off at max tokens stays `max_tokens` even with a (truncated) tool call, so the client
+/// doesn't run a tool with cut-off arguments. A refusal is `refusal`.
 pub(super) fn stop_reason_to_wire(
     reason: StopReason,
     any_tool_call: bool,
     refused: bool,
 ) -> &'static str {
-    if any_tool_call {
+    if any_tool_call && matches!(reason, StopReason::EndTurn | StopReason::Other) {
         return "tool_use";
     }
     if refused {
@@ -496,6 +498,11 @@ mod tests {
         assert_eq!(
             stop_reason_to_wire(StopReason::EndTurn, true, false),
             "tool_use"
+        );
+        // Cut off while writing a tool call: the truncation is what the client must see.
+        assert_eq!(
+            stop_reason_to_wire(StopReason::MaxTokens, true, false),
+            "max_tokens"
         );
     }
 

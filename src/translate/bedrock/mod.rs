@@ -17,7 +17,7 @@ mod tests;
 pub use error::{decode_error, error_kind};
 pub use request::{encode_request, to_bedrock_temperature, DEFAULT_MAX_TOKENS};
 pub use response::{decode_response, map_stop_reason};
-pub use stream::StreamDecoder;
+pub use stream::{feed_message, StreamDecoder};
 
 use serde::Deserialize;
 

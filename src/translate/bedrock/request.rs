@@ -4,17 +4,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::translate::ir::{
-    ChatRequest, ImageSource, Message, Part, Reasoning, ResponseFormat, Role, TextBlock,
-    ToolChoice, TranslateError,
+    ChatRequest, ImageSource, Message, Part, ResponseFormat, Role, TextBlock, ToolChoice,
+    TranslateError,
 };
 
 /// `inferenceConfig.maxTokens` when the client gave none. Converse would otherwise use the
 /// model's own default, which differs per model (and is tiny for some); a fixed value keeps
 /// answers comparable across providers.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
-
-/// Anthropic's smallest accepted thinking budget.
-const MIN_THINKING_BUDGET: u32 = 1024;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -232,7 +229,12 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, TranslateError> {
             .sort_by_key(|b| !matches!(b, Block::ToolResult(_)));
     }
 
-    let thinking_budget = thinking_budget(req.reasoning.as_ref());
+    // Thinking on Bedrock is Claude's (in additionalModelRequestFields): the same budgets as
+    // the Anthropic encoder.
+    let thinking_budget = match req.reasoning.as_ref() {
+        Some(r) => crate::translate::anthropic::thinking_budget(r)?,
+        None => None,
+    };
     let max_tokens = match (req.max_tokens, thinking_budget) {
         (None, Some(budget)) => budget.saturating_add(DEFAULT_MAX_TOKENS),
         // Anthropic requires max_tokens > budget_tokens; the budget is extra room on top of the
@@ -243,7 +245,11 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, TranslateError> {
     };
     let inference_config = InferenceConfig {
         max_tokens,
-        temperature: req.temperature.map(to_bedrock_temperature),
+        // Claude rejects a non-default temperature (and top_k) while thinking.
+        temperature: req
+            .temperature
+            .filter(|_| thinking_budget.is_none())
+            .map(to_bedrock_temperature),
         top_p: req.top_p,
         stop_sequences: req
             .stop
@@ -263,7 +269,7 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, TranslateError> {
             serde_json::json!({"type": "enabled", "budget_tokens": budget}),
         );
     }
-    if let Some(k) = req.top_k {
+    if let Some(k) = req.top_k.filter(|_| thinking_budget.is_none()) {
         additional.insert("top_k".into(), Value::from(k));
     }
 
@@ -275,23 +281,6 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, TranslateError> {
         additional_model_request_fields: additional,
     };
     Ok(serde_json::to_vec(&body)?)
-}
-
-/// The thinking budget to ask for, if reasoning is on. An effort without a budget maps to the
-/// budgets LiteLLM uses for the same efforts; `none` (OpenAI's newer effort) means off.
-fn thinking_budget(r: Option<&Reasoning>) -> Option<u32> {
-    let r = r?;
-    if !r.enabled {
-        return None;
-    }
-    let budget = match (r.budget_tokens, r.effort.as_deref()) {
-        (Some(b), _) => b,
-        (None, Some("none")) => return None,
-        (None, Some("minimal" | "low")) => 1024,
-        (None, Some("high")) => 4096,
-        (None, _) => 2048,
-    };
-    Some(budget.max(MIN_THINKING_BUDGET))
 }
 
 fn push_text(out: &mut Vec<Block>, block: &TextBlock) {

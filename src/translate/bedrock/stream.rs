@@ -103,42 +103,16 @@ impl StreamDecoder {
         }
     }
 
-    /// One decoded event-stream message: events, exceptions and protocol `error` messages
-    /// (whose code and text travel in headers, not in the payload).
+    /// One decoded event-stream message (see [`feed_message`]); after the stream failed,
+    /// further protocol `error` messages are ignored.
     pub fn message(&mut self, msg: &eventstream::Message, out: &mut Vec<StreamEvent>) {
         if msg.is_error() {
             if self.done {
                 return;
             }
             self.done = true;
-            let code = msg.error_code.clone().unwrap_or_else(|| "error".to_owned());
-            let kind = super::error_kind(&code).unwrap_or(ErrorKind::Server);
-            out.push(StreamEvent::Error(ErrorInfo {
-                status: kind.status(),
-                kind,
-                message: msg
-                    .error_message
-                    .clone()
-                    .unwrap_or_else(|| format!("Bedrock stream failed: {code}")),
-                code: Some(code),
-                param: None,
-            }));
-            return;
         }
-        let exception = msg.is_exception();
-        let name = if exception {
-            msg.exception_type.as_deref()
-        } else {
-            msg.event_type.as_deref()
-        };
-        self.event(
-            RawEvent {
-                name,
-                data: &msg.payload,
-                exception,
-            },
-            out,
-        );
+        feed_message(self, msg, out);
     }
 
     fn ensure_started(&mut self, out: &mut Vec<StreamEvent>) {
@@ -329,4 +303,44 @@ impl StreamDecode for StreamDecoder {
             })),
         }
     }
+}
+
+/// Feeds one decoded event-stream message to a Bedrock stream decoder: events and exceptions
+/// by their `:event-type` / `:exception-type`; a protocol `error` message (its code and text
+/// travel in headers, not in the payload) becomes one error event. The translating stream body
+/// and the decoder's own [`StreamDecoder::message`] both go through here.
+pub fn feed_message(
+    decoder: &mut dyn StreamDecode,
+    msg: &eventstream::Message,
+    out: &mut Vec<StreamEvent>,
+) {
+    if msg.is_error() {
+        let code = msg.error_code.clone().unwrap_or_else(|| "error".to_owned());
+        let kind = super::error_kind(&code).unwrap_or(ErrorKind::Server);
+        out.push(StreamEvent::Error(ErrorInfo {
+            status: kind.status(),
+            kind,
+            message: msg
+                .error_message
+                .clone()
+                .unwrap_or_else(|| format!("Bedrock stream failed: {code}")),
+            code: Some(code),
+            param: None,
+        }));
+        return;
+    }
+    let exception = msg.is_exception();
+    let name = if exception {
+        msg.exception_type.as_deref()
+    } else {
+        msg.event_type.as_deref()
+    };
+    decoder.event(
+        RawEvent {
+            name,
+            data: &msg.payload,
+            exception,
+        },
+        out,
+    );
 }

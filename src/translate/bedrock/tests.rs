@@ -551,6 +551,7 @@ fn reasoning_becomes_anthropic_thinking_with_room_for_output() {
         8000 + DEFAULT_MAX_TOKENS
     );
     // Client limit below the budget: the budget is added on top (Claude needs max > budget).
+    // Efforts map to the Anthropic encoder's budgets (high: 16384), the same Claude models.
     let got = with(
         Reasoning {
             effort: Some("high".into()),
@@ -561,9 +562,25 @@ fn reasoning_becomes_anthropic_thinking_with_room_for_output() {
     );
     assert_eq!(
         got["additionalModelRequestFields"]["thinking"]["budget_tokens"],
-        4096
+        16384
     );
-    assert_eq!(got["inferenceConfig"]["maxTokens"], 5096);
+    assert_eq!(got["inferenceConfig"]["maxTokens"], 17384);
+    // Claude rejects a non-default temperature and top_k while thinking: both left out.
+    let got = encode(&ChatRequest {
+        reasoning: Some(Reasoning {
+            effort: Some("medium".into()),
+            budget_tokens: None,
+            enabled: true,
+        }),
+        temperature: Some(0.7),
+        top_k: Some(5),
+        ..hello()
+    });
+    assert_eq!(
+        got["additionalModelRequestFields"],
+        json!({"thinking": {"type": "enabled", "budget_tokens": 4096}})
+    );
+    assert!(got["inferenceConfig"].get("temperature").is_none(), "{got}");
     // Client limit above the budget: kept.
     let got = with(
         Reasoning {
