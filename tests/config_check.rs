@@ -251,7 +251,7 @@ fn check_reports_every_resilience_problem_with_its_path() {
         "models[0].fallbacks[1]: unknown model \"bulkk\" (did you mean \"bulk\"?)",
         "models[0].fallbacks[2]: unknown provider \"secondry\" in \"secondry/claude-sonnet-4-5\" (did you mean \"secondary\"?)",
         "models[0].context_window_fallbacks[0]: \"lon*\" is a pattern; fallbacks name exact models, or provider/model",
-        "models[1].balance: usage_aware needs rpm or tpm on at least one target (the limits it balances against)",
+        "models[1].balance: usage_aware needs rpm or tpm on at least one target, or on a key of a target's provider (the limits it balances against)",
         "models[2].hedge: nothing to hedge to: the model has one target and no fallbacks (add a target or fallbacks, or remove hedge)",
     ];
     let lines: Vec<&str> = text.lines().collect();

@@ -546,9 +546,6 @@ async fn usage_aware_spreads_requests_over_rate_limited_keys() {
 
 /// The same with the limits on the keys only (README: "keys may carry their own limits").
 #[tokio::test]
-#[ignore = "bug: config load refuses `balance: usage_aware` when only the provider's keys carry \
-            rpm/tpm (`usage_aware needs rpm or tpm on at least one target`), though README and \
-            KeyConfig document key limits as what usage_aware spreads keys by"]
 async fn usage_aware_spreads_requests_over_keys_limited_on_the_keys_only() {
     assert_eq!(
         keys_used_by_four_usage_aware_requests("").await,
@@ -981,9 +978,6 @@ async fn total_deadline_header_bounds_the_whole_request() {
 /// The 504 of a request's total deadline (`deadline_ms` or `x-ferrogate-timeout-ms`) says so,
 /// rather than naming the per-attempt deadline it was enforced through.
 #[tokio::test]
-#[ignore = "bug: a total deadline that fires before the response head is reported as `the \
-            first byte deadline (399ms)` (src/proxy/resilient.rs clamps the attempt's first_byte \
-            timeout to the time left and the timeout keeps Deadline::FirstByte)"]
 async fn total_deadline_error_names_the_total_deadline() {
     let up = MockUpstream::start().await;
     up.set_default(Behavior::json_fixture(200, CHAT_NONSTREAM).head_delay(Duration::from_secs(3)));

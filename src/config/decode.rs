@@ -294,6 +294,9 @@ impl<'v> Fields<'v> {
 struct KnownProviders<'a> {
     ids: &'a [String],
     kinds: HashMap<&'a str, ProviderKind>,
+    /// Providers with at least one key carrying `rpm` or `tpm` (usage-aware balancing can
+    /// spread by those too).
+    key_limited: Vec<&'a str>,
 }
 
 impl KnownProviders<'_> {
@@ -590,7 +593,17 @@ impl Decoder<'_> {
         if !ids.iter().any(|id| id == BUILTIN_MOCK) {
             kinds.insert(BUILTIN_MOCK, ProviderKind::Mock);
         }
-        let known = KnownProviders { ids: &ids, kinds };
+        let key_limited = config
+            .providers
+            .iter()
+            .filter(|p| p.keys.iter().any(|k| k.rpm.is_some() || k.tpm.is_some()))
+            .map(|p| p.id.as_str())
+            .collect();
+        let known = KnownProviders {
+            ids: &ids,
+            kinds,
+            key_limited,
+        };
         if let Some(v) = f.get("models") {
             config.models = self.models("models", v, &known);
         }
@@ -1543,10 +1556,13 @@ impl Decoder<'_> {
                         ["rpm", "tpm"]
                             .iter()
                             .any(|k| t.get(*k).is_some_and(|v| !v.is_null()))
+                            || t.get("provider")
+                                .and_then(Value::as_str)
+                                .is_some_and(|p| known.key_limited.contains(&p))
                     })
                 });
                 if balance == Balance::UsageAware && written_targets.is_some() && !limited {
-                    let msg = "usage_aware needs rpm or tpm on at least one target (the limits it balances against)";
+                    let msg = "usage_aware needs rpm or tpm on at least one target, or on a key of a target's provider (the limits it balances against)";
                     self.problem(&bp, msg);
                 }
             }
@@ -2600,7 +2616,7 @@ models:
             [
                 "models[0].balance: expected weighted, least_in_flight, lowest_latency or usage_aware, got \"least-in-flight\" (did you mean \"least_in_flight\"?)",
                 "models[1].balance: expected weighted, least_in_flight, lowest_latency or usage_aware, got \"round_robin\"",
-                "models[2].balance: usage_aware needs rpm or tpm on at least one target (the limits it balances against)",
+                "models[2].balance: usage_aware needs rpm or tpm on at least one target, or on a key of a target's provider (the limits it balances against)",
                 // The invalid rpm is reported; the balance is not blamed for it as well.
                 "models[3].targets[0].rpm: expected a positive integer, got 0",
                 "models[4].balance: expected a string, got a list",

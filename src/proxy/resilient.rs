@@ -241,11 +241,8 @@ pub(super) async fn run(
         stream,
         started,
     ));
-    let deadline = plan
-        .overrides
-        .total
-        .or(first_route.deadline)
-        .map(|d| started + d);
+    let deadline_len = plan.overrides.total.or(first_route.deadline);
+    let deadline = deadline_len.map(|d| started + d);
 
     // The models to try, in order; a failure kind may replace the rest of the list.
     let mut chain: Vec<Arc<str>> = Vec::with_capacity(4);
@@ -380,16 +377,17 @@ pub(super) async fn run(
             let mut chosen = chosen_from(&route, idx, is_fallback.then_some(&name));
             chosen.key = chosen.provider.choose_key(route.balance, now);
             let mut ctx = attempt_ctx(&route, &chosen, &plan.overrides, stream);
+            // Whether the request's overall deadline, not the attempt's own, cut the first-byte
+            // wait short (a timeout is then reported as the total deadline).
+            let mut first_byte_is_deadline = false;
             if let Some(d) = deadline {
                 // An attempt never outlives the request's overall deadline.
                 let left = d.saturating_duration_since(now);
                 let total = ctx.total.unwrap_or(chosen.provider.total_timeout).min(left);
                 ctx.total = Some(total);
-                ctx.first_byte = Some(
-                    ctx.first_byte
-                        .unwrap_or(chosen.provider.first_byte_timeout)
-                        .min(left),
-                );
+                let first_byte = ctx.first_byte.unwrap_or(chosen.provider.first_byte_timeout);
+                first_byte_is_deadline = left < first_byte;
+                ctx.first_byte = Some(first_byte.min(left));
             }
             let call = Call::new(&chosen, inbound, model, stream, ctx);
             let Some(mut s) = settle.take() else {
@@ -457,6 +455,17 @@ pub(super) async fn run(
                     return Ok(resp);
                 }
                 Err(mut f) => {
+                    if first_byte_is_deadline {
+                        if let GatewayError::UpstreamTimeout {
+                            deadline: d, after, ..
+                        } = &mut f.error
+                        {
+                            if *d == crate::error::Deadline::FirstByte {
+                                *d = crate::error::Deadline::Total;
+                                *after = deadline_len.unwrap_or(*after);
+                            }
+                        }
+                    }
                     // Take back the settle; drop this attempt's hold (permit, in-flight).
                     match f.settle.take() {
                         Some(mut s) => {
