@@ -1508,3 +1508,68 @@ async fn fast_primary_starts_no_hedge() {
         0.0
     );
 }
+
+/// Every target at its concurrency limit: an immediate 429, not a request that spins until a
+/// slot frees (a refused target stays out for the rest of the request).
+#[tokio::test]
+async fn all_targets_full_answer_429_at_once() {
+    let a = MockUpstream::start().await;
+    let b = MockUpstream::start().await;
+    a.push(slow_ok(800));
+    b.push(slow_ok(800));
+    let gw = gateway(
+        &[oai("a", &a), oai("b", &b)],
+        "  - name: m\n    targets: [{ provider: a, model: x, max_concurrency: 1 }, { provider: b, model: y, max_concurrency: 1 }]\n",
+    )
+    .await;
+    let (u1, u2) = (gw.url(CHAT), gw.url(CHAT));
+    let first = tokio::spawn(async move { post(&u1, chat_body("m", None)).await });
+    let second = tokio::spawn(async move { post(&u2, chat_body("m", None)).await });
+    assert!(a.wait_requests(1, WAIT).await && b.wait_requests(1, WAIT).await);
+    let t0 = Instant::now();
+    let r = chat(&gw, "m").await;
+    assert_openai_error(&r, 429);
+    assert!(
+        t0.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(second.await.unwrap().status, 200);
+    assert_eq!((a.request_count(), b.request_count()), (1, 1));
+}
+
+/// Model names from requests (glob matches, `x-ferrogate-fallbacks`) never become metric
+/// labels: series stay bounded by the configuration.
+#[tokio::test]
+async fn client_chosen_model_names_are_not_metric_labels() {
+    let a = MockUpstream::start().await;
+    let b = MockUpstream::start().await;
+    a.set_default(Behavior::json(
+        500,
+        openai_error("boom", "server_error", None),
+    ));
+    b.set_default(Behavior::json_fixture(200, CHAT_NONSTREAM));
+    let gw = gateway(
+        &[oai("a", &a), oai("b", &b)],
+        "  - name: \"gpt-*\"\n    targets: [{ provider: a }]\n    deadline_ms: 5000\n",
+    )
+    .await;
+    for i in 0..3 {
+        let r = post_with(
+            &gw.url(CHAT),
+            chat_body(&format!("gpt-anything-{i}"), None),
+            &[("x-ferrogate-fallbacks", &format!("b/client-chosen-{i}"))],
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("x-ferrogate-fallback").as_deref(),
+            Some(&*format!("b/client-chosen-{i}"))
+        );
+    }
+    let text = gw.metrics().await;
+    assert!(!text.contains("client-chosen"), "{text}");
+    assert!(!text.contains("gpt-anything"), "{text}");
+    assert!(text.contains("served_by=\"b/*\""), "{text}");
+}
