@@ -271,7 +271,11 @@ pub(super) fn message_id(id: &str) -> String {
     if id.starts_with("msg_") {
         id.to_owned()
     } else if id.is_empty() {
-        "msg_gateway".to_owned()
+        // The upstream gave none: a fresh one, so clients that key by id never see two
+        // answers share it.
+        let mut out = String::from("msg_");
+        out.extend(std::iter::repeat_with(fastrand::alphanumeric).take(24));
+        out
     } else {
         format!("msg_{id}")
     }
@@ -504,6 +508,15 @@ mod tests {
             stop_reason_to_wire(StopReason::MaxTokens, true, false),
             "max_tokens"
         );
+    }
+
+    #[test]
+    fn missing_ids_get_fresh_message_ids() {
+        let (a, b) = (message_id(""), message_id(""));
+        assert!(a.starts_with("msg_") && a.len() == 28, "{a}");
+        assert_ne!(a, b);
+        assert_eq!(message_id("msg_x"), "msg_x");
+        assert_eq!(message_id("chatcmpl-1"), "msg_chatcmpl-1");
     }
 
     #[test]
