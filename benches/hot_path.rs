@@ -11,9 +11,9 @@ use ferrogate::config::{
     TargetConfig, Timeouts,
 };
 use ferrogate::dialect::openai::read_request_fields;
-use ferrogate::proxy::stream_tap::StreamTap;
 use ferrogate::routing::health::HealthRegistry;
 use ferrogate::routing::{compile, Resolved};
+use ferrogate::stream::{Pipeline, Tap};
 use ferrogate::upstream::PoolCache;
 
 const SMALL: &[u8] =
@@ -66,17 +66,17 @@ fn fields(c: &mut Criterion) {
 fn sse_tap(c: &mut Criterion) {
     let frames = stream_50();
     let total: usize = frames.iter().map(Bytes::len).sum();
-    let mut g = c.benchmark_group("stream_tap_50_chunks");
+    let mut g = c.benchmark_group("stream_pipeline_50_chunks");
     g.throughput(Throughput::Bytes(total as u64));
     for (name, strip) in [("pass_through", false), ("strip_injected_usage", true)] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                let mut tap = StreamTap::new(strip, 200);
+                let mut pipeline = Pipeline::forward(Tap::openai(strip, 200), None);
                 let mut n = 0;
                 for f in &frames {
-                    n += tap.on_chunk(f.clone()).map_or(0, |o| o.len());
+                    n += pipeline.push(f.clone()).map_or(0, |o| o.len());
                 }
-                (n, tap.reported_usage())
+                (n, pipeline.usage())
             })
         });
     }

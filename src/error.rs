@@ -1,6 +1,6 @@
 //! The gateway's request-level error: what went wrong, who is to blame, and which HTTP status it maps to.
 //!
-//! Only `server::error_response` turns these into wire bytes (in the client's dialect); everything else
+//! Only `proxy::error_response` turns these into wire bytes (in the client's dialect); everything else
 //! returns them. Messages never contain credentials.
 
 use std::time::Duration;

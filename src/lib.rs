@@ -11,6 +11,7 @@ pub mod routing;
 pub mod server;
 pub mod sse;
 pub mod state;
+pub mod stream;
 pub mod telemetry;
 pub mod translate;
 pub mod upstream;

@@ -31,7 +31,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: &Config, config_path: Option<PathBuf>) -> Result<Arc<Self>, CompileError> {
         let prometheus = crate::telemetry::metrics::install();
-        crate::proxy::body::init_clock();
+        crate::telemetry::clock::init();
         let metrics = GlobalMetrics::new();
         let pools = PoolCache::default();
         let health = HealthRegistry::default();

@@ -837,7 +837,9 @@ async fn stall_in_an_anthropic_stream_gives_an_anthropic_error_event() {
     assert!(tail.starts_with("event: error\ndata: "), "{tail:?}");
     let err = last_event_json(tail.as_bytes());
     assert_eq!(err["type"], "error", "{err}");
-    assert!(err["error"]["type"].is_string(), "{err}");
+    // A stall is a timeout in every dialect, passed through or translated (once `api_error`
+    // here and `timeout_error` on translated routes).
+    assert_eq!(err["error"]["type"], "timeout_error", "{err}");
     assert_close(
         t0.elapsed(),
         Duration::from_millis(250),
@@ -846,6 +848,30 @@ async fn stall_in_an_anthropic_stream_gives_an_anthropic_error_event() {
     );
     assert!(up.wait_cancels(1, WAIT).await);
     assert_eq!(up.request_count(), 1);
+}
+
+#[tokio::test]
+async fn stall_in_a_translated_stream_is_the_same_timeout_error() {
+    let up = MockUpstream::start().await;
+    let stalling = Behavior::openai_stream(STREAM_TEXT, true).stall_after(3);
+    up.push(stalling);
+    let gw = gateway(
+        &[oai("a", &up)],
+        "  - name: claude\n    targets: [{ provider: a, model: x }]\n    timeouts: { stall_ms: 250 }\n",
+    )
+    .await;
+    let r = anthropic(&gw, "claude", true).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let err = last_event_json(&r.body);
+    assert_eq!(err["type"], "error", "{err}");
+    assert_eq!(err["error"]["type"], "timeout_error", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stall"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

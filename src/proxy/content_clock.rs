@@ -1,6 +1,5 @@
-//! The first-token and inter-token-stall deadlines of a stream. Content means text, reasoning,
-//! refusal or tool-call deltas; keep-alives, comments, pings, role-only and empty deltas don't
-//! count (the stream decoders only emit events for real content).
+//! The first-token and inter-token-stall deadlines of a stream. What counts as content is
+//! decided by the stream pipeline (`stream::is_content`); this clock is told when some arrived.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,8 +7,6 @@ use std::task::Context;
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
-
-use crate::translate::ir::StreamEvent;
 
 /// Which content deadline fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,19 +38,17 @@ impl ContentClock {
         self.stall.is_some()
     }
 
-    /// Notes one decoded event; content moves the stall deadline.
-    pub fn observe(&mut self, ev: &StreamEvent) {
-        if is_content(ev) {
-            self.seen = true;
-            if let Some(stall) = self.stall {
-                let due = Instant::now() + stall;
-                match &mut self.sleep {
-                    Some(s) => s.as_mut().reset(due),
-                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(due))),
-                }
-            } else {
-                self.sleep = None;
+    /// Content arrived: the first-token question is settled and the stall deadline moves.
+    pub fn on_content(&mut self) {
+        self.seen = true;
+        if let Some(stall) = self.stall {
+            let due = Instant::now() + stall;
+            match &mut self.sleep {
+                Some(s) => s.as_mut().reset(due),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(due))),
             }
+        } else {
+            self.sleep = None;
         }
     }
 
@@ -85,25 +80,10 @@ impl ContentClock {
     }
 }
 
-/// Whether an event carries content (what first-token and stall deadlines wait for).
-pub fn is_content(ev: &StreamEvent) -> bool {
-    match ev {
-        StreamEvent::TextDelta(t)
-        | StreamEvent::ThinkingDelta(t)
-        | StreamEvent::RefusalDelta(t) => !t.is_empty(),
-        StreamEvent::ToolCallStart { .. } | StreamEvent::ToolArgsDelta { .. } => true,
-        StreamEvent::RedactedThinking(_) | StreamEvent::ThinkingSignature(_) => true,
-        // The answer finishing (even empty) settles the first-token question.
-        StreamEvent::Finish { .. } => true,
-        StreamEvent::Start { .. } | StreamEvent::Error(_) => false,
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::usage::Usage;
 
     fn noop_cx() -> Context<'static> {
         Context::from_waker(std::task::Waker::noop())
@@ -118,22 +98,14 @@ mod tests {
         .unwrap();
         let mut cx = noop_cx();
         assert_eq!(c.poll_expired(&mut cx), None);
-        // A role-only start doesn't count.
-        c.observe(&StreamEvent::Start {
-            id: String::new(),
-            model: String::new(),
-            usage: Usage::default(),
-        });
         tokio::time::advance(Duration::from_millis(60)).await;
         assert_eq!(c.poll_expired(&mut cx), None);
-        c.observe(&StreamEvent::TextDelta("hi".into()));
+        c.on_content();
         tokio::time::advance(Duration::from_millis(45)).await;
         assert_eq!(c.poll_expired(&mut cx), None);
-        c.observe(&StreamEvent::TextDelta(" there".into()));
+        c.on_content();
         tokio::time::advance(Duration::from_millis(45)).await;
         assert_eq!(c.poll_expired(&mut cx), None);
-        // Empty deltas are not progress.
-        c.observe(&StreamEvent::TextDelta(String::new()));
         tokio::time::advance(Duration::from_millis(10)).await;
         assert_eq!(c.poll_expired(&mut cx), Some(Expired::Stall));
     }

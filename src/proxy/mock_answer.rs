@@ -72,7 +72,7 @@ pub(super) async fn answer_from_mock(
             created: now_secs(),
         };
         frames = if answer.stream {
-            translate::translate_sse_frames(&frames, from, to, opts, call.served_model)
+            crate::stream::translate_frames(&frames, from, to, opts, call.served_model)
         } else {
             let whole = frames.into_iter().next().unwrap_or_default();
             let decoded = match translate::decode_response(from, &whole) {

@@ -1,18 +1,18 @@
 //! The request path for OpenAI-dialect endpoints: read the body, resolve the route, then either
 //! forward to an OpenAI-compatible upstream (pass-through, with the usage tap) or answer from the
-//! built-in mock. Errors come back as `GatewayError` and are framed by `server::error_response`.
+//! built-in mock. Errors come back as `GatewayError` and are framed by `proxy::error_response`.
 
 pub mod body;
 pub mod content_clock;
 mod count_tokens;
-pub mod event_tap;
+pub mod error_response;
+mod exchange;
 mod forward;
 mod mock_answer;
 mod read_body;
 mod resilient;
 pub mod settle;
-pub mod stream_tap;
-pub mod translate_stream;
+pub mod stream_body;
 mod translated;
 
 use std::sync::Arc;
@@ -28,7 +28,6 @@ use crate::dialect::openai::{self as wire, RequestFields};
 use crate::error::GatewayError;
 use crate::providers::openai;
 use crate::routing::snapshot::{Endpoint, ProviderRt, Resolved, Snapshot};
-use crate::server::error_response;
 use crate::state::AppState;
 use crate::telemetry::metrics::RouteMetrics;
 use crate::translate::ir::Dialect;

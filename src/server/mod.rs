@@ -4,7 +4,6 @@
 //! `serve` takes a bound listener and a shutdown future, so tests and `main` drive it the same way.
 
 pub mod endpoints;
-pub mod error_response;
 pub mod write_stall;
 
 use std::convert::Infallible;

@@ -165,62 +165,11 @@ pub fn response_to_events(resp: &ir::ChatResponse) -> Vec<ir::StreamEvent> {
     out
 }
 
-/// Re-encodes a whole SSE body (or list of SSE frames) from one dialect into another, one
-/// output frame per input frame that produced output. Used for the built-in mock.
-pub fn translate_sse_frames(
-    frames: &[bytes::Bytes],
-    from: Dialect,
-    to: Dialect,
-    opts: EncodeOptions,
-    model: &str,
-) -> Vec<bytes::Bytes> {
-    let mut decoder = stream_decoder(from, model);
-    let mut encoder = stream_encoder(to, opts);
-    let mut splitter = crate::sse::SseSplitter::new();
-    let mut events = Vec::new();
-    let mut out_frames = Vec::with_capacity(frames.len());
-    let feed = |event: &[u8], decoder: &mut Box<dyn StreamDecode>, events: &mut Vec<_>| {
-        if crate::sse::is_comment_only(event) {
-            return;
-        }
-        if let Some(data) = crate::sse::data_payload(event) {
-            decoder.event(
-                ir::RawEvent {
-                    name: crate::sse::event_name(event),
-                    data: &data,
-                    exception: false,
-                },
-                events,
-            );
-        }
-    };
-    for frame in frames {
-        let mut raw = Vec::new();
-        splitter.push(frame.clone(), |e| raw.push(e));
-        for e in &raw {
-            feed(e, &mut decoder, &mut events);
-        }
-        let mut out = Vec::new();
-        for ev in events.drain(..) {
-            encoder.event(&ev, &mut out);
-        }
-        if !out.is_empty() {
-            out_frames.push(bytes::Bytes::from(out));
-        }
-    }
-    if let Some(rest) = splitter.finish() {
-        feed(&rest, &mut decoder, &mut events);
-    }
-    decoder.end(&mut events);
-    let mut out = Vec::new();
-    for ev in events.drain(..) {
-        encoder.event(&ev, &mut out);
-    }
-    encoder.end(&mut out);
-    if !out.is_empty() {
-        out_frames.push(bytes::Bytes::from(out));
-    }
-    out_frames
+/// One terminal error event in a client's stream dialect, as its stream encoder writes it
+/// (for pass-through streams that fail part-way; translated streams get it from their encoder).
+pub fn stream_error_event(dialect: Dialect, err: &ErrorInfo, out: &mut Vec<u8>) {
+    let mut encoder = stream_encoder(dialect, EncodeOptions::default());
+    encoder.event(&ir::StreamEvent::Error(err.clone()), out);
 }
 
 #[cfg(test)]

@@ -211,6 +211,31 @@ pub(super) fn decode_stream_error(data: &[u8]) -> ErrorInfo {
     info
 }
 
+/// The Responses API's terminal `error` stream event (pass-through Responses streams that
+/// fail part-way: the gateway's own deadline or a broken upstream).
+pub fn responses_error_event(err: &ErrorInfo, out: &mut Vec<u8>) {
+    #[derive(Serialize)]
+    struct Event<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        code: Option<&'a str>,
+        message: &'a str,
+        param: Option<&'a str>,
+    }
+    let event = Event {
+        kind: "error",
+        code: err.code.as_deref(),
+        message: &err.message,
+        param: err.param.as_deref(),
+    };
+    out.extend_from_slice(b"event: error\ndata: ");
+    // A struct of strings: serialisation cannot fail.
+    if serde_json::to_writer(&mut *out, &event).is_err() {
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(b"\n\n");
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
