@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::config::MockSettings;
 use crate::error::GatewayError;
-use crate::routing::snapshot::Endpoint;
+use crate::providers::Endpoint;
 use crate::usage::Usage;
 
 /// A fully rendered mock answer; the proxy paces `frames` by `chunk_delay`.

@@ -1,8 +1,12 @@
-//! Per-provider outbound details: how a request is addressed and authenticated, and the
-//! built-in mock. A provider that speaks the OpenAI dialect is configuration (`presets`), not code.
+//! How to talk to each provider kind: the operation's upstream path (`endpoint`, `urls`), header
+//! hygiene both ways (`openai`), SigV4 for Bedrock (`bedrock_sign`), and the built-in mock. A
+//! provider that speaks the OpenAI dialect is configuration (`presets`), not code.
 
 pub mod bedrock_sign;
+mod endpoint;
 pub mod mock;
 pub mod openai;
-pub mod outbound;
 pub mod presets;
+pub mod urls;
+
+pub use endpoint::Endpoint;

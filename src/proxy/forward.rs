@@ -8,12 +8,13 @@ use http::Response;
 
 use super::body::GatewayBody;
 use super::exchange::{self, Outgoing};
+use super::outbound;
 use super::settle::Settle;
 use super::{finish_head, Call, Failure};
 use crate::config::ProviderKind;
 use crate::dialect::openai::{self as wire, BodyEdits, RequestFields};
-use crate::providers::{openai, outbound};
-use crate::routing::snapshot::Endpoint;
+use crate::providers::openai;
+use crate::providers::Endpoint;
 use crate::stream::event_tap::EventDialect;
 use crate::stream::{Pipeline, Tap};
 use crate::translate::ir::Dialect;

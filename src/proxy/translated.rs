@@ -14,8 +14,8 @@ use super::settle::Settle;
 use super::{finish_head, Call, Failure, APPLICATION_JSON, EVENT_STREAM};
 use crate::error::GatewayError;
 use crate::providers::openai::X_UPSTREAM_REQUEST_ID;
-use crate::providers::outbound::{self, ClientHeaders};
-use crate::routing::snapshot::Endpoint;
+use crate::providers::Endpoint;
+use crate::proxy::outbound::{self, ClientHeaders};
 use crate::stream::{Framing, Pipeline};
 use crate::translate::{self, ir::EncodeOptions};
 

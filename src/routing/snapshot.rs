@@ -15,6 +15,7 @@ use crate::config::{
     ProviderConfig, ProviderKind, RetryConfig, ServerSettings, TimeoutOverrides, Timeouts,
 };
 use crate::providers::bedrock_sign::AwsCredentials;
+pub use crate::providers::Endpoint;
 use crate::resilience::limits::ConcurrencyLimit;
 use crate::routing::glob;
 use crate::routing::health::{HealthRegistry, ProviderHealth};
@@ -35,44 +36,6 @@ pub enum CompileError {
     Provider { provider: String, detail: String },
     #[error("models[{index}].targets: unknown provider {provider:?}")]
     UnknownProvider { index: usize, provider: String },
-}
-
-/// Which operation a request is for, whatever dialect the client spoke; selects the upstream
-/// path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A chat turn: OpenAI chat completions, Anthropic messages, Gemini generateContent.
-    ChatCompletions,
-    Completions,
-    Embeddings,
-    /// OpenAI Responses API (OpenAI-dialect providers only).
-    Responses,
-    /// Anthropic `count_tokens`.
-    CountTokens,
-}
-
-impl Endpoint {
-    /// Path of the OpenAI-dialect endpoint, appended to an OpenAI base URL.
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "/chat/completions",
-            Endpoint::Completions => "/completions",
-            Endpoint::Embeddings => "/embeddings",
-            Endpoint::Responses => "/responses",
-            Endpoint::CountTokens => "/messages/count_tokens",
-        }
-    }
-
-    /// Label for metrics and logs.
-    pub fn label(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "chat",
-            Endpoint::Completions => "completions",
-            Endpoint::Embeddings => "embeddings",
-            Endpoint::Responses => "responses",
-            Endpoint::CountTokens => "count_tokens",
-        }
-    }
 }
 
 const OPENAI_ENDPOINTS: [Endpoint; 4] = [
@@ -155,53 +118,15 @@ impl ProviderRt {
             return Ok(uri.clone());
         }
         let base = self.base.as_deref().ok_or("provider has no base URL")?;
-        let seg = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, crate::providers::bedrock_sign::SEGMENT)
-                .to_string()
-        };
-        let full = match (self.kind, endpoint) {
-            (ProviderKind::Azure, e) if e != Endpoint::CountTokens => {
-                let dep = deployment.unwrap_or(model);
-                match &self.api_version {
-                    Some(v) => format!(
-                        "{base}/openai/deployments/{}{}?api-version={}",
-                        seg(dep),
-                        e.path(),
-                        seg(v)
-                    ),
-                    None => format!("{base}/openai/v1{}", e.path()),
-                }
-            }
-            (ProviderKind::Anthropic, Endpoint::ChatCompletions) => format!("{base}/v1/messages"),
-            (ProviderKind::Anthropic, Endpoint::CountTokens) => {
-                format!("{base}/v1/messages/count_tokens")
-            }
-            (ProviderKind::Gemini, Endpoint::ChatCompletions) => {
-                if stream {
-                    format!(
-                        "{base}/v1beta/models/{}:streamGenerateContent?alt=sse",
-                        seg(model)
-                    )
-                } else {
-                    format!("{base}/v1beta/models/{}:generateContent", seg(model))
-                }
-            }
-            (ProviderKind::Bedrock, Endpoint::ChatCompletions) => {
-                format!(
-                    "{base}{}",
-                    crate::providers::bedrock_sign::model_path(model, stream)
-                )
-            }
-            (kind, e) => {
-                return Err(format!(
-                    "{} providers have no {} endpoint",
-                    kind.as_str(),
-                    e.label()
-                ))
-            }
-        };
-        full.parse()
-            .map_err(|e| format!("invalid upstream URI: {e}"))
+        crate::providers::urls::upstream_uri(
+            self.kind,
+            base,
+            self.api_version.as_deref(),
+            endpoint,
+            model,
+            deployment,
+            stream,
+        )
     }
 
     /// A key by weighted choice, or `None` when the provider has none. A key the resilience

@@ -8,9 +8,9 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::error::GatewayError;
+use crate::providers::Endpoint;
 use crate::proxy::error_response;
 use crate::proxy::{self, body::GatewayBody, json_response, Inbound};
-use crate::routing::snapshot::Endpoint;
 use crate::state::AppState;
 use crate::translate::ir::Dialect;
 

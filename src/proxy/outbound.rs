@@ -7,12 +7,12 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
 
-use super::openai::{
+use crate::config::{AuthMode, ProviderKind};
+use crate::error::GatewayError;
+use crate::providers::openai::{
     is_client_credential, is_hop_by_hop, remove_headers, strip_key_param, with_query, IDENTITY,
     X_REQUEST_ID,
 };
-use crate::config::{AuthMode, ProviderKind};
-use crate::error::GatewayError;
 use crate::routing::snapshot::ProviderRt;
 
 static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
@@ -108,7 +108,7 @@ pub fn build_request(
     }
     if let Some((creds, region)) = &provider.aws {
         // Signed last, over exactly the headers and bytes that are sent.
-        let signed = super::bedrock_sign::sign(
+        let signed = crate::providers::bedrock_sign::sign(
             "POST",
             &uri,
             &headers,
