@@ -224,4 +224,6 @@ pub fn translate_sse_frames(
 }
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod roundtrip_tests;
