@@ -173,4 +173,6 @@ pub fn stream_error_event(dialect: Dialect, err: &ErrorInfo, out: &mut Vec<u8>) 
 }
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod roundtrip_tests;
