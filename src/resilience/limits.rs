@@ -6,7 +6,11 @@
 //! RAII and return themselves on drop.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+/// Serialises resizes, which happen on reload only (never on the request path).
+#[allow(clippy::disallowed_types)]
+type ReloadLock = std::sync::Mutex<()>;
 
 use tokio::sync::Semaphore;
 
@@ -37,7 +41,7 @@ struct Shared {
     /// Permits to retire instead of returning, after `max` was lowered below the permits held.
     debt: AtomicU32,
     /// Serialises `set_limits` (reloads only, never the request path).
-    resize: Mutex<()>,
+    resize: ReloadLock,
 }
 
 /// A slot held; released when dropped.
@@ -59,7 +63,7 @@ impl ConcurrencyLimit {
                 waiting: AtomicU32::new(0),
                 in_use: AtomicU32::new(0),
                 debt: AtomicU32::new(0),
-                resize: Mutex::new(()),
+                resize: ReloadLock::new(()),
             }),
         }
     }

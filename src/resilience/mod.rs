@@ -43,7 +43,8 @@ pub(crate) struct Epoch(Instant);
 
 impl Epoch {
     pub(crate) fn new() -> Self {
-        Epoch(Instant::now())
+        // Tokio's clock, like every instant handed to `ticks` (ARCHITECTURE.md invariant 11).
+        Epoch(tokio::time::Instant::now().into_std())
     }
 
     /// `now` as ticks (>= 1). Instants before the origin count as the origin (callers may hand

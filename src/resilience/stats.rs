@@ -303,6 +303,8 @@ impl Drop for OwnedInFlightGuard {
 }
 
 #[cfg(test)]
+// Tests hand their own instants to the code under test; no deadline is decided by the clock.
+#[allow(clippy::disallowed_methods)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;

@@ -684,6 +684,8 @@ fn render_models_anthropic(config: &Config) -> Bytes {
 }
 
 #[cfg(test)]
+// Tests hand their own instants to the code under test; no deadline is decided by the clock.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use crate::config::{KeyConfig, TargetConfig};

@@ -1,7 +1,6 @@
 //! The endpoint table: which handler serves a method and path, and in which client dialect.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -82,7 +81,8 @@ fn gemini_path(path: &str) -> Option<Inbound> {
 
 /// Dispatches one request.
 pub async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<GatewayBody> {
-    let started = Instant::now();
+    // On tokio's clock (the system's in production): the overall deadline starts here.
+    let started = tokio::time::Instant::now().into_std();
     let path = req.uri().path();
     if let Some(inbound) = classify(path) {
         if req.method() != Method::POST {
