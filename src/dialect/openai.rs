@@ -198,16 +198,6 @@ pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&
     Bytes::from(v.to_string())
 }
 
-/// One SSE event carrying an OpenAI error object, for failures after the stream started.
-pub fn error_event(message: &str, kind: &str, code: &str) -> Bytes {
-    let body = error_body(message, kind, None, Some(code));
-    let mut out = BytesMut::with_capacity(body.len() + 8);
-    out.put_slice(b"data: ");
-    out.put_slice(&body);
-    out.put_slice(b"\n\n");
-    out.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
