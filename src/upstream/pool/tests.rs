@@ -97,7 +97,8 @@ fn release(pool: &Arc<Pool>, sender: http1::SendRequest<UpstreamBody>) {
 }
 
 /// Whether the server has seen its connection close, given everything that is ready to run
-/// the chance to (a paused clock only moves when nothing else can).
+/// the chance to. Only for paused-clock tests: there the 1 ms passes only once nothing else
+/// can run, so it is a wait for quiescence, not a race against the machine's load.
 async fn closes(closed: &mut watch::Receiver<bool>) -> bool {
     tokio::time::timeout(Duration::from_millis(1), closed.wait_for(|c| *c))
         .await
@@ -110,7 +111,7 @@ async fn body_of(resp: Response<Incoming>) -> Bytes {
 
 // ---------------------------------------------------------------- idle expiry
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn checkout_skips_and_closes_expired_idle_connections() {
     // No reaper here: the tick counter is moved by hand, so only checkout can expire anything.
     let pool = offline_pool(8 * SEC);
@@ -140,7 +141,7 @@ async fn checkout_skips_and_closes_expired_idle_connections() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_idle_connection_exactly_one_timeout_old_is_still_used() {
     let pool = offline_pool(8 * SEC);
     let (conn, _closed) = duplex_h1("kept").await;
@@ -208,7 +209,7 @@ async fn the_shared_h2_connection_expires_only_after_its_last_request_finished()
     assert!(closes(&mut closed).await, "forgotten but not closed");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dropping_the_pool_closes_its_idle_connections_and_stops_its_reaper() {
     let pool = offline_pool(8 * SEC);
     pool.start_reaper();
@@ -222,7 +223,12 @@ async fn dropping_the_pool_closes_its_idle_connections_and_stops_its_reaper() {
         closes(&mut closed).await,
         "the idle connection outlived its pool"
     );
-    tokio::task::yield_now().await;
+    for _ in 0..10 {
+        if reaper.is_finished() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     assert!(reaper.is_finished(), "the reaper outlived its pool");
 }
 
