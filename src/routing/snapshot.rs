@@ -542,6 +542,8 @@ fn compile_provider(
                 origin,
                 p.ca_file.clone(),
                 Duration::from_millis(p.timeouts.connect_ms),
+                // Until `timeouts.idle_ms` is decoded: `Duration::from_millis(p.timeouts.idle_ms)`.
+                crate::upstream::DEFAULT_IDLE_TIMEOUT,
             )
             .and_then(|key| pools.get(&key))
             .map_err(|e| CompileError::Provider {

@@ -1,5 +1,5 @@
 //! Outbound HTTP: per-origin keep-alive pools (`pool`), HTTP/1.1 and HTTP/2 (ALPN over TLS), plain
-//! HTTP for local servers, `TCP_NODELAY`, connect timeouts, private CAs and `HTTPS_PROXY`.
+//! HTTP for local servers, `TCP_NODELAY`, connect and idle timeouts, private CAs and `HTTPS_PROXY`.
 
 pub mod pool;
 
@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,6 +23,10 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 pub use pool::{error_chain, Lease, Pool, SendError, UpstreamBody};
+
+/// How long an idle upstream connection is kept when the provider does not say (most HTTP
+/// clients use the same: hyper-util's legacy pool, Go's `net/http`, reqwest).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamSetupError {
@@ -43,6 +47,8 @@ pub struct PoolKey {
     /// Hash of the CA file's contents, so a rotated CA file gets a new pool on reload.
     pub ca_digest: Option<u64>,
     pub connect_timeout: Duration,
+    /// How long a connection may sit idle before the pool closes it.
+    pub idle_timeout: Duration,
 }
 
 impl PoolKey {
@@ -51,6 +57,7 @@ impl PoolKey {
         origin: String,
         ca_file: Option<PathBuf>,
         connect_timeout: Duration,
+        idle_timeout: Duration,
     ) -> Result<Self, UpstreamSetupError> {
         let ca_digest = match &ca_file {
             None => None,
@@ -70,22 +77,28 @@ impl PoolKey {
             ca_file,
             ca_digest,
             connect_timeout,
+            idle_timeout,
         })
     }
 }
 
-/// Pools built so far, reused across config reloads so warm connections survive them. Only
-/// touched while compiling a snapshot, never on the request path.
+/// The pools that snapshots hold, by key, so a reload that keeps an origin keeps its warm
+/// connections. The cache holds them weakly: a pool lives exactly as long as some snapshot (or a
+/// request in flight) uses it, so an origin dropped from the config has its pool and idle
+/// connections closed once the last snapshot naming it goes. Only touched while compiling a
+/// snapshot, never on the request path, so a plain mutex is enough.
 #[derive(Default)]
 pub struct PoolCache {
-    pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+    pools: Mutex<HashMap<PoolKey, Weak<Pool>>>,
 }
 
 impl PoolCache {
+    /// The live pool for `key`, or a new one. Also forgets the keys of pools that are gone.
     pub fn get(&self, key: &PoolKey) -> Result<Arc<Pool>, UpstreamSetupError> {
         let mut map = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = map.get(key) {
-            return Ok(Arc::clone(p));
+        map.retain(|_, pool| pool.strong_count() > 0);
+        if let Some(p) = map.get(key).and_then(Weak::upgrade) {
+            return Ok(p);
         }
         let origin: Uri = key
             .origin
@@ -97,11 +110,23 @@ impl PoolCache {
             return Err(UpstreamSetupError::Origin(key.origin.clone()));
         };
         let connector = build_connector(key)?;
-        let pool = Pool::new(connector, key.connect_timeout, scheme, authority)
-            .map_err(UpstreamSetupError::Origin)?;
+        let pool = Pool::new(
+            connector,
+            key.connect_timeout,
+            key.idle_timeout,
+            scheme,
+            authority,
+        )
+        .map_err(UpstreamSetupError::Origin)?;
         let pool = Arc::new(pool);
-        map.insert(key.clone(), Arc::clone(&pool));
+        map.insert(key.clone(), Arc::downgrade(&pool));
         Ok(pool)
+    }
+
+    /// Pools still alive (some snapshot or request holds them).
+    pub fn live(&self) -> usize {
+        let map = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().filter(|p| p.strong_count() > 0).count()
     }
 }
 
@@ -200,9 +225,15 @@ impl Service<Uri> for ProxyConnector {
 mod tests {
     use super::*;
 
+    const SEC: Duration = Duration::from_secs(1);
+
     fn write_ca(path: &Path) {
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         std::fs::write(path, ck.cert.pem()).unwrap();
+    }
+
+    fn plain_key(origin: &str) -> PoolKey {
+        PoolKey::new(origin.into(), None, SEC, DEFAULT_IDLE_TIMEOUT).unwrap()
     }
 
     #[test]
@@ -215,7 +246,8 @@ mod tests {
             PoolKey::new(
                 "https://localhost:8443".into(),
                 Some(ca.to_path_buf()),
-                Duration::from_secs(1),
+                SEC,
+                DEFAULT_IDLE_TIMEOUT,
             )
             .unwrap()
         };
@@ -231,8 +263,59 @@ mod tests {
         let missing = PoolKey::new(
             "https://x".into(),
             Some(dir.path().join("nope.pem")),
-            Duration::from_secs(1),
+            SEC,
+            DEFAULT_IDLE_TIMEOUT,
         );
         assert!(matches!(missing, Err(UpstreamSetupError::CaFile { .. })));
+    }
+
+    #[test]
+    fn the_idle_timeout_is_part_of_the_key() {
+        let cache = PoolCache::default();
+        let short = PoolKey::new("http://127.0.0.1:9".into(), None, SEC, SEC).unwrap();
+        let a = cache.get(&short).unwrap();
+        let b = cache.get(&plain_key("http://127.0.0.1:9")).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b), "different idle timeouts share a pool");
+        assert_eq!(a.idle_timeout(), SEC);
+        assert_eq!(b.idle_timeout(), DEFAULT_IDLE_TIMEOUT);
+    }
+
+    /// A reload compiles the new snapshot while the old one is still live: origins both name
+    /// keep their pool, and the pool of an origin only the old one named dies with it.
+    #[test]
+    fn pools_live_only_as_long_as_a_snapshot_holds_them() {
+        let cache = PoolCache::default();
+        let (kept, dropped) = (
+            plain_key("http://127.0.0.1:1"),
+            plain_key("http://127.0.0.1:2"),
+        );
+        let old_snapshot = vec![cache.get(&kept).unwrap(), cache.get(&dropped).unwrap()];
+        let gone = Arc::downgrade(&old_snapshot[1]);
+
+        let new_snapshot = vec![cache.get(&kept).unwrap()];
+        assert!(
+            Arc::ptr_eq(&old_snapshot[0], &new_snapshot[0]),
+            "a reload that keeps an origin must keep its pool (and warm connections)"
+        );
+        assert_eq!(cache.live(), 2, "the old snapshot still holds both");
+
+        drop(old_snapshot);
+        assert!(
+            gone.upgrade().is_none(),
+            "the cache must not keep a pool alive that no snapshot holds"
+        );
+        assert_eq!(cache.live(), 1);
+        // The next compile forgets the dead key, and the origin, if it comes back, gets a new
+        // pool rather than a resurrected one.
+        let again = cache.get(&dropped).unwrap();
+        assert_eq!(cache.pools.lock().unwrap().len(), 2);
+        assert!(Arc::ptr_eq(&cache.get(&kept).unwrap(), &new_snapshot[0]));
+        drop((again, new_snapshot));
+        let _ = cache.get(&plain_key("http://127.0.0.1:3")).unwrap();
+        assert_eq!(
+            cache.pools.lock().unwrap().len(),
+            1,
+            "keys of dead pools must be pruned when a snapshot is compiled"
+        );
     }
 }
