@@ -11,6 +11,8 @@
 //! per-platform optional-dependency package. `FERROGATE_TEST_CLAUDE=/path/to/claude` uses that
 //! executable as is instead (any version), with no install.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Black-box tests time the gateway from outside with the system clock.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Process lifecycle: client disconnects, hot reload (file rewrite and SIGHUP), graceful
 //! shutdown on SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests time the real binary from outside with the system clock.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! The built-in `mock` provider (`mock/<model>` and `kind: mock` providers): OpenAI-dialect,
 //! deterministic, word-counted usage, configurable chunking, `max_tokens` truncation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Black-box tests time the gateway from outside with the system clock.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
 

@@ -8,6 +8,8 @@
 //! are read from what each mock received. Where a test needs a target to be tried first, the
 //! targets' weights are 1 000 000 : 1 (the other order has a one-in-a-million chance).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Black-box tests time the gateway from outside with the system clock.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
 

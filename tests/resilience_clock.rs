@@ -8,6 +8,8 @@
 //! The HTTP client has no timeout of its own (a 10 s client timeout would fire first in virtual
 //! time); each test is bounded by its real-time limit instead.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Black-box tests time the gateway from outside with the system clock.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
 

@@ -3,11 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::config::BreakerConfig;
 use crate::resilience::limits::ConcurrencyLimit;
 use crate::routing::target_state::{KeyState, LimitEntry, TargetState};
+
+/// Locked only while a snapshot is compiled (reloads) or `/metrics` is scraped, never on the
+/// request path.
+#[allow(clippy::disallowed_types)]
+type CompileLock<T> = std::sync::Mutex<T>;
 
 /// After this many consecutive failures a provider is "known to be down" for `/ready`.
 pub const DOWN_AFTER_FAILURES: u32 = 5;
@@ -38,10 +43,10 @@ impl ProviderHealth {
 /// only consulted when compiling a snapshot, so reloads keep what was learned.
 #[derive(Default)]
 pub struct HealthRegistry {
-    by_id: Mutex<HashMap<String, Arc<ProviderHealth>>>,
-    targets: Mutex<HashMap<String, Arc<TargetState>>>,
-    limits: Mutex<HashMap<String, LimitEntry>>,
-    keys: Mutex<HashMap<u64, Arc<KeyState>>>,
+    by_id: CompileLock<HashMap<String, Arc<ProviderHealth>>>,
+    targets: CompileLock<HashMap<String, Arc<TargetState>>>,
+    limits: CompileLock<HashMap<String, LimitEntry>>,
+    keys: CompileLock<HashMap<u64, Arc<KeyState>>>,
 }
 
 impl HealthRegistry {

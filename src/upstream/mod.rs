@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,6 +23,10 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 pub use pool::{error_chain, Lease, Pool, SendError, UpstreamBody};
+
+/// Locked only while a snapshot is compiled (reloads), never on the request path.
+#[allow(clippy::disallowed_types)]
+type CompileLock<T> = std::sync::Mutex<T>;
 
 /// How long an idle upstream connection is kept when the provider does not say (most HTTP
 /// clients use the same: hyper-util's legacy pool, Go's `net/http`, reqwest).
@@ -89,7 +93,7 @@ impl PoolKey {
 /// snapshot, never on the request path, so a plain mutex is enough.
 #[derive(Default)]
 pub struct PoolCache {
-    pools: Mutex<HashMap<PoolKey, Weak<Pool>>>,
+    pools: CompileLock<HashMap<PoolKey, Weak<Pool>>>,
 }
 
 impl PoolCache {

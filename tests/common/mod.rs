@@ -1,6 +1,8 @@
 //! Shared test kit: `MockUpstream` (scripted upstream), `Gateway` (the real binary), fixtures,
 //! metrics parsing and HTTP helpers. Each test file does `mod common;` and uses a subset.
 #![allow(dead_code, unused_imports)]
+// The test kit is not the gateway: its mock servers may lock and read the system clock.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 pub mod config;
 pub mod fixtures;
