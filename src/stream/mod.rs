@@ -116,6 +116,9 @@ enum Mode {
         decoder: Box<dyn StreamDecode>,
         encoder: Box<dyn StreamEncode>,
         out: Vec<u8>,
+        /// The size of the last output, reserved up front for the next: one allocation per
+        /// frame instead of a chain of reallocations while an event is written piece by piece.
+        out_hint: usize,
         usage: Option<Usage>,
         deltas: u64,
         estimated_input: u64,
@@ -154,6 +157,7 @@ impl Pipeline {
                 decoder,
                 encoder,
                 out: Vec::new(),
+                out_hint: 256,
                 usage: None,
                 deltas: 0,
                 estimated_input: (request_len / 4) as u64,
@@ -387,11 +391,15 @@ impl Pipeline {
             if let Mode::Translate {
                 encoder,
                 out,
+                out_hint,
                 usage,
                 deltas,
                 ..
             } = &mut self.mode
             {
+                if out.capacity() == 0 {
+                    out.reserve(*out_hint);
+                }
                 match &ev {
                     StreamEvent::Start { usage: u, .. } if *u != Usage::default() => {
                         *usage = Some(*u)
@@ -411,7 +419,8 @@ impl Pipeline {
 
     fn take_translated(&mut self) -> Option<Bytes> {
         match &mut self.mode {
-            Mode::Translate { out, .. } if !out.is_empty() => {
+            Mode::Translate { out, out_hint, .. } if !out.is_empty() => {
+                *out_hint = out.len().next_power_of_two().clamp(256, 16 * 1024);
                 Some(Bytes::from(std::mem::take(out)))
             }
             _ => None,
