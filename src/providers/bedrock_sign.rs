@@ -221,19 +221,26 @@ mod tests {
         out.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
+    /// Signs a POST to `uri` at the fixed test time, with the example key (and `token`, if any).
+    fn sign_post(
+        uri: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        token: Option<&str>,
+        region: &str,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
+        let uri: Uri = uri.parse().unwrap();
+        sign("POST", &uri, headers, body, &creds(token), region, at())
+    }
+
     #[test]
     fn signs_with_date_scope_and_signed_headers() {
-        let uri: Uri = "https://bedrock-runtime.us-east-1.amazonaws.com/model/us.amazon.nova-micro-v1%3A0/converse"
-            .parse()
-            .unwrap();
-        let out = sign(
-            "POST",
-            &uri,
+        let out = sign_post(
+            "https://bedrock-runtime.us-east-1.amazonaws.com/model/us.amazon.nova-micro-v1%3A0/converse",
             &json_headers(),
             b"{}",
-            &creds(None),
+            None,
             "us-east-1",
-            at(),
         )
         .unwrap();
         assert_eq!(get(&out, "x-amz-date").unwrap(), "20260102T030405Z");
@@ -252,17 +259,12 @@ mod tests {
 
     #[test]
     fn session_token_is_signed_and_sensitive() {
-        let uri: Uri = "https://bedrock-runtime.eu-west-1.amazonaws.com/model/m/converse"
-            .parse()
-            .unwrap();
-        let out = sign(
-            "POST",
-            &uri,
+        let out = sign_post(
+            "https://bedrock-runtime.eu-west-1.amazonaws.com/model/m/converse",
             &json_headers(),
             b"{}",
-            &creds(Some("TOKEN")),
+            Some("TOKEN"),
             "eu-west-1",
-            at(),
         )
         .unwrap();
         let token = get(&out, "x-amz-security-token").unwrap();
@@ -275,29 +277,9 @@ mod tests {
 
     #[test]
     fn signature_depends_on_body_and_skips_hop_by_hop_headers() {
-        let uri: Uri = "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse"
-            .parse()
-            .unwrap();
-        let a = sign(
-            "POST",
-            &uri,
-            &json_headers(),
-            b"{\"a\":1}",
-            &creds(None),
-            "us-east-1",
-            at(),
-        )
-        .unwrap();
-        let b = sign(
-            "POST",
-            &uri,
-            &json_headers(),
-            b"{\"a\":2}",
-            &creds(None),
-            "us-east-1",
-            at(),
-        )
-        .unwrap();
+        let uri = "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse";
+        let a = sign_post(uri, &json_headers(), b"{\"a\":1}", None, "us-east-1").unwrap();
+        let b = sign_post(uri, &json_headers(), b"{\"a\":2}", None, "us-east-1").unwrap();
         assert_ne!(get(&a, "authorization"), get(&b, "authorization"));
         let mut with_hop = json_headers();
         with_hop.insert(
@@ -305,31 +287,19 @@ mod tests {
             HeaderValue::from_static("keep-alive"),
         );
         with_hop.insert(http::header::USER_AGENT, HeaderValue::from_static("x"));
-        let c = sign(
-            "POST",
-            &uri,
-            &with_hop,
-            b"{\"a\":1}",
-            &creds(None),
-            "us-east-1",
-            at(),
-        )
-        .unwrap();
+        let c = sign_post(uri, &with_hop, b"{\"a\":1}", None, "us-east-1").unwrap();
         assert_eq!(get(&a, "authorization"), get(&c, "authorization"));
     }
 
     #[test]
     fn uri_without_host_is_an_error_not_a_panic() {
-        let uri: Uri = "/model/m/converse".parse().unwrap();
         assert_eq!(
-            sign(
-                "POST",
-                &uri,
+            sign_post(
+                "/model/m/converse",
                 &HeaderMap::new(),
                 b"",
-                &creds(None),
-                "us-east-1",
-                at()
+                None,
+                "us-east-1"
             ),
             Err(SignError::MissingHost)
         );

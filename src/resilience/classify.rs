@@ -253,6 +253,11 @@ mod tests {
         }
     }
 
+    /// A 400 as every provider sends a request it will not take: the code and wording decide.
+    fn bad_request(code: Option<&str>, message: &str) -> ErrorInfo {
+        info(400, ErrorKind::InvalidRequest, code, message)
+    }
+
     #[test]
     fn recorded_openai_rate_limit_is_retried() {
         let body = fixture!("openai-error-429-rate-limit.json");
@@ -431,54 +436,35 @@ mod tests {
     #[test]
     fn context_window_table() {
         let cases = [
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(
                 Some("context_length_exceeded"),
                 "This model's maximum context length is 128000 tokens. However, your messages \
                  resulted in 130000 tokens.",
             ),
             // OpenAI-compatible (vLLM) without a code.
-            info(
-                400,
-                ErrorKind::InvalidRequest,
-                None,
-                "This model's maximum context length is 8192 tokens.",
-            ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(None, "This model's maximum context length is 8192 tokens."),
+            bad_request(
                 Some("invalid_request_error"),
                 "prompt is too long: 208310 tokens > 200000 maximum",
             ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(
                 Some("invalid_request_error"),
                 "input length and `max_tokens` exceed context limit: 197202 + 21333 > 200000",
             ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(
                 Some("invalid_request_error"),
                 "The request exceeds the model's Context Window.",
             ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(
                 Some("INVALID_ARGUMENT"),
                 "The input token count (1200000) exceeds the maximum number of tokens allowed \
                  (1048576).",
             ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(
                 Some("ValidationException"),
                 "Input is too long for requested model.",
             ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(
                 Some("ValidationException"),
                 "The model returned the following errors: too many input tokens",
             ),
@@ -487,9 +473,7 @@ mod tests {
             assert_eq!(classify(400, e), Verdict::ContextWindow, "{e:?}");
         }
         // "too long" alone is only trusted from Bedrock's ValidationException.
-        let other = info(
-            400,
-            ErrorKind::InvalidRequest,
+        let other = bad_request(
             Some("invalid_value"),
             "'tools[0].function.name' is too long",
         );
@@ -499,46 +483,26 @@ mod tests {
     #[test]
     fn content_policy_table() {
         let cases = [
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(
                 Some("content_filter"),
                 "The response was filtered due to the prompt triggering Azure OpenAI's content \
                  management policy.",
             ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
-                Some("ResponsibleAIPolicyViolation"),
-                "filtered",
-            ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(Some("ResponsibleAIPolicyViolation"), "filtered"),
+            bad_request(
                 Some("content_policy_violation"),
                 "Your request was rejected as a result of our safety system.",
             ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(
                 None,
                 "Your request was rejected as a result of our safety system.",
             ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(
                 Some("invalid_request_error"),
                 "Output blocked by content filtering policy",
             ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
-                Some("SAFETY"),
-                "Response was blocked",
-            ),
-            info(
-                400,
-                ErrorKind::InvalidRequest,
+            bad_request(Some("SAFETY"), "Response was blocked"),
+            bad_request(
                 Some("INVALID_ARGUMENT"),
                 "The prompt was blocked due to SAFETY",
             ),

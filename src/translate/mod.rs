@@ -176,3 +176,5 @@ pub fn stream_error_event(dialect: Dialect, err: &ErrorInfo, out: &mut Vec<u8>) 
 mod golden;
 #[cfg(test)]
 mod roundtrip_tests;
+#[cfg(test)]
+mod test_ir;

@@ -344,6 +344,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::translate::test_ir::{text, thinking, tool_call};
 
     const NONSTREAM: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -463,15 +464,9 @@ mod tests {
         assert_eq!(
             r.content,
             vec![
-                Part::Thinking {
-                    text: "hmm".into(),
-                    signature: Some("sig".into())
-                },
+                thinking("hmm", Some("sig")),
                 Part::RedactedThinking { data: "enc".into() },
-                Part::Text(TextBlock {
-                    text: "done".into(),
-                    cache_control: None
-                }),
+                text("done"),
             ]
         );
     }
@@ -538,30 +533,11 @@ mod tests {
             id: "chatcmpl-123".into(),
             model: "gpt-4o".into(),
             content: vec![
-                Part::Thinking {
-                    text: "plan".into(),
-                    signature: None,
-                },
-                Part::Text(TextBlock {
-                    text: "".into(),
-                    cache_control: None,
-                }),
-                Part::Text(TextBlock {
-                    text: "Let me look.".into(),
-                    cache_control: None,
-                }),
-                Part::ToolCall {
-                    id: "call_1".into(),
-                    name: "get".into(),
-                    arguments: r#"{"a":1}"#.into(),
-                    signature: None,
-                },
-                Part::ToolCall {
-                    id: "call_2".into(),
-                    name: "bad".into(),
-                    arguments: "{not json".into(),
-                    signature: None,
-                },
+                thinking("plan", None),
+                text(""),
+                text("Let me look."),
+                tool_call("call_1", "get", r#"{"a":1}"#),
+                tool_call("call_2", "bad", "{not json"),
             ],
             // Upstream said stop although it called tools (Gemini does).
             stop_reason: StopReason::EndTurn,

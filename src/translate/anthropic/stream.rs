@@ -727,6 +727,7 @@ mod tests {
 
     use super::*;
     use crate::sse::{data_payload, event_name, is_comment_only, SseSplitter};
+    use crate::translate::test_ir::{args, finish, tool_start};
 
     const TEXT_TOOL_SSE: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -887,29 +888,12 @@ mod tests {
                 StreamEvent::TextDelta("I".into()),
                 StreamEvent::TextDelta("'ll check the current weather in Paris for you.".into()),
                 // Pitfall 1: the first tool call is index 0 although its block is index 1.
-                StreamEvent::ToolCallStart {
-                    index: 0,
-                    id: "toolu_01NRLabsLyVHZPKxbKvkfSMn".into(),
-                    name: "get_weather".into(),
-                    signature: None
-                },
+                tool_start(0, "toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather"),
                 // The leading "" fragment is skipped.
-                StreamEvent::ToolArgsDelta {
-                    index: 0,
-                    fragment: "{\"locati".into()
-                },
-                StreamEvent::ToolArgsDelta {
-                    index: 0,
-                    fragment: "on\": \"P".into()
-                },
-                StreamEvent::ToolArgsDelta {
-                    index: 0,
-                    fragment: "ar".into()
-                },
-                StreamEvent::ToolArgsDelta {
-                    index: 0,
-                    fragment: "is\"}".into()
-                },
+                args(0, "{\"locati"),
+                args(0, "on\": \"P"),
+                args(0, "ar"),
+                args(0, "is\"}"),
                 StreamEvent::Finish {
                     reason: StopReason::ToolUse,
                     stop_sequence: None,
@@ -1159,14 +1143,6 @@ mod tests {
         }
     }
 
-    fn finish(reason: StopReason, usage: Usage) -> StreamEvent {
-        StreamEvent::Finish {
-            reason,
-            stop_sequence: None,
-            usage,
-        }
-    }
-
     #[test]
     fn encodes_the_exact_event_sequence() {
         let out = parse_out(&encode_all(&[
@@ -1174,30 +1150,11 @@ mod tests {
             StreamEvent::TextDelta("Hel".into()),
             StreamEvent::TextDelta("".into()),
             StreamEvent::TextDelta("lo".into()),
-            StreamEvent::ToolCallStart {
-                index: 0,
-                id: "call_a".into(),
-                name: "a".into(),
-                signature: None,
-            },
-            StreamEvent::ToolArgsDelta {
-                index: 0,
-                fragment: "{\"x\":".into(),
-            },
-            StreamEvent::ToolArgsDelta {
-                index: 0,
-                fragment: "1}".into(),
-            },
-            StreamEvent::ToolCallStart {
-                index: 1,
-                id: "call_b".into(),
-                name: "b".into(),
-                signature: None,
-            },
-            StreamEvent::ToolArgsDelta {
-                index: 1,
-                fragment: "{}".into(),
-            },
+            tool_start(0, "call_a", "a"),
+            args(0, "{\"x\":"),
+            args(0, "1}"),
+            tool_start(1, "call_b", "b"),
+            args(1, "{}"),
             // OpenAI says `stop` for this turn sometimes; tool calls make it tool_use.
             finish(
                 StopReason::EndTurn,
@@ -1334,33 +1291,23 @@ mod tests {
         assert_eq!(names(&parse_out(&encode_all(&[]))), vec!["error"]);
     }
 
+    /// The encoder's output for a tool-use turn: a start, `events`, then a `tool_use` finish.
+    fn encode_tool_turn(events: &[StreamEvent]) -> Vec<(String, Value)> {
+        let mut all = vec![start(1, 0)];
+        all.extend_from_slice(events);
+        all.push(finish(StopReason::ToolUse, Usage::default()));
+        parse_out(&encode_all(&all))
+    }
+
     #[test]
     fn late_arguments_for_a_closed_tool_block_end_the_stream_with_an_error() {
-        let out = parse_out(&encode_all(&[
-            start(1, 0),
-            StreamEvent::ToolCallStart {
-                index: 0,
-                id: "a".into(),
-                name: "a".into(),
-                signature: None,
-            },
-            StreamEvent::ToolCallStart {
-                index: 1,
-                id: "b".into(),
-                name: "b".into(),
-                signature: None,
-            },
-            StreamEvent::ToolArgsDelta {
-                index: 0,
-                fragment: "{}".into(),
-            },
+        let out = encode_tool_turn(&[
+            tool_start(0, "a", "a"),
+            tool_start(1, "b", "b"),
+            args(0, "{}"),
             // Unknown tool index: dropped, not an error.
-            StreamEvent::ToolArgsDelta {
-                index: 7,
-                fragment: "{}".into(),
-            },
-            finish(StopReason::ToolUse, Usage::default()),
-        ]));
+            args(7, "{}"),
+        ]);
         assert_eq!(
             names(&out),
             vec![
@@ -1380,24 +1327,7 @@ mod tests {
     #[test]
     fn a_tool_only_stream_starts_at_block_zero() {
         // Bifrost PR #3441: with no text before it, the first tool call is block 0.
-        let out = parse_out(&encode_all(&[
-            start(1, 0),
-            StreamEvent::ToolCallStart {
-                index: 0,
-                id: "call_1".into(),
-                name: "f".into(),
-                signature: None,
-            },
-            StreamEvent::ToolArgsDelta {
-                index: 0,
-                fragment: "".into(),
-            },
-            StreamEvent::ToolArgsDelta {
-                index: 0,
-                fragment: "{}".into(),
-            },
-            finish(StopReason::ToolUse, Usage::default()),
-        ]));
+        let out = encode_tool_turn(&[tool_start(0, "call_1", "f"), args(0, ""), args(0, "{}")]);
         assert_eq!(
             names(&out),
             vec![

@@ -70,33 +70,21 @@ fn golden_request_encode() {
         for (k, v) in patch.as_object().expect("a case is an object") {
             req[k] = v.clone();
         }
-        let req: ir_json::ChatRequest = serde_json::from_value(req).unwrap();
-        golden::result(encode_request(&req.into()), |b| {
-            serde_json::from_slice::<Value>(&b).unwrap()
-        })
+        golden::encoded(encode_request(&golden::ir_request(req)))
     };
     golden::check("bedrock/request_encode", &[], |input: &Input| {
-        if input.ext == "jsonl" {
-            return golden::table(input, |l| encode(serde_json::from_slice(l).unwrap()));
-        }
-        golden::pretty(&encode(input.json()))
+        golden::json_cases(input, encode)
     });
 }
 
 /// Converse response body → IR response (a table: one body per line).
 #[test]
 fn golden_response_decode() {
-    let decode =
-        |body: &[u8]| golden::result(decode_response(body), |r| ir_json::ChatResponse::from(&r));
+    let decode = |body: &[u8]| golden::decoded_response(decode_response(body));
     golden::check(
         "bedrock/response_decode",
         &["bedrock-converse.json"],
-        |input: &Input| {
-            redact(match input.ext.as_str() {
-                "jsonl" => golden::table(input, decode),
-                _ => golden::pretty(&decode(&input.bytes)),
-            })
-        },
+        |input: &Input| redact(golden::body_cases(input, decode)),
     );
 }
 

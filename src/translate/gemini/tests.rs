@@ -148,31 +148,20 @@ fn golden_request_decode() {
 /// IR request → Gemini body (a table: one IR request per line → one body per line).
 #[test]
 fn golden_request_encode() {
-    let encode = |req: ir_json::ChatRequest| {
-        golden::result(encode_request(&req.into()), |b| {
-            serde_json::from_slice::<Value>(&b).unwrap()
-        })
-    };
+    let encode = |req: Value| golden::encoded(encode_request(&golden::ir_request(req)));
     golden::check("gemini/request_encode", &[], |input: &Input| {
-        if input.ext == "jsonl" {
-            return golden::table(input, |l| encode(serde_json::from_slice(l).unwrap()));
-        }
-        golden::pretty(&encode(input.parse()))
+        golden::json_cases(input, encode)
     });
 }
 
 /// Gemini response body → IR response (a table: one body per line).
 #[test]
 fn golden_response_decode() {
-    let decode =
-        |body: &[u8]| golden::result(decode_response(body), |r| ir_json::ChatResponse::from(&r));
+    let decode = |body: &[u8]| golden::decoded_response(decode_response(body));
     golden::check(
         "gemini/response_decode",
         &["gemini-generatecontent-function-call.json"],
-        |input: &Input| match input.ext.as_str() {
-            "jsonl" => golden::table(input, decode),
-            _ => golden::pretty(&decode(&input.bytes)),
-        },
+        |input: &Input| golden::body_cases(input, decode),
     );
 }
 
@@ -238,10 +227,7 @@ fn golden_error_decode() {
         serde_json::to_value(ir_json::ErrorInfo::from(&decode_error(status, &body))).unwrap()
     };
     golden::check("gemini/error_decode", &[], |input: &Input| {
-        if input.ext == "jsonl" {
-            return golden::table(input, |l| decode(serde_json::from_slice(l).unwrap()));
-        }
-        golden::pretty(&decode(input.json()))
+        golden::json_cases(input, decode)
     });
 }
 

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::translate::ir::{StreamEvent, TranslateError};
+use crate::translate::ir::{ChatRequest, ChatResponse, StreamEvent, TranslateError};
 
 const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/translate/testdata");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -183,6 +183,23 @@ pub fn result<T, J: Serialize>(r: Result<T, TranslateError>, ok: impl FnOnce(T) 
     }
 }
 
+/// An IR request, given as its JSON mirror.
+pub fn ir_request(v: Value) -> ChatRequest {
+    serde_json::from_value::<ir_json::ChatRequest>(v)
+        .unwrap()
+        .into()
+}
+
+/// A decoded response as its JSON mirror, or `{"error": ...}` when it was refused.
+pub fn decoded_response(r: Result<ChatResponse, TranslateError>) -> Value {
+    result(r, |r| ir_json::ChatResponse::from(&r))
+}
+
+/// An encoder's body as JSON, or `{"error": ...}` when it was refused.
+pub fn encoded(r: Result<Vec<u8>, TranslateError>) -> Value {
+    result(r, |b| serde_json::from_slice::<Value>(&b).unwrap())
+}
+
 /// IR stream events, one per line.
 pub fn events(events: &[StreamEvent]) -> String {
     let mut out = String::new();
@@ -227,6 +244,22 @@ pub fn table(input: &Input, run: impl Fn(&[u8]) -> Value) -> String {
         writeln!(out, "{}", line(&run(l))).unwrap();
     }
     out
+}
+
+/// A case that is one JSON value (`.json`) or a table of them, one a line (`.jsonl`).
+pub fn json_cases(input: &Input, run: impl Fn(Value) -> Value) -> String {
+    if input.ext == "jsonl" {
+        return table(input, |l| run(serde_json::from_slice(l).unwrap()));
+    }
+    pretty(&run(input.json()))
+}
+
+/// A case that is one body (any file but `.jsonl`) or a table of bodies, one a line.
+pub fn body_cases(input: &Input, run: impl Fn(&[u8]) -> Value) -> String {
+    if input.ext == "jsonl" {
+        return table(input, run);
+    }
+    pretty(&run(&input.bytes))
 }
 
 /// A body given in an input file: a JSON string is taken as raw bytes (to send text that is not

@@ -282,6 +282,7 @@ fn compact_json(arguments: &str) -> String {
 mod tests {
     use super::*;
     use crate::translate::openai::tests::fixture;
+    use crate::translate::test_ir::{text, thinking, tool_call};
     use crate::usage::Usage;
     use serde_json::json;
 
@@ -291,10 +292,6 @@ mod tests {
             stream_usage: false,
             created: 1_754_000_000,
         }
-    }
-
-    fn text(t: &str) -> Part {
-        text_part(t.to_owned())
     }
 
     #[test]
@@ -340,22 +337,9 @@ mod tests {
         assert_eq!(
             resp.content,
             vec![
-                Part::Thinking {
-                    text: "think".to_owned(),
-                    signature: None
-                },
-                Part::ToolCall {
-                    id: "call_a".to_owned(),
-                    name: "f".to_owned(),
-                    arguments: "{\"x\":1}".to_owned(),
-                    signature: None
-                },
-                Part::ToolCall {
-                    id: "call_b".to_owned(),
-                    name: "g".to_owned(),
-                    arguments: "{}".to_owned(),
-                    signature: None
-                },
+                thinking("think", None),
+                tool_call("call_a", "f", "{\"x\":1}"),
+                tool_call("call_b", "g", "{}"),
             ]
         );
         assert_eq!(
@@ -410,17 +394,9 @@ mod tests {
         assert_eq!(
             resp.content,
             vec![
-                Part::Thinking {
-                    text: "r".to_owned(),
-                    signature: None
-                },
+                thinking("r", None),
                 text("first"),
-                Part::ToolCall {
-                    id: "call_0".to_owned(),
-                    name: "f".to_owned(),
-                    arguments: "{\"a\":1}".to_owned(),
-                    signature: None
-                },
+                tool_call("call_0", "f", "{\"a\":1}"),
             ]
         );
         assert_eq!(resp.usage, Usage::default());
@@ -448,18 +424,10 @@ mod tests {
             id: "msg_01".to_owned(),
             model: "claude-x".to_owned(),
             content: vec![
-                Part::Thinking {
-                    text: "ponder".to_owned(),
-                    signature: Some("sig".to_owned()),
-                },
+                thinking("ponder", Some("sig")),
                 text("Hello "),
                 text("world"),
-                Part::ToolCall {
-                    id: "toolu_1".to_owned(),
-                    name: "f".to_owned(),
-                    arguments: "{ \"a\" : 1 }".to_owned(),
-                    signature: None,
-                },
+                tool_call("toolu_1", "f", "{ \"a\" : 1 }"),
             ],
             stop_reason: StopReason::ToolUse,
             stop_sequence: None,
@@ -531,13 +499,7 @@ mod tests {
         let resp = ChatResponse {
             id: "x".to_owned(),
             model: "m".to_owned(),
-            content: vec![
-                Part::Thinking {
-                    text: "a".to_owned(),
-                    signature: None,
-                },
-                text("b"),
-            ],
+            content: vec![thinking("a", None), text("b")],
             stop_reason: StopReason::EndTurn,
             stop_sequence: None,
             usage: Usage::default(),
@@ -556,20 +518,12 @@ mod tests {
             id: "chatcmpl-r".to_owned(),
             model: "gpt-client".to_owned(),
             content: vec![
-                Part::Thinking {
-                    text: "t".to_owned(),
-                    signature: Some("s".to_owned()),
-                },
+                thinking("t", Some("s")),
                 Part::RedactedThinking {
                     data: "enc".to_owned(),
                 },
                 text("answer"),
-                Part::ToolCall {
-                    id: "call_1".to_owned(),
-                    name: "f".to_owned(),
-                    arguments: "{\"q\":\"x\"}".to_owned(),
-                    signature: None,
-                },
+                tool_call("call_1", "f", "{\"q\":\"x\"}"),
             ],
             stop_reason: StopReason::ToolUse,
             stop_sequence: None,

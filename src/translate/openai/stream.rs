@@ -593,6 +593,7 @@ mod tests {
         ANTHROPIC_COMPAT_SSE, AZURE_JSONL, FINISH_LENGTH_SSE, REFUSAL_SSE, TEXT_USAGE_SSE,
         TOOL_CALL_SSE,
     };
+    use crate::translate::test_ir::{self, args, finish, tool_start};
 
     fn data(json: &str) -> OwnedEvent {
         OwnedEvent {
@@ -650,11 +651,10 @@ mod tests {
         assert_well_formed(&events);
         assert_eq!(
             events[0],
-            StreamEvent::Start {
-                id: "chatcmpl-Dx0Xq5Xx9rHB2ehcHZCRDsnuymUXc".to_owned(),
-                model: "gpt-4o-mini-2024-07-18".to_owned(),
-                usage: Usage::default(),
-            }
+            test_ir::start(
+                "chatcmpl-Dx0Xq5Xx9rHB2ehcHZCRDsnuymUXc",
+                "gpt-4o-mini-2024-07-18"
+            )
         );
         assert_eq!(text_of(&events), "The capital of the UK is London.");
         // The empty content of the role chunk is not a delta.
@@ -670,12 +670,7 @@ mod tests {
         assert_well_formed(&events);
         assert_eq!(
             events[1],
-            StreamEvent::ToolCallStart {
-                index: 0,
-                id: "call_ZR5UUuTt3pf61kjwAJIYdVMj".to_owned(),
-                name: "get_capital".to_owned(),
-                signature: None,
-            }
+            tool_start(0, "call_ZR5UUuTt3pf61kjwAJIYdVMj", "get_capital")
         );
         assert_eq!(args_of(&events, 0), r#"{"country":"UK"}"#);
         // The first fragment's empty arguments are not forwarded as a delta.
@@ -721,11 +716,10 @@ mod tests {
         assert_well_formed(&events);
         assert_eq!(
             events[0],
-            StreamEvent::Start {
-                id: "chatcmpl-CYPS1lijGoK8gd9lYzY3r9Sx50nbt".to_owned(),
-                model: "gpt-5-nano-2025-08-07".to_owned(),
-                usage: Usage::default(),
-            }
+            test_ir::start(
+                "chatcmpl-CYPS1lijGoK8gd9lYzY3r9Sx50nbt",
+                "gpt-5-nano-2025-08-07"
+            )
         );
         assert_eq!(text_of(&events), "Capital of Denmark.");
         // The fixture has no [DONE]: end() finishes after the finish_reason and usage chunk.
@@ -740,12 +734,7 @@ mod tests {
         let events = decode_all(&sse_events(ANTHROPIC_COMPAT_SSE));
         assert_well_formed(&events);
         assert_eq!(text_of(&events), "Reading it.");
-        assert!(events.contains(&StreamEvent::ToolCallStart {
-            index: 0,
-            id: "toolu_sanitized".to_owned(),
-            name: "read_file".to_owned(),
-            signature: None,
-        }));
+        assert!(events.contains(&tool_start(0, "toolu_sanitized", "read_file")));
         assert_eq!(args_of(&events, 0), r#"{"path": "a.txt"}"#);
         assert_eq!(args_of(&events, 1), "");
         // No usage chunk upstream: zeros, for the caller to estimate.
@@ -780,12 +769,7 @@ mod tests {
         assert_well_formed(&events);
         assert_eq!(args_of(&events, 0), r#"{"x":1}"#);
         assert_eq!(args_of(&events, 1), r#"{"y":2}"#);
-        assert!(events.contains(&StreamEvent::ToolCallStart {
-            index: 1,
-            id: "b".to_owned(),
-            name: "g".to_owned(),
-            signature: None,
-        }));
+        assert!(events.contains(&tool_start(1, "b", "g")));
     }
 
     #[test]
@@ -936,11 +920,7 @@ mod tests {
     }
 
     fn start(id: &str) -> StreamEvent {
-        StreamEvent::Start {
-            id: id.to_owned(),
-            model: "claude-upstream".to_owned(),
-            usage: Usage::default(),
-        }
+        test_ir::start(id, "claude-upstream")
     }
 
     fn usage() -> Usage {
@@ -976,11 +956,7 @@ mod tests {
             start("msg_01"),
             StreamEvent::TextDelta("Hel".to_owned()),
             StreamEvent::TextDelta("lo".to_owned()),
-            StreamEvent::Finish {
-                reason: StopReason::EndTurn,
-                stop_sequence: None,
-                usage: usage(),
-            },
+            finish(StopReason::EndTurn, usage()),
         ];
         let out = encode_all(&events, opts(false));
         let text = String::from_utf8(out.clone()).unwrap();
@@ -1019,11 +995,7 @@ mod tests {
         let events = [
             start("chatcmpl-abc"),
             StreamEvent::TextDelta("x".to_owned()),
-            StreamEvent::Finish {
-                reason: StopReason::MaxTokens,
-                stop_sequence: None,
-                usage: usage(),
-            },
+            finish(StopReason::MaxTokens, usage()),
         ];
         let chunks = chunks_of(&encode_all(&events, opts(true)));
         assert_eq!(chunks.len(), 5);
@@ -1053,29 +1025,11 @@ mod tests {
             StreamEvent::ThinkingDelta("hmm".to_owned()),
             StreamEvent::ThinkingSignature("sig".to_owned()),
             StreamEvent::RefusalDelta("no".to_owned()),
-            StreamEvent::ToolCallStart {
-                index: 0,
-                id: "toolu_1".to_owned(),
-                name: "read".to_owned(),
-                signature: None,
-            },
-            StreamEvent::ToolArgsDelta {
-                index: 0,
-                fragment: "{\"a\":".to_owned(),
-            },
-            StreamEvent::ToolArgsDelta {
-                index: 0,
-                fragment: String::new(),
-            },
-            StreamEvent::ToolArgsDelta {
-                index: 0,
-                fragment: "1}".to_owned(),
-            },
-            StreamEvent::Finish {
-                reason: StopReason::ToolUse,
-                stop_sequence: None,
-                usage: usage(),
-            },
+            tool_start(0, "toolu_1", "read"),
+            args(0, "{\"a\":"),
+            args(0, ""),
+            args(0, "1}"),
+            finish(StopReason::ToolUse, usage()),
         ];
         let chunks = chunks_of(&encode_all(&events, opts(false)));
         let deltas: Vec<&serde_json::Value> = chunks[..chunks.len() - 1]
@@ -1119,11 +1073,7 @@ mod tests {
                 param: None,
             }),
             StreamEvent::TextDelta("after".to_owned()),
-            StreamEvent::Finish {
-                reason: StopReason::EndTurn,
-                stop_sequence: None,
-                usage: usage(),
-            },
+            finish(StopReason::EndTurn, usage()),
         ];
         let mut enc = StreamEncoder::new(opts(true));
         let mut out = Vec::new();
@@ -1158,11 +1108,7 @@ mod tests {
 
     #[test]
     fn a_second_start_or_finish_writes_nothing() {
-        let fin = StreamEvent::Finish {
-            reason: StopReason::EndTurn,
-            stop_sequence: None,
-            usage: usage(),
-        };
+        let fin = finish(StopReason::EndTurn, usage());
         let events = [start("a"), start("b"), fin.clone(), fin];
         let chunks = chunks_of(&encode_all(&events, opts(false)));
         assert_eq!(chunks.len(), 3);
@@ -1178,11 +1124,7 @@ mod tests {
             StreamEvent::TextDelta("a\"b\\c\n\u{1} é".to_owned()),
             StreamEvent::ThinkingDelta("hm".to_owned()),
             StreamEvent::RefusalDelta("no".to_owned()),
-            StreamEvent::Finish {
-                reason: StopReason::EndTurn,
-                stop_sequence: None,
-                usage: usage(),
-            },
+            finish(StopReason::EndTurn, usage()),
         ];
         let model = "gpt-\"x\"/é";
         let head = r#"data: {"id":"chatcmpl-msg_\"1","object":"chat.completion.chunk","created":1754000000,"model":"gpt-\"x\"/é","choices":["#;
@@ -1227,16 +1169,8 @@ mod tests {
             start("chatcmpl-t"),
             StreamEvent::ThinkingSignature("sig".to_owned()),
             StreamEvent::RedactedThinking("red".to_owned()),
-            StreamEvent::ToolCallStart {
-                index: 1,
-                id: "call_\"q".to_owned(),
-                name: "f".to_owned(),
-                signature: None,
-            },
-            StreamEvent::ToolArgsDelta {
-                index: 1,
-                fragment: "{\"a\":1}".to_owned(),
-            },
+            tool_start(1, "call_\"q", "f"),
+            args(1, "{\"a\":1}"),
         ];
         let out = String::from_utf8(encode_all(&events, opts(false))).unwrap();
         let head = r#"data: {"id":"chatcmpl-t","object":"chat.completion.chunk","created":1754000000,"model":"gpt-client","choices":[{"index":0,"delta":"#;

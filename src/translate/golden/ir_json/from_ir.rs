@@ -200,40 +200,7 @@ impl From<&ir::ChatResponse> for ChatResponse {
 impl From<&ir::StreamEvent> for StreamEvent {
     fn from(e: &ir::StreamEvent) -> Self {
         use ir::StreamEvent as E;
-        match e.clone() {
-            E::Start { id, model, usage } => StreamEvent::Start {
-                id,
-                model,
-                usage: usage.into(),
-            },
-            E::TextDelta(t) => StreamEvent::TextDelta(t),
-            E::ThinkingDelta(t) => StreamEvent::ThinkingDelta(t),
-            E::ThinkingSignature(s) => StreamEvent::ThinkingSignature(s),
-            E::RedactedThinking(d) => StreamEvent::RedactedThinking(d),
-            E::RefusalDelta(t) => StreamEvent::RefusalDelta(t),
-            E::ToolCallStart {
-                index,
-                id,
-                name,
-                signature,
-            } => StreamEvent::ToolCallStart {
-                index,
-                id,
-                name,
-                signature,
-            },
-            E::ToolArgsDelta { index, fragment } => StreamEvent::ToolArgsDelta { index, fragment },
-            E::Finish {
-                reason,
-                stop_sequence,
-                usage,
-            } => StreamEvent::Finish {
-                reason: reason.into(),
-                stop_sequence,
-                usage: usage.into(),
-            },
-            E::Error(info) => StreamEvent::Error((&info).into()),
-        }
+        map_stream_event!(e.clone(), E => StreamEvent)
     }
 }
 
@@ -264,6 +231,12 @@ impl From<&ir::ErrorInfo> for ErrorInfo {
             code: e.code.clone(),
             param: e.param.clone(),
         }
+    }
+}
+
+impl From<ir::ErrorInfo> for ErrorInfo {
+    fn from(e: ir::ErrorInfo) -> Self {
+        (&e).into()
     }
 }
 

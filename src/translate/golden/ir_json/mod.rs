@@ -7,6 +7,48 @@
 //! are left out when written and filled in when read, which keeps golden files short without
 //! losing anything: a value that stops being its default shows up in the diff.
 
+/// The stream-event mapping, written once for both directions: the IR enum and its mirror
+/// have the same variants and fields; only usage, stop reason and error info change type (by
+/// `Into`). `$from` and `$to` name the two enums; the match stays exhaustive both ways.
+macro_rules! map_stream_event {
+    ($e:expr, $from:ident => $to:ident) => {
+        match $e {
+            $from::Start { id, model, usage } => $to::Start {
+                id,
+                model,
+                usage: usage.into(),
+            },
+            $from::TextDelta(t) => $to::TextDelta(t),
+            $from::ThinkingDelta(t) => $to::ThinkingDelta(t),
+            $from::ThinkingSignature(s) => $to::ThinkingSignature(s),
+            $from::RedactedThinking(d) => $to::RedactedThinking(d),
+            $from::RefusalDelta(t) => $to::RefusalDelta(t),
+            $from::ToolCallStart {
+                index,
+                id,
+                name,
+                signature,
+            } => $to::ToolCallStart {
+                index,
+                id,
+                name,
+                signature,
+            },
+            $from::ToolArgsDelta { index, fragment } => $to::ToolArgsDelta { index, fragment },
+            $from::Finish {
+                reason,
+                stop_sequence,
+                usage,
+            } => $to::Finish {
+                reason: reason.into(),
+                stop_sequence,
+                usage: usage.into(),
+            },
+            $from::Error(info) => $to::Error(info.into()),
+        }
+    };
+}
+
 mod from_ir;
 mod to_ir;
 

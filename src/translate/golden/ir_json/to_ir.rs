@@ -198,40 +198,7 @@ impl From<ChatResponse> for ir::ChatResponse {
 impl From<StreamEvent> for ir::StreamEvent {
     fn from(e: StreamEvent) -> Self {
         use ir::StreamEvent as E;
-        match e {
-            StreamEvent::Start { id, model, usage } => E::Start {
-                id,
-                model,
-                usage: usage.into(),
-            },
-            StreamEvent::TextDelta(t) => E::TextDelta(t),
-            StreamEvent::ThinkingDelta(t) => E::ThinkingDelta(t),
-            StreamEvent::ThinkingSignature(s) => E::ThinkingSignature(s),
-            StreamEvent::RedactedThinking(d) => E::RedactedThinking(d),
-            StreamEvent::RefusalDelta(t) => E::RefusalDelta(t),
-            StreamEvent::ToolCallStart {
-                index,
-                id,
-                name,
-                signature,
-            } => E::ToolCallStart {
-                index,
-                id,
-                name,
-                signature,
-            },
-            StreamEvent::ToolArgsDelta { index, fragment } => E::ToolArgsDelta { index, fragment },
-            StreamEvent::Finish {
-                reason,
-                stop_sequence,
-                usage,
-            } => E::Finish {
-                reason: reason.into(),
-                stop_sequence,
-                usage: usage.into(),
-            },
-            StreamEvent::Error(info) => E::Error(info.into()),
-        }
+        map_stream_event!(e, StreamEvent => E)
     }
 }
 
