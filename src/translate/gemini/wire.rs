@@ -7,6 +7,7 @@
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+use serde_with::skip_serializing_none;
 
 /// `null` → the default (proto3 JSON writers may send `null` for an empty repeated field).
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -41,34 +42,34 @@ fn lenient_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error>
     }
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct Content {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     #[serde(deserialize_with = "null_default")]
     pub parts: Vec<WirePart>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct WirePart {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub thought: Option<bool>,
-    #[serde(alias = "thought_signature", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "thought_signature")]
     pub thought_signature: Option<String>,
-    #[serde(alias = "inline_data", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "inline_data")]
     pub inline_data: Option<Blob>,
-    #[serde(alias = "file_data", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "file_data")]
     pub file_data: Option<FileData>,
-    #[serde(alias = "function_call", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "function_call")]
     pub function_call: Option<FunctionCall>,
-    #[serde(alias = "function_response", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "function_response")]
     pub function_response: Option<FunctionResponse>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct Blob {
@@ -77,54 +78,55 @@ pub(super) struct Blob {
     pub data: String,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct FileData {
-    #[serde(alias = "mime_type", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "mime_type")]
     pub mime_type: Option<String>,
     #[serde(alias = "file_uri")]
     pub file_uri: String,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub(super) struct FunctionCall {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Value>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub(super) struct FunctionResponse {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Value>,
 }
 
 /// `GenerateContentRequest` (the model and stream flag are in the URL, not here).
+#[skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct GenerateContentRequest {
     #[serde(deserialize_with = "null_default")]
     pub contents: Vec<Content>,
-    #[serde(alias = "system_instruction", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "system_instruction")]
     pub system_instruction: Option<Content>,
     #[serde(
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub tools: Vec<WireTool>,
-    #[serde(alias = "tool_config", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "tool_config")]
     pub tool_config: Option<ToolConfig>,
-    #[serde(alias = "generation_config", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "generation_config")]
     pub generation_config: Option<GenerationConfig>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct WireTool {
@@ -139,14 +141,13 @@ pub(super) struct WireTool {
     pub other: Map<String, Value>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct FunctionDeclaration {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// OpenAPI-subset schema (uppercase types).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
     /// Full JSON Schema.
     #[serde(
@@ -156,6 +157,7 @@ pub(super) struct FunctionDeclaration {
     pub parameters_json_schema: Option<Value>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct ToolConfig {
@@ -166,10 +168,10 @@ pub(super) struct ToolConfig {
     pub function_calling_config: Option<FunctionCallingConfig>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct FunctionCallingConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     #[serde(
         alias = "allowed_function_names",
@@ -179,12 +181,12 @@ pub(super) struct FunctionCallingConfig {
     pub allowed_function_names: Vec<String>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct GenerationConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
-    #[serde(alias = "top_p", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "top_p")]
     pub top_p: Option<f64>,
     #[serde(
         alias = "top_k",
@@ -210,28 +212,29 @@ pub(super) struct GenerationConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub stop_sequences: Vec<String>,
-    #[serde(alias = "response_mime_type", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "response_mime_type")]
     pub response_mime_type: Option<String>,
-    #[serde(alias = "response_schema", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "response_schema")]
     pub response_schema: Option<Value>,
     #[serde(
         alias = "response_json_schema",
         skip_serializing_if = "Option::is_none"
     )]
     pub response_json_schema: Option<Value>,
-    #[serde(alias = "presence_penalty", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "presence_penalty")]
     pub presence_penalty: Option<f64>,
-    #[serde(alias = "frequency_penalty", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "frequency_penalty")]
     pub frequency_penalty: Option<f64>,
     #[serde(
         deserialize_with = "lenient_int",
         skip_serializing_if = "Option::is_none"
     )]
     pub seed: Option<i64>,
-    #[serde(alias = "thinking_config", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "thinking_config")]
     pub thinking_config: Option<ThinkingConfig>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct ThinkingConfig {
@@ -241,14 +244,15 @@ pub(super) struct ThinkingConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub thinking_budget: Option<i64>,
-    #[serde(alias = "include_thoughts", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "include_thoughts")]
     pub include_thoughts: Option<bool>,
-    #[serde(alias = "thinking_level", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "thinking_level")]
     pub thinking_level: Option<String>,
 }
 
 /// `GenerateContentResponse`: a non-stream answer, or one stream event. `error` is set instead
 /// when a stream fails after its HTTP 200.
+#[skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct GenerateContentResponse {
@@ -257,15 +261,14 @@ pub(super) struct GenerateContentResponse {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub candidates: Vec<Candidate>,
-    #[serde(alias = "prompt_feedback", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "prompt_feedback")]
     pub prompt_feedback: Option<PromptFeedback>,
-    #[serde(alias = "usage_metadata", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "usage_metadata")]
     pub usage_metadata: Option<UsageMetadata>,
-    #[serde(alias = "model_version", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "model_version")]
     pub model_version: Option<String>,
-    #[serde(alias = "response_id", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "response_id")]
     pub response_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Status>,
 }
 
@@ -276,28 +279,29 @@ impl GenerateContentResponse {
     }
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct Candidate {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<Content>,
-    #[serde(alias = "finish_reason", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "finish_reason")]
     pub finish_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<u32>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct PromptFeedback {
-    #[serde(alias = "block_reason", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "block_reason")]
     pub block_reason: Option<String>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct UsageMetadata {
-    #[serde(alias = "prompt_token_count", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "prompt_token_count")]
     pub prompt_token_count: Option<u64>,
     #[serde(
         alias = "candidates_token_count",
@@ -309,7 +313,7 @@ pub(super) struct UsageMetadata {
         skip_serializing_if = "Option::is_none"
     )]
     pub thoughts_token_count: Option<u64>,
-    #[serde(alias = "total_token_count", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "total_token_count")]
     pub total_token_count: Option<u64>,
     #[serde(
         alias = "cached_content_token_count",
@@ -324,6 +328,7 @@ pub(super) struct UsageMetadata {
 }
 
 /// `google.rpc.Status`, the `error` member of a Gemini error body.
+#[skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub(super) struct Status {
@@ -332,9 +337,7 @@ pub(super) struct Status {
         skip_serializing_if = "Option::is_none"
     )]
     pub code: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     #[serde(
         deserialize_with = "null_default",
@@ -344,6 +347,7 @@ pub(super) struct Status {
 }
 
 /// `{"error": Status}`.
+#[skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub(super) struct ErrorEnvelope {
