@@ -1,8 +1,7 @@
 //! Per-provider outbound details: how a request is addressed and authenticated, and the
-//! built-in mock. A provider that speaks the OpenAI dialect is configuration (`presets`), not code.
+//! built-in mock. A provider that speaks the OpenAI dialect is configuration (`config::presets`), not code.
 
 pub mod bedrock_sign;
 pub mod mock;
 pub mod openai;
 pub mod outbound;
-pub mod presets;

@@ -11,12 +11,12 @@ use http::header::{HeaderName, HeaderValue};
 use http::Uri;
 
 use crate::config::{
-    AuthMode, Balance, BreakerConfig, Config, HedgeConfig, MockSettings, ModelConfig,
+    AuthMode, Balance, BreakerConfig, Config, HedgeConfig, MockDialect, MockSettings, ModelConfig,
     ProviderConfig, ProviderKind, RetryConfig, ServerSettings, TimeoutOverrides, Timeouts,
 };
+use crate::glob;
 use crate::providers::bedrock_sign::AwsCredentials;
 use crate::resilience::limits::ConcurrencyLimit;
-use crate::routing::glob;
 use crate::routing::health::{HealthRegistry, ProviderHealth};
 use crate::routing::pick;
 use crate::routing::target_state::{key_fingerprint, KeyState, TargetState};
@@ -690,7 +690,11 @@ fn compile_provider(
         ProviderKind::Anthropic => Dialect::Anthropic,
         ProviderKind::Gemini => Dialect::Gemini,
         ProviderKind::Bedrock => Dialect::Bedrock,
-        ProviderKind::Mock => p.mock.dialect,
+        ProviderKind::Mock => match p.mock.dialect {
+            MockDialect::OpenAi => Dialect::OpenAi,
+            MockDialect::Anthropic => Dialect::Anthropic,
+            MockDialect::Gemini => Dialect::Gemini,
+        },
     };
     let direct_label: Arc<str> = format!("{id}/*").into();
     Ok(ProviderRt {
