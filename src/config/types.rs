@@ -102,67 +102,21 @@ pub enum AuthMode {
     Passthrough,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyConfig {
-    /// The secret. Never logged or echoed.
+    /// The secret. Never logged or echoed. A key may be written as just this value.
+    #[serde(deserialize_with = "v::non_empty")]
     pub value: String,
+    #[serde(default = "one", deserialize_with = "v::positive")]
     pub weight: u32,
     /// Requests per minute this key is meant to take (`balance: usage_aware` spreads by the
     /// headroom left under it).
+    #[serde(default, deserialize_with = "v::opt_positive")]
     pub rpm: Option<u32>,
     /// Tokens per minute, likewise.
+    #[serde(default, deserialize_with = "v::opt_positive")]
     pub tpm: Option<u64>,
-}
-
-/// A key as written: `{ value, weight, rpm, tpm }`, or just the value.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyFile {
-    value: Option<String>,
-    #[serde(default = "one", deserialize_with = "v::positive")]
-    weight: u32,
-    #[serde(default, deserialize_with = "v::opt_positive")]
-    rpm: Option<u32>,
-    #[serde(default, deserialize_with = "v::opt_positive")]
-    tpm: Option<u64>,
-}
-
-impl<'de> Deserialize<'de> for KeyConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{self, Error};
-        struct V;
-        impl<'de> de::Visitor<'de> for V {
-            type Value = KeyConfig;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a key: a string, or a mapping with value (and weight, rpm, tpm)")
-            }
-            fn visit_str<E: Error>(self, value: &str) -> Result<KeyConfig, E> {
-                if value.is_empty() {
-                    return Err(E::custom("must not be empty"));
-                }
-                Ok(KeyConfig {
-                    value: value.to_string(),
-                    weight: 1,
-                    rpm: None,
-                    tpm: None,
-                })
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<KeyConfig, A::Error> {
-                let k = KeyFile::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                match k.value {
-                    None => Err(A::Error::missing_field("value")),
-                    Some(v) if v.is_empty() => Err(A::Error::custom("\0value\0must not be empty")),
-                    Some(value) => Ok(KeyConfig {
-                        value,
-                        weight: k.weight,
-                        rpm: k.rpm,
-                        tpm: k.tpm,
-                    }),
-                }
-            }
-        }
-        d.deserialize_struct("KeyConfig", serde_names::<KeyFile>(), V)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

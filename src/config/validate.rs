@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
@@ -17,7 +18,7 @@ use super::presets::{self, Preset};
 use super::suggest::did_you_mean;
 use super::types::*;
 use super::values as v;
-use super::yaml::{child_path, serde_names, Decoded, Entries, Secret, FILE_PATH};
+use super::yaml::{child_path, serde_names, Decoded, Secret, FILE_PATH};
 use super::{ConfigProblem, Location};
 use crate::{glob, http_headers};
 
@@ -66,7 +67,7 @@ pub(crate) struct FileConfig {
     #[serde(deserialize_with = "v::listen")]
     listen: Option<SocketAddr>,
     server: ServerSettings,
-    providers: Entries<ProviderFile>,
+    providers: IndexMap<String, ProviderFile>,
     models: Vec<ModelConfig>,
 }
 
@@ -82,7 +83,7 @@ struct ProviderFile {
     keys: Option<Secret<Vec<KeyConfig>>>,
     auth: Option<AuthMode>,
     timeouts: Timeouts,
-    headers: Secret<Entries<String>>,
+    headers: Secret<IndexMap<String, String>>,
     ca_file: Option<String>,
     mock: Option<MockSettings>,
     #[serde(deserialize_with = "v::api_version")]
@@ -263,9 +264,9 @@ impl Check<'_> {
         });
     }
 
-    fn providers(&mut self, entries: &Entries<ProviderFile>) -> Vec<ProviderConfig> {
-        let mut out = Vec::with_capacity(entries.0.len());
-        for (id, p) in &entries.0 {
+    fn providers(&mut self, entries: &IndexMap<String, ProviderFile>) -> Vec<ProviderConfig> {
+        let mut out = Vec::with_capacity(entries.len());
+        for (id, p) in entries {
             let path = child_path("providers", id);
             if id.is_empty() {
                 self.problem_at("providers", &path, "provider id must not be empty");
@@ -407,7 +408,7 @@ impl Check<'_> {
             p.timeouts.stall_ms,
             p.timeouts.total_ms,
         );
-        let headers = self.headers(&at("headers"), &p.headers.0 .0);
+        let headers = self.headers(&at("headers"), &p.headers.0);
         let ca_file = p
             .ca_file
             .as_deref()
@@ -579,7 +580,11 @@ impl Check<'_> {
     }
 
     /// Extra upstream headers, keyed by lower-case name (HTTP names are case-insensitive).
-    fn headers(&mut self, path: &str, given: &[(String, String)]) -> BTreeMap<String, String> {
+    fn headers(
+        &mut self,
+        path: &str,
+        given: &IndexMap<String, String>,
+    ) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for (name, value) in given {
             let p = child_path(path, name);
@@ -628,12 +633,12 @@ impl Check<'_> {
     fn models(
         &mut self,
         models: &[ModelConfig],
-        written: &Entries<ProviderFile>,
+        written: &IndexMap<String, ProviderFile>,
         providers: &[ProviderConfig],
     ) -> Vec<ModelConfig> {
         // Every id and model name written in the file, valid or not, so an entry with its own
         // problems does not also make each reference to it "unknown".
-        let ids: Vec<&str> = written.0.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = written.keys().map(String::as_str).collect();
         let mut kinds: HashMap<&str, ProviderKind> =
             providers.iter().map(|p| (p.id.as_str(), p.kind)).collect();
         if !ids.contains(&BUILTIN_MOCK) {

@@ -198,6 +198,14 @@ where
     d.deserialize_str(V(expecting, check))
 }
 
+pub(crate) fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let value = text(d, "a string", |s| Ok(s.to_string()))?.unwrap_or_default();
+    match value.is_empty() {
+        true => Err(de::Error::custom("must not be empty")),
+        false => Ok(value),
+    }
+}
+
 pub(crate) fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let expecting = concat!("an IP address and port like ", default_listen!());
     text(d, expecting, |s| s.trim().parse().map_err(|_| None))

@@ -25,64 +25,16 @@ use super::{env, ConfigProblem, Location};
 
 /// Path reported for problems with the file as a whole (syntax, wrong root type).
 pub(crate) const FILE_PATH: &str = "<file>";
-/// The newtype name [`Secret`] asks for; the deserializer then redacts the subtree.
+/// The serde name of [`Secret`]; the deserializer redacts what is inside.
 const SECRET: &str = "$ferrogate::config::Secret";
 /// Longest value echoed in a message; longer ones are cut so one bad value cannot flood output.
 const MAX_ECHO_CHARS: usize = 60;
 
 /// A value never shown in messages (keys, header values, AWS credentials): problems describe
-/// it by type only.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// it by type only. The deserializer recognises it by its serde name.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename = "$ferrogate::config::Secret")]
 pub(crate) struct Secret<T>(pub T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = Secret<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a value")
-            }
-            fn visit_newtype_struct<D: de::Deserializer<'de>>(
-                self,
-                d: D,
-            ) -> Result<Self::Value, D::Error> {
-                T::deserialize(d).map(Secret)
-            }
-        }
-        d.deserialize_newtype_struct(SECRET, V(std::marker::PhantomData))
-    }
-}
-
-/// A mapping with user-chosen names (provider ids, header names), in file order.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Entries<T>(pub Vec<(String, T)>);
-
-impl<T> Default for Entries<T> {
-    fn default() -> Self {
-        Entries(Vec::new())
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entries<T> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = Entries<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a mapping")
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(name) = map.next_key::<String>()? {
-                    out.push((name, map.next_value()?));
-                }
-                Ok(Entries(out))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
 
 /// The names serde derives for `T`: the variants of a unit-only enum or the fields of a struct,
 /// in declaration order. Lets a name be spelt once, in the serde attribute.
@@ -138,51 +90,38 @@ pub(crate) fn decode<T: DeserializeOwned + Default>(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Decoded<T> {
-    let mut out = Decoded {
-        value: T::default(),
-        problems: Vec::new(),
-        seen: HashMap::new(),
-        failed: HashSet::new(),
-    };
-    let docs = match Node::load_from_str(text) {
-        Ok(docs) => docs,
-        Err(e) => {
-            let at = e.marker();
-            let loc = Location {
-                line: at.line(),
-                column: at.col() + 1,
-            };
-            out.problems
-                .push(problem(FILE_PATH, e.info().to_string(), Some(loc)));
-            return out;
-        }
-    };
-    if let Some(extra) = docs.get(1) {
-        let msg = "expected one YAML document, found several (remove the `---` separators)";
-        out.problems
-            .push(problem(FILE_PATH, msg.into(), Some(location(extra))));
-    }
-    let Some(root) = docs.first().filter(|d| !d.data.is_badvalue()) else {
-        return out;
-    };
     let ctx = Ctx {
         env,
         skips: RefCell::new(HashMap::new()),
         state: RefCell::new(Decoded {
             value: (),
-            problems: out.problems,
-            seen: out.seen,
-            failed: out.failed,
+            problems: Vec::new(),
+            seen: HashMap::new(),
+            failed: HashSet::new(),
         }),
     };
-    let value = loop {
-        let de = NodeDe::new(root, String::new(), &ctx, false, false);
-        let e = match de.visit(std::marker::PhantomData::<T>) {
-            Ok(value) => break value,
-            Err(e) => e,
+    let docs = Node::load_from_str(text).unwrap_or_else(|e| {
+        let at = Location {
+            line: e.marker().line(),
+            column: e.marker().col() + 1,
         };
-        let Some(found) = e.found else {
+        ctx.note(FILE_PATH, e.info().to_string(), at);
+        Vec::new()
+    });
+    if let Some(extra) = docs.get(1) {
+        let msg = "expected one YAML document, found several (remove the `---` separators)";
+        ctx.note(FILE_PATH, msg.into(), location(extra));
+    }
+    let root = docs.first().filter(|d| !d.data.is_badvalue());
+    let value = loop {
+        let Some(root) = root else {
             break T::default();
+        };
+        let de = NodeDe::new(root, String::new(), &ctx, false, false);
+        let found = match de.visit(std::marker::PhantomData::<T>) {
+            Ok(value) => break value,
+            Err(Error { found: Some(f), .. }) => f,
+            Err(_) => break T::default(),
         };
         ctx.record(&found);
         if found.id == node_id(root) {
@@ -541,42 +480,40 @@ impl<'a, 'e> NodeDe<'a, 'e> {
         }))
     }
 
-    fn child(&self, node: &'a Node, path: String, placeholder: bool) -> NodeDe<'a, 'e> {
-        NodeDe::new(node, path, self.ctx, self.redact, placeholder)
+    fn ignore<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
+        v.visit_unit()
     }
 
     /// The entries of a mapping in file order, `<<` merges applied, keys checked against
     /// `fields` when decoding a struct. Explicit nulls count as absent in a struct.
-    fn entries(&self, fields: Option<(&str, &[&str])>) -> Vec<(String, &'a Node, bool)> {
+    fn entries(&self, fields: Option<(&str, &[&str])>) -> Vec<Entry<'a>> {
         let View::Map(map) = self.view() else {
             return Vec::new();
         };
-        let mut pairs: Vec<(&'a Node, &'a Node)> = Vec::new();
-        let mut merges: Vec<&'a Node> = Vec::new();
-        for (k, v) in map {
-            if matches!(&k.data, YamlDataOwned::Value(ScalarOwned::String(s)) if s == "<<") {
-                match &v.data {
-                    YamlDataOwned::Sequence(items) => merges.extend(items),
-                    _ => merges.push(v),
-                }
-            } else {
-                pairs.push((k, v));
-            }
-        }
-        // Merged keys come after the mapping's own, which win, and earlier sources win.
-        for source in merges {
-            match &source.data {
-                YamlDataOwned::Mapping(m) => pairs.extend(m.iter()),
-                _ => {
-                    let msg = "<< merges a mapping (like <<: *common) or a list of them".into();
-                    self.ctx
-                        .note(&child_path(&self.path, "<<"), msg, location(source));
+        let is_merge =
+            |k: &Node| matches!(&k.data, YamlDataOwned::Value(ScalarOwned::String(s)) if s == "<<");
+        let mut pairs: Vec<(&'a Node, &'a Node)> =
+            map.iter().filter(|(k, _)| !is_merge(k)).collect();
+        // Merged keys come after the mapping's own, which win; earlier sources win too.
+        for (_, merged) in map.iter().filter(|(k, _)| is_merge(k)) {
+            let sources = match &merged.data {
+                YamlDataOwned::Sequence(items) => items.iter().collect(),
+                _ => vec![merged],
+            };
+            for source in sources {
+                match &source.data {
+                    YamlDataOwned::Mapping(m) => pairs.extend(m.iter()),
+                    _ => {
+                        let msg = "<< merges a mapping (like <<: *common) or a list of them";
+                        self.ctx
+                            .note(&child_path(&self.path, "<<"), msg.into(), location(source));
+                    }
                 }
             }
         }
-        let mut out: Vec<(String, &'a Node, bool)> = Vec::with_capacity(pairs.len());
-        for (k, v) in pairs {
-            let YamlDataOwned::Value(ScalarOwned::String(name)) = &k.data else {
+        let mut out: Vec<Entry<'a>> = Vec::with_capacity(pairs.len());
+        for (k, node) in pairs {
+            let YamlDataOwned::Value(ScalarOwned::String(key)) = &k.data else {
                 let msg = format!(
                     "expected names to be strings, got {}",
                     render(k, self.redact)
@@ -584,25 +521,31 @@ impl<'a, 'e> NodeDe<'a, 'e> {
                 self.ctx.note(&self.path, msg, location(k));
                 continue;
             };
-            if out.iter().any(|(n, _, _)| n == name) {
+            let path = child_path(&self.path, key);
+            if out.iter().any(|e| e.key == *key) {
                 continue;
             }
             if let Some((owner, fields)) = fields {
-                if !fields.contains(&name.as_str()) {
-                    let msg = super::validate::unknown_field(owner, name, fields);
-                    self.ctx
-                        .note(&child_path(&self.path, name), msg, location(k));
+                if !fields.contains(&key.as_str()) {
+                    let msg = super::validate::unknown_field(owner, key, fields);
+                    self.ctx.note(&path, msg, location(k));
                     continue;
                 }
-                if matches!(v.data, YamlDataOwned::Value(ScalarOwned::Null)) {
+                if matches!(node.data, YamlDataOwned::Value(ScalarOwned::Null)) {
                     continue;
                 }
             }
-            match self.ctx.skip(v) {
-                None => out.push((name.clone(), v, false)),
-                Some(Skip::Placeholder) if fields.is_none() => out.push((name.clone(), v, true)),
-                Some(_) => {}
-            }
+            let placeholder = match self.ctx.skip(node) {
+                None => false,
+                Some(Skip::Placeholder) if fields.is_none() => true,
+                Some(_) => continue,
+            };
+            out.push(Entry {
+                key: key.clone(),
+                path,
+                node,
+                placeholder,
+            });
         }
         out
     }
@@ -663,16 +606,23 @@ fn float_text(f: f64) -> String {
     }
 }
 
-macro_rules! ints {
-    ($($name:ident)*) => {$(
+macro_rules! forward {
+    ($($name:ident)* => $to:ident) => {$(
         fn $name<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
-            self.int(v)
+            self.$to(v)
         }
     )*};
 }
 
 impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
     type Error = Error;
+
+    forward! { deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
+    deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128 => int }
+    forward! { deserialize_string deserialize_char deserialize_identifier => deserialize_str }
+    forward! { deserialize_bytes deserialize_byte_buf deserialize_unit => deserialize_any }
+    forward! { deserialize_f32 => deserialize_f64 }
+    forward! { deserialize_ignored_any => ignore }
 
     fn deserialize_any<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
         match self.view() {
@@ -705,24 +655,17 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
         }
     }
 
-    ints! { deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
-    deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128 }
-
     fn deserialize_f64<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
-        match self.view() {
-            View::Empty => v.visit_f64(0.0),
-            View::Int(i) => v.visit_f64(i as f64),
-            View::Float(f) => v.visit_f64(f),
-            View::Str(_) => match self.text()?.unwrap_or_default().trim().parse::<f64>() {
-                Ok(f) => v.visit_f64(f),
-                Err(_) => Err(de::Error::invalid_type(de::Unexpected::Other("text"), &v)),
-            },
+        let text = self.text()?;
+        match (
+            self.view(),
+            text.as_deref().map(|t| t.trim().parse::<f64>()),
+        ) {
+            (View::Int(i), _) => v.visit_f64(i as f64),
+            (View::Float(f), _) => v.visit_f64(f),
+            (View::Str(_) | View::Empty, Some(Ok(f))) => v.visit_f64(f),
             _ => Err(de::Error::invalid_type(de::Unexpected::Other("value"), &v)),
         }
-    }
-
-    fn deserialize_f32<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
-        self.deserialize_f64(v)
     }
 
     /// Strings; a number is taken as written, since YAML turns names like `3` into numbers.
@@ -733,18 +676,6 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
         }
     }
 
-    fn deserialize_string<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
-        self.deserialize_str(v)
-    }
-
-    fn deserialize_char<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
-        self.deserialize_str(v)
-    }
-
-    fn deserialize_identifier<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
-        self.deserialize_str(v)
-    }
-
     fn deserialize_option<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
         match self.view() {
             View::Empty | View::Null => v.visit_none(),
@@ -752,36 +683,25 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
         }
     }
 
-    fn deserialize_unit<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
-        v.visit_unit()
-    }
-
-    fn deserialize_unit_struct<V: Visitor<'a>>(
-        self,
-        _: &'static str,
-        v: V,
-    ) -> Result<V::Value, Error> {
+    fn deserialize_unit_struct<V: Visitor<'a>>(self, _: &str, v: V) -> Result<V::Value, Error> {
         v.visit_unit()
     }
 
     fn deserialize_newtype_struct<V: Visitor<'a>>(
         self,
-        name: &'static str,
+        name: &str,
         v: V,
     ) -> Result<V::Value, Error> {
         if name != SECRET || self.redact {
             return v.visit_newtype_struct(self);
         }
+        // Errors inside are tied to their values here, while the value is known to be secret.
+        let (node, path, ctx, placeholder) =
+            (self.node, self.path.clone(), self.ctx, self.placeholder);
         let secret = NodeDe {
             redact: true,
             ..self
         };
-        let (node, path, ctx, placeholder) = (
-            secret.node,
-            secret.path.clone(),
-            secret.ctx,
-            secret.placeholder,
-        );
         v.visit_newtype_struct(secret).map_err(|e| {
             e.attribute(&NodeDe {
                 node,
@@ -794,27 +714,29 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
     }
 
     fn deserialize_seq<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
-        match self.view() {
-            View::Empty => v.visit_seq(Items {
-                items: Vec::new().into_iter(),
-                parent: &self,
-            }),
-            View::Seq(nodes) => {
-                let mut items = Vec::with_capacity(nodes.len());
-                for (i, node) in nodes.iter().enumerate() {
-                    match self.ctx.skip(node) {
-                        None => items.push((i, node, false)),
-                        Some(Skip::Placeholder) => items.push((i, node, true)),
-                        Some(Skip::Omit) => {}
-                    }
-                }
-                v.visit_seq(Items {
-                    items: items.into_iter(),
-                    parent: &self,
-                })
-            }
-            _ => Err(Error::expected("a list")),
-        }
+        let nodes = match self.view() {
+            View::Empty => &[][..],
+            View::Seq(nodes) => nodes,
+            _ => return Err(Error::expected("a list")),
+        };
+        let items = nodes.iter().enumerate().filter_map(|(i, node)| {
+            let placeholder = match self.ctx.skip(node) {
+                None => false,
+                Some(Skip::Placeholder) => true,
+                Some(Skip::Omit) => return None,
+            };
+            let path = format!("{}[{i}]", self.path);
+            Some(Entry {
+                key: String::new(),
+                path,
+                node,
+                placeholder,
+            })
+        });
+        v.visit_seq(Entries {
+            entries: items.collect::<Vec<_>>().into_iter(),
+            parent: &self,
+        })
     }
 
     fn deserialize_tuple<V: Visitor<'a>>(self, _: usize, v: V) -> Result<V::Value, Error> {
@@ -823,7 +745,7 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
 
     fn deserialize_tuple_struct<V: Visitor<'a>>(
         self,
-        _: &'static str,
+        _: &str,
         _: usize,
         v: V,
     ) -> Result<V::Value, Error> {
@@ -833,10 +755,9 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
     fn deserialize_map<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
         match self.view() {
             View::Empty | View::Null | View::Map(_) => {
-                let entries = self.entries(None);
-                v.visit_map(Fields {
-                    entries: entries.into_iter(),
-                    value: None,
+                let entries = self.entries(None).into_iter();
+                v.visit_map(Entries {
+                    entries,
                     parent: &self,
                 })
             }
@@ -850,22 +771,24 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
         fields: &'static [&'static str],
         v: V,
     ) -> Result<V::Value, Error> {
-        match self.view() {
-            View::Empty | View::Null | View::Map(_) => {
-                let entries = self.entries(Some((name, fields)));
-                v.visit_map(Fields {
-                    entries: entries.into_iter(),
-                    value: None,
-                    parent: &self,
-                })
+        let entries = match self.view() {
+            View::Empty | View::Null | View::Map(_) => self.entries(Some((name, fields))),
+            // A scalar is shorthand for a struct's `value` (a key given as just the key).
+            View::Str(_) | View::Int(_) | View::Float(_) if fields.contains(&"value") => {
+                let (key, path) = ("value".to_string(), self.path.clone());
+                vec![Entry {
+                    key,
+                    path,
+                    node: self.node,
+                    placeholder: false,
+                }]
             }
-            // A shorthand some structs accept (a key given as just its value); the derived
-            // ones refuse it as "expected a mapping".
-            View::Str(_) | View::Int(_) | View::Float(_) => {
-                v.visit_string(self.text()?.unwrap_or_default())
-            }
-            _ => Err(Error::expected("a mapping")),
-        }
+            _ => return Err(Error::expected("a mapping")),
+        };
+        v.visit_map(Entries {
+            entries: entries.into_iter(),
+            parent: &self,
+        })
     }
 
     fn deserialize_enum<V: Visitor<'a>>(
@@ -887,70 +810,66 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
         let msg = super::validate::unknown_variant(name, &text, &shown, variants);
         Err(Error::new(What::Message(msg)))
     }
-
-    fn deserialize_ignored_any<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
-        v.visit_unit()
-    }
-
-    fn deserialize_bytes<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
-        self.deserialize_any(v)
-    }
-
-    fn deserialize_byte_buf<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
-        self.deserialize_any(v)
-    }
 }
 
-/// A mapping's entries for a derived struct or an [`Entries`] map.
-struct Fields<'p, 'a, 'e> {
-    entries: std::vec::IntoIter<(String, &'a Node, bool)>,
-    value: Option<(String, &'a Node, bool)>,
+/// A value inside a mapping or list, with its path; `placeholder` stands in for one that failed.
+struct Entry<'a> {
+    key: String,
+    path: String,
+    node: &'a Node,
+    placeholder: bool,
+}
+
+/// The entries of a mapping or the items of a list, handed to a visitor one by one.
+struct Entries<'p, 'a, 'e> {
+    entries: std::vec::IntoIter<Entry<'a>>,
     parent: &'p NodeDe<'a, 'e>,
 }
 
-impl<'a> de::MapAccess<'a> for Fields<'_, 'a, '_> {
+impl Entries<'_, '_, '_> {
+    fn next_value<'a, S: DeserializeSeed<'a>>(
+        e: Entry<'a>,
+        parent: &NodeDe<'a, '_>,
+        seed: S,
+    ) -> Result<S::Value, Error> {
+        NodeDe::new(e.node, e.path, parent.ctx, parent.redact, e.placeholder).visit(seed)
+    }
+}
+
+impl<'a> de::MapAccess<'a> for Entries<'_, 'a, '_> {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'a>>(
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
-        let Some(entry) = self.entries.next() else {
-            return Ok(None);
-        };
-        let key = seed.deserialize(entry.0.as_str().into_deserializer())?;
-        self.value = Some(entry);
-        Ok(Some(key))
+        // The value follows at once; peek at it without consuming.
+        match self.entries.as_slice().first() {
+            Some(e) => seed
+                .deserialize(e.key.as_str().into_deserializer())
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     fn next_value_seed<S: DeserializeSeed<'a>>(&mut self, seed: S) -> Result<S::Value, Error> {
-        let Some((name, node, placeholder)) = self.value.take() else {
-            return Err(de::Error::custom("value without a key"));
-        };
-        let path = child_path(&self.parent.path, &name);
-        self.parent.child(node, path, placeholder).visit(seed)
+        match self.entries.next() {
+            Some(e) => Self::next_value(e, self.parent, seed),
+            None => Err(de::Error::custom("value without a key")),
+        }
     }
 }
 
-struct Items<'p, 'a, 'e> {
-    items: std::vec::IntoIter<(usize, &'a Node, bool)>,
-    parent: &'p NodeDe<'a, 'e>,
-}
-
-impl<'a> de::SeqAccess<'a> for Items<'_, 'a, '_> {
+impl<'a> de::SeqAccess<'a> for Entries<'_, 'a, '_> {
     type Error = Error;
 
     fn next_element_seed<S: DeserializeSeed<'a>>(
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, Error> {
-        let Some((i, node, placeholder)) = self.items.next() else {
-            return Ok(None);
-        };
-        let path = format!("{}[{i}]", self.parent.path);
-        self.parent
-            .child(node, path, placeholder)
-            .visit(seed)
-            .map(Some)
+        match self.entries.next() {
+            Some(e) => Self::next_value(e, self.parent, seed).map(Some),
+            None => Ok(None),
+        }
     }
 }

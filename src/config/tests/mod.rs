@@ -1,9 +1,12 @@
-//! Tests of config decoding and validation, kept apart from the code: whole files
-//! (`parse.rs`) and one rule at a time (`rules.rs`).
+//! Tests of the config module, kept apart from the code: whole files (`parse.rs`), one rule at
+//! a time (`rules.rs`), and the helpers (`env.rs`, `suggest.rs`, `presets.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod env;
 mod parse;
+mod presets;
 mod rules;
+mod suggest;
 
 use super::ConfigError;
 

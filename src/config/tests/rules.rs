@@ -1026,3 +1026,64 @@ fn model_without_targets_still_has_its_settings_checked() {
     assert_eq!(config.models[1].retry, RetryConfig::default());
     assert_eq!(config.models[1].balance, Balance::Weighted);
 }
+
+#[test]
+fn provider_idle_timeout() {
+    let config = decoded(
+        "providers:\n  p: { kind: mock, timeouts: { idle_ms: 1500 } }\n  d: { kind: mock }\n",
+        &[],
+    );
+    assert_eq!(config.providers[0].timeouts.idle_ms, 1500);
+    assert_eq!(config.providers[1].timeouts.idle_ms, 90_000);
+    assert_eq!(
+        problems("providers:\n  p: { kind: mock, timeouts: { idle_ms: 0 } }\nmodels: [{ name: m, targets: [{ provider: p }], timeouts: { idle_ms: 5 } }]\n"),
+        [
+            "providers.p.timeouts.idle_ms: expected a positive integer, got 0",
+            "models[0].timeouts.idle_ms: is a provider setting (connections are pooled per provider): set it under providers.<id>.timeouts",
+        ]
+    );
+}
+
+#[test]
+fn expanded_values_are_never_echoed() {
+    let vars = [("HOST", "secret.internal"), ("N", "many-secret")];
+    let got = problems_with(
+        "listen: '${HOST}'\nmodels: [{ name: m, balance: '${N}', targets: [{ provider: mock, weight: '${N}' }] }]\n",
+        &vars,
+    );
+    assert_eq!(
+        got,
+        [
+            "listen: expected an IP address and port like 127.0.0.1:8080, got the expansion of \"${HOST}\"",
+            "models[0].balance: expected weighted, least_in_flight, lowest_latency or usage_aware, got the expansion of \"${N}\"",
+            "models[0].targets[0].weight: expected a positive integer, got the expansion of \"${N}\"",
+        ]
+    );
+    assert!(got.iter().all(|m| !m.contains("secret")), "{got:?}");
+}
+
+#[test]
+fn anchors_aliases_and_merges_are_located_where_written() {
+    let yaml = "defaults: &d { attempts: 0 }\n";
+    // `defaults` is not a config key; anchors live inside the config's own values.
+    assert_eq!(
+        problems(yaml),
+        ["defaults: unknown field (expected one of: listen, server, providers, models)"]
+    );
+    let yaml = "models:\n  - { name: a, targets: [{ provider: mock }], retry: &r { attempts: 0 } }\n  - { name: b, targets: [{ provider: mock }], retry: { <<: *r, backoff_max_ms: x } }\n";
+    let err = parse_str(yaml, &|_| None).err();
+    let got: Vec<String> = err
+        .iter()
+        .flat_map(|e| e.problems())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            // The merged value is reported for each model that uses it, at the anchor.
+            "2:69: models[0].retry.attempts: expected a positive integer, got 0",
+            "2:69: models[1].retry.attempts: expected a positive integer, got 0",
+            "3:80: models[1].retry.backoff_max_ms: expected a non-negative integer, got \"x\"",
+        ]
+    );
+}
