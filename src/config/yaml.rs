@@ -294,9 +294,6 @@ impl de::Error for Error {
     fn invalid_value(_: de::Unexpected, exp: &dyn de::Expected) -> Self {
         Error::new(What::Expected(exp.to_string()))
     }
-    fn invalid_length(_: usize, exp: &dyn de::Expected) -> Self {
-        Error::new(What::Expected(exp.to_string()))
-    }
     fn missing_field(field: &'static str) -> Self {
         Error::new(What::Missing(field))
     }
@@ -394,6 +391,7 @@ enum View<'a> {
     Other,
 }
 
+#[derive(Clone)]
 struct NodeDe<'a, 'e> {
     node: &'a Node,
     path: String,
@@ -424,22 +422,8 @@ impl<'a, 'e> NodeDe<'a, 'e> {
 
     /// Deserializes this value, tying any error to it.
     fn visit<S: DeserializeSeed<'a>>(self, seed: S) -> Result<S::Value, Error> {
-        let (node, path, ctx, redact, placeholder) = (
-            self.node,
-            self.path.clone(),
-            self.ctx,
-            self.redact,
-            self.placeholder,
-        );
-        seed.deserialize(self).map_err(|e| {
-            e.attribute(&NodeDe {
-                node,
-                path,
-                ctx,
-                redact,
-                placeholder,
-            })
-        })
+        let origin = self.clone();
+        seed.deserialize(self).map_err(|e| e.attribute(&origin))
     }
 
     fn view(&self) -> View<'a> {
@@ -696,21 +680,13 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
             return v.visit_newtype_struct(self);
         }
         // Errors inside are tied to their values here, while the value is known to be secret.
-        let (node, path, ctx, placeholder) =
-            (self.node, self.path.clone(), self.ctx, self.placeholder);
         let secret = NodeDe {
             redact: true,
             ..self
         };
-        v.visit_newtype_struct(secret).map_err(|e| {
-            e.attribute(&NodeDe {
-                node,
-                path,
-                ctx,
-                redact: true,
-                placeholder,
-            })
-        })
+        let origin = secret.clone();
+        v.visit_newtype_struct(secret)
+            .map_err(|e| e.attribute(&origin))
     }
 
     fn deserialize_seq<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
