@@ -3,6 +3,8 @@
 pub mod config;
 pub mod dialect;
 pub mod error;
+pub mod glob;
+pub mod http_headers;
 pub mod providers;
 pub mod proxy;
 pub mod reload;

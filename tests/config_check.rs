@@ -63,6 +63,25 @@ models:
     assert_eq!(code, Some(0), "documented example rejected:\n{text}");
 }
 
+/// The printed problems without their `FILE:LINE:COLUMN: ` prefix (each line must have it).
+fn without_locations<'t>(text: &'t str, path: &std::path::Path) -> Vec<&'t str> {
+    let file = format!("{}:", path.display());
+    text.lines()
+        .map(|line| {
+            let rest = line
+                .strip_prefix(file.as_str())
+                .unwrap_or_else(|| panic!("no file in {line:?}"));
+            let mut parts = rest.splitn(3, ':');
+            let (l, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            assert!(
+                l.parse::<u32>().is_ok() && c.parse::<u32>().is_ok(),
+                "no line:column in {line:?}"
+            );
+            parts.next().unwrap_or("").trim_start()
+        })
+        .collect()
+}
+
 /// Runs `ferrogate check` on `path` with exactly the environment variables `vars` (the test
 /// process's own environment may hold real provider keys, which would change the outcome).
 fn check_file_with_env(path: &std::path::Path, vars: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -135,7 +154,7 @@ models:
         "providers.bx.aws_secret_access_key: required when aws_access_key_id is given (give both or neither)",
         "models[0].targets[0].deployment: only applies to kind azure (provider \"oa\" is kind openai)",
     ];
-    let lines: Vec<&str> = text.lines().collect();
+    let lines = without_locations(&text, &path);
     assert_eq!(lines, expected, "output:\n{text}");
     assert!(!text.contains("AKIASECRETVALUE"), "secret leaked:\n{text}");
 }
@@ -242,8 +261,8 @@ fn check_reports_every_resilience_problem_with_its_path() {
         "providers.primary.timeouts.first_token_ms: must not exceed total_ms (120000), got 150000",
         "providers.primary.breaker.error_rate: expected a number greater than 0 and at most 1, got 25 (a fraction: 25% is 0.25)",
         "providers.secondary.breaker.cooldwn_ms: unknown field (did you mean \"cooldown_ms\"?)",
-        "models[0].targets[1].queue: only applies together with max_concurrency (requests wait for a slot only when concurrency is limited)",
         "models[0].balance: expected weighted, least_in_flight, lowest_latency or usage_aware, got \"least_inflight\" (did you mean \"least_in_flight\"?)",
+        "models[0].targets[1].queue: only applies together with max_concurrency (requests wait for a slot only when concurrency is limited)",
         "models[0].retry.attempts: must be at most 10, got 40",
         "models[0].retry.backoff_max_ms: must be at least backoff_initial_ms (50), got 20",
         "models[0].hedge.max_hedges: must be at most 3, got 5",
@@ -254,7 +273,8 @@ fn check_reports_every_resilience_problem_with_its_path() {
         "models[1].balance: usage_aware needs rpm or tpm on at least one target, or on a key of a target's provider (the limits it balances against)",
         "models[2].hedge: nothing to hedge to: the model has one target and no fallbacks (add a target or fallbacks, or remove hedge)",
     ];
-    let lines: Vec<&str> = text.lines().collect();
+    // In file order: `balance` is written before `targets`.
+    let lines = without_locations(&text, &path);
     assert_eq!(lines, expected, "output:\n{text}");
 }
 
@@ -302,6 +322,49 @@ models:
         !text.contains("models[1].targets[0]"),
         "valid target reported as a problem:\n{text}"
     );
+}
+
+#[test]
+fn check_reports_each_problem_at_its_line_and_column() {
+    let yaml = r#"
+providers:
+  openai: { kind: openai, base_url: "http://127.0.0.1:9/v1" }
+  local:
+    kind: mock
+    mock: { chunks: 3, chunk_delai_ms: 5 }
+models:
+  - name: a
+    targets: [{ provider: openai }]
+  - name: b
+    targets: [{ provider: local }]
+  - name: c
+    targets:
+      - provider: opnai
+        weight: 0
+    retry: { attempts: 2 }
+    fallbacks: [a, "${NOT_SET}"]
+"#;
+    let (_dir, path) = write_config(yaml);
+    let (code, text) = check_file_with_env(&path, &[]);
+    assert_eq!(code, Some(1), "output:\n{text}");
+    let file = path.display();
+    let expected = [
+        // An unknown key: at the key.
+        format!("{file}:6:24: providers.local.mock.chunk_delai_ms: unknown field (did you mean \"chunk_delay_ms\"?)"),
+        // Nested in a list: at the value.
+        format!("{file}:14:19: models[2].targets[0].provider: unknown provider \"opnai\" (did you mean \"openai\"?)"),
+        format!("{file}:15:17: models[2].targets[0].weight: expected a positive integer, got 0"),
+        format!("{file}:17:20: models[2].fallbacks[1]: environment variable NOT_SET is not set"),
+    ];
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, expected, "output:\n{text}");
+
+    // A YAML syntax error is located too.
+    let (_dir, path) = write_config("providers:\n  a: [\n");
+    let (code, text) = check_file_with_env(&path, &[]);
+    assert_eq!(code, Some(1), "output:\n{text}");
+    let prefix = format!("{}:3:1: <file>: ", path.display());
+    assert!(text.starts_with(&prefix), "output:\n{text}");
 }
 
 #[tokio::test]

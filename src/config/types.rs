@@ -2,13 +2,21 @@
 //!
 //! These types are what `config::load` produces and `routing::compile` consumes. They hold user
 //! intent only; nothing here is resolved for the hot path (that is `routing::Snapshot`'s job).
+//! Most are decoded straight from the file by their serde derives (field names, enum names,
+//! defaults and per-value checks are all in the attributes); `ProviderConfig` and `Config`
+//! are assembled by the validation pass from the file's shape in `validate.rs`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use serde::Deserialize;
+
+use super::values as v;
+use super::yaml::serde_names;
+
 /// Default listen address when neither the file nor `--listen` says otherwise.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_LISTEN: &str = default_listen!();
 
 /// A whole, validated configuration file.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,19 +29,25 @@ pub struct Config {
 }
 
 /// Connection- and request-level limits of the listening side.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Largest request body accepted, in bytes (413 above it).
+    #[serde(deserialize_with = "v::size")]
     pub body_limit_bytes: usize,
     /// A client must send its full request head within this time.
+    #[serde(deserialize_with = "v::positive")]
     pub header_read_timeout_ms: u64,
     /// A client must send its full request body within this time (408 otherwise).
+    #[serde(deserialize_with = "v::positive")]
     pub body_read_timeout_ms: u64,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    #[serde(deserialize_with = "v::positive")]
     pub drain_timeout_ms: u64,
     /// Write one JSON line per request to stderr (off the request path).
     pub request_log: bool,
     /// A client that reads nothing of its response for this long is disconnected.
+    #[serde(deserialize_with = "v::positive")]
     pub write_stall_timeout_ms: u64,
 }
 
@@ -51,7 +65,8 @@ impl Default for ServerSettings {
 }
 
 /// Which wire protocol and outbound behaviour a provider has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// Any OpenAI-compatible server (OpenAI, Groq, vLLM, Ollama, ...).
     OpenAi,
@@ -68,20 +83,18 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// The name written in a config file (`kind: openai`), as serde spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Gemini => "gemini",
-            ProviderKind::Azure => "azure",
-            ProviderKind::Bedrock => "bedrock",
-            ProviderKind::Mock => "mock",
-        }
+        serde_names::<Self>()
+            .get(self as usize)
+            .copied()
+            .unwrap_or_default()
     }
 }
 
 /// How the gateway authenticates to a provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// Use the configured `keys` (none configured: send no credentials).
     Keys,
@@ -89,30 +102,44 @@ pub enum AuthMode {
     Passthrough,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyConfig {
-    /// The secret. Never logged or echoed.
+    /// The secret. Never logged or echoed. A key may be written as just this value.
+    #[serde(deserialize_with = "v::non_empty")]
     pub value: String,
+    #[serde(default = "one", deserialize_with = "v::positive")]
     pub weight: u32,
     /// Requests per minute this key is meant to take (`balance: usage_aware` spreads by the
     /// headroom left under it).
+    #[serde(default, deserialize_with = "v::opt_positive")]
     pub rpm: Option<u32>,
     /// Tokens per minute, likewise.
+    #[serde(default, deserialize_with = "v::opt_positive")]
     pub tpm: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
+    #[serde(deserialize_with = "v::positive")]
     pub connect_ms: u64,
+    /// How long an idle upstream connection is kept for reuse.
+    #[serde(deserialize_with = "v::positive")]
+    pub idle_ms: u64,
     /// From sending the request to receiving the response head.
+    #[serde(deserialize_with = "v::positive")]
     pub first_byte_ms: u64,
     /// From sending the request to the first content token (text, reasoning, refusal or a
     /// tool-call delta; keep-alives, pings, role-only and empty deltas don't count). `None`:
     /// only `first_byte_ms` and `total_ms` apply.
+    #[serde(deserialize_with = "v::opt_positive")]
     pub first_token_ms: Option<u64>,
     /// Longest gap between content tokens once a stream has produced one. `None`: no limit.
+    #[serde(deserialize_with = "v::opt_positive")]
     pub stall_ms: Option<u64>,
     /// The whole exchange, body streaming included.
+    #[serde(deserialize_with = "v::positive")]
     pub total_ms: u64,
 }
 
@@ -120,6 +147,8 @@ impl Default for Timeouts {
     fn default() -> Self {
         Self {
             connect_ms: 5_000,
+            // What most HTTP clients keep an idle connection for.
+            idle_ms: 90_000,
             first_byte_ms: 60_000,
             first_token_ms: None,
             stall_ms: None,
@@ -129,18 +158,24 @@ impl Default for Timeouts {
 }
 
 /// Per-model replacements for a provider's timeouts; `None` keeps the provider's value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TimeoutOverrides {
-    // No `connect_ms`: connections are pooled per provider, so the connect deadline is the
-    // provider's (a model-level one is refused by the decoder).
+    // No `connect_ms` or `idle_ms`: connections are pooled per provider, so those are the
+    // provider's (a model-level one is refused with a pointer to the provider setting).
+    #[serde(deserialize_with = "v::opt_positive")]
     pub first_byte_ms: Option<u64>,
+    #[serde(deserialize_with = "v::opt_positive")]
     pub first_token_ms: Option<u64>,
+    #[serde(deserialize_with = "v::opt_positive")]
     pub stall_ms: Option<u64>,
+    #[serde(deserialize_with = "v::opt_positive")]
     pub total_ms: Option<u64>,
 }
 
 /// How a model's targets are chosen for each attempt.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Balance {
     /// Weighted random by `weight` (the default).
     #[default]
@@ -154,16 +189,21 @@ pub enum Balance {
 }
 
 /// Retries of one model's targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
     /// Attempts on this model's targets, the first included (1: no retry).
+    #[serde(deserialize_with = "v::attempts")]
     pub attempts: u32,
     /// Exponential backoff with full jitter: the n-th retry waits a random time up to
     /// `min(backoff_max_ms, backoff_initial_ms * 2^(n-1))`.
+    #[serde(deserialize_with = "v::non_negative")]
     pub backoff_initial_ms: u64,
+    #[serde(deserialize_with = "v::non_negative")]
     pub backoff_max_ms: u64,
     /// A `retry-after` / `retry-after-ms` up to this long is honoured (waited for when the
     /// same target is retried); a longer one moves on to another target or fallback.
+    #[serde(deserialize_with = "v::non_negative")]
     pub retry_after_max_ms: u64,
 }
 
@@ -179,15 +219,21 @@ impl Default for RetryConfig {
 }
 
 /// Circuit breaker of a provider's targets.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Consecutive failures that eject a target.
+    #[serde(deserialize_with = "v::positive")]
     pub consecutive_failures: u32,
     /// Error rate over `window_ms` that ejects a target (with at least `min_requests`).
+    #[serde(deserialize_with = "v::fraction")]
     pub error_rate: f64,
+    #[serde(deserialize_with = "v::positive")]
     pub min_requests: u32,
+    #[serde(deserialize_with = "v::positive")]
     pub window_ms: u64,
     /// How long an ejected target is skipped before one half-open probe.
+    #[serde(deserialize_with = "v::positive")]
     pub cooldown_ms: u64,
 }
 
@@ -213,27 +259,90 @@ pub enum HedgeDelay {
     P95 { min_ms: u64 },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "HedgeFile")]
 pub struct HedgeConfig {
     pub after: HedgeDelay,
     /// Extra attempts started at most (1: one hedge).
     pub max_hedges: u32,
 }
 
+/// `hedge:` as written: `{ after_ms: N }` (a fixed delay) or `{ after: p95, min_ms: N }`,
+/// plus `max_hedges`.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct HedgeFile {
+    #[serde(deserialize_with = "v::opt_positive")]
+    after_ms: Option<u64>,
+    after: Option<HedgeAfter>,
+    #[serde(deserialize_with = "v::opt_non_negative")]
+    min_ms: Option<u64>,
+    #[serde(deserialize_with = "v::max_hedges")]
+    max_hedges: u32,
+}
+
+impl Default for HedgeFile {
+    fn default() -> Self {
+        HedgeFile {
+            after_ms: None,
+            after: None,
+            min_ms: None,
+            max_hedges: 1,
+        }
+    }
+}
+
+/// The adaptive hedge delays there are.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum HedgeAfter {
+    P95,
+}
+
+/// `after: p95` waits at least this long, and this long while the p95 has too few samples.
+const DEFAULT_HEDGE_MIN_MS: u64 = 200;
+
+impl TryFrom<HedgeFile> for HedgeConfig {
+    type Error = &'static str;
+
+    fn try_from(h: HedgeFile) -> Result<Self, Self::Error> {
+        let after = match (h.after_ms, h.after) {
+            (Some(_), Some(_)) => return Err("give after_ms (a fixed delay) or after: p95, not both"),
+            (Some(_), None) if h.min_ms.is_some() => {
+                return Err("\0min_ms\0only applies with after: p95 (after_ms is a fixed delay)")
+            }
+            (Some(ms), None) => HedgeDelay::FixedMs(ms),
+            (None, Some(HedgeAfter::P95)) => HedgeDelay::P95 {
+                min_ms: h.min_ms.unwrap_or(DEFAULT_HEDGE_MIN_MS),
+            },
+            (None, None) => return Err("expected after_ms (a fixed delay, like after_ms: 2000) or after: p95 (the target's live p95 time to first token)"),
+        };
+        Ok(HedgeConfig {
+            after,
+            max_hedges: h.max_hedges,
+        })
+    }
+}
+
 /// Behaviour of the built-in mock provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MockSettings {
     /// Content chunks in a streamed answer (role and finish chunks not counted).
+    #[serde(deserialize_with = "v::positive")]
     pub chunks: u32,
     /// Delay between streamed chunks.
+    #[serde(deserialize_with = "v::non_negative")]
     pub chunk_delay_ms: u64,
     /// Fixed delay before the response head.
+    #[serde(deserialize_with = "v::non_negative")]
     pub latency_ms: u64,
     /// Words in the answer (before `max_tokens` caps it).
+    #[serde(deserialize_with = "v::non_negative")]
     pub reply_words: u32,
-    /// The API the mock answers in (`openai`, `anthropic` or `gemini`); clients of another
-    /// dialect get the answer translated, as from a real provider.
-    pub dialect: crate::translate::ir::Dialect,
+    /// The API the mock answers in; clients of another dialect get the answer translated, as
+    /// from a real provider.
+    pub dialect: MockDialect,
 }
 
 impl Default for MockSettings {
@@ -243,9 +352,18 @@ impl Default for MockSettings {
             chunk_delay_ms: 0,
             latency_ms: 0,
             reply_words: 20,
-            dialect: crate::translate::ir::Dialect::OpenAi,
+            dialect: MockDialect::OpenAi,
         }
     }
+}
+
+/// The APIs the mock can answer in: those clients speak (Bedrock is only ever an upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MockDialect {
+    OpenAi,
+    Anthropic,
+    Gemini,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -299,15 +417,19 @@ impl std::fmt::Debug for AwsCredentialsConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// What clients send: an exact name or a glob (`claude-*`).
+    /// What clients send: an exact name or a glob (`claude-*`). Required (checked by the
+    /// validation pass, which knows whether it was written).
     pub name: String,
+    /// Required, like `name`.
     pub targets: Vec<TargetConfig>,
     pub balance: Balance,
     pub retry: RetryConfig,
     /// Overall time for the request, all attempts and fallbacks included. `None`: the
     /// provider timeouts alone bound it.
+    #[serde(deserialize_with = "v::opt_positive")]
     pub deadline_ms: Option<u64>,
     /// Other configured model names tried in order when this model's targets fail.
     pub fallbacks: Vec<String>,
@@ -319,21 +441,33 @@ pub struct ModelConfig {
     pub hedge: Option<HedgeConfig>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TargetConfig {
+    /// Required (checked by the validation pass).
     pub provider: String,
     /// Upstream model name; `None` forwards the client's model name unchanged.
     pub model: Option<String>,
+    #[serde(default = "one", deserialize_with = "v::positive")]
     pub weight: u32,
     /// Azure: the deployment name that selects the model (in the request path).
+    #[serde(deserialize_with = "v::deployment")]
     pub deployment: Option<String>,
     /// Requests in flight at most on this target; `None`: unlimited.
+    #[serde(deserialize_with = "v::opt_positive")]
     pub max_concurrency: Option<u32>,
     /// Requests waiting for a slot at most (when `max_concurrency` is reached); beyond it the
     /// request falls back, or gets 429 with `retry-after`.
+    #[serde(deserialize_with = "v::non_negative")]
     pub queue: u32,
     /// Requests per minute this target is meant to take (for `balance: usage_aware`).
+    #[serde(deserialize_with = "v::opt_positive")]
     pub rpm: Option<u32>,
     /// Tokens per minute, likewise.
+    #[serde(deserialize_with = "v::opt_positive")]
     pub tpm: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
 }

@@ -6,7 +6,6 @@ pub mod bedrock_sign;
 mod endpoint;
 pub mod mock;
 pub mod openai;
-pub mod presets;
 pub mod urls;
 
 pub use endpoint::Endpoint;

@@ -8,28 +8,9 @@ use crate::error::GatewayError;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
-static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-static X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
-static API_KEY: HeaderName = HeaderName::from_static("api-key");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 pub(crate) static IDENTITY: HeaderValue = HeaderValue::from_static("identity");
 
-pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::PROXY_AUTHENTICATE
-        || name == header::PROXY_AUTHORIZATION
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-}
-
-pub(crate) fn is_client_credential(name: &HeaderName) -> bool {
-    name == header::AUTHORIZATION || name == X_API_KEY || name == X_GOOG_API_KEY || name == API_KEY
-}
+pub(crate) use crate::http_headers::{is_client_credential, is_hop_by_hop, is_set_per_request};
 
 /// Removes every header matching `unwanted`, plus any named in a `Connection` header.
 ///

@@ -10,8 +10,8 @@ use http_body_util::Full;
 use crate::config::{AuthMode, ProviderKind};
 use crate::error::GatewayError;
 use crate::providers::openai::{
-    is_client_credential, is_hop_by_hop, remove_headers, strip_key_param, with_query, IDENTITY,
-    X_REQUEST_ID,
+    is_client_credential, is_hop_by_hop, is_set_per_request, remove_headers, strip_key_param,
+    with_query, IDENTITY, X_REQUEST_ID,
 };
 use crate::routing::snapshot::ProviderRt;
 
@@ -66,8 +66,7 @@ pub fn build_request(
             let mut h = client_headers;
             remove_headers(&mut h, |n| {
                 is_hop_by_hop(n)
-                    || n == header::HOST
-                    || n == header::CONTENT_LENGTH
+                    || is_set_per_request(n)
                     || (!passthrough && is_client_credential(n))
             });
             h

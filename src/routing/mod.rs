@@ -1,7 +1,6 @@
 //! Routing: the immutable snapshot compiled from a config, model lookup (exact, glob,
 //! `provider/model`), weighted target and key choice, and provider health.
 
-pub mod glob;
 pub mod health;
 pub mod pick;
 pub mod snapshot;

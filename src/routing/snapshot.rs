@@ -11,13 +11,13 @@ use http::header::{HeaderName, HeaderValue};
 use http::Uri;
 
 use crate::config::{
-    AuthMode, Balance, BreakerConfig, Config, HedgeConfig, MockSettings, ModelConfig,
+    AuthMode, Balance, BreakerConfig, Config, HedgeConfig, MockDialect, MockSettings, ModelConfig,
     ProviderConfig, ProviderKind, RetryConfig, ServerSettings, TimeoutOverrides, Timeouts,
 };
+use crate::glob;
 use crate::providers::bedrock_sign::AwsCredentials;
 pub use crate::providers::Endpoint;
 use crate::resilience::limits::ConcurrencyLimit;
-use crate::routing::glob;
 use crate::routing::health::{HealthRegistry, ProviderHealth};
 use crate::routing::pick;
 use crate::routing::target_state::{key_fingerprint, KeyState, TargetState};
@@ -542,8 +542,7 @@ fn compile_provider(
                 origin,
                 p.ca_file.clone(),
                 Duration::from_millis(p.timeouts.connect_ms),
-                // Until `timeouts.idle_ms` is decoded: `Duration::from_millis(p.timeouts.idle_ms)`.
-                crate::upstream::DEFAULT_IDLE_TIMEOUT,
+                Duration::from_millis(p.timeouts.idle_ms),
             )
             .and_then(|key| pools.get(&key))
             .map_err(|e| CompileError::Provider {
@@ -617,7 +616,11 @@ fn compile_provider(
         ProviderKind::Anthropic => Dialect::Anthropic,
         ProviderKind::Gemini => Dialect::Gemini,
         ProviderKind::Bedrock => Dialect::Bedrock,
-        ProviderKind::Mock => p.mock.dialect,
+        ProviderKind::Mock => match p.mock.dialect {
+            MockDialect::OpenAi => Dialect::OpenAi,
+            MockDialect::Anthropic => Dialect::Anthropic,
+            MockDialect::Gemini => Dialect::Gemini,
+        },
     };
     let direct_label: Arc<str> = format!("{id}/*").into();
     Ok(ProviderRt {
