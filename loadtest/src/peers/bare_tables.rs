@@ -60,6 +60,20 @@ pub fn bare_goals_table(goals: &[BareGoal]) -> String {
     md
 }
 
+/// "ferrogate within 10% of the bare proxy on N of M figures." (empty without
+/// a bare proxy): the README's short form.
+pub fn bare_goals_count(goals: &[BareGoal]) -> String {
+    if goals.is_empty() {
+        return String::new();
+    }
+    let met = goals.iter().filter(|g| g.met == Some(true)).count();
+    format!(
+        "{OURS} within {:.0}% of the bare proxy on {met} of {} figures.",
+        TOLERANCE * 100.0,
+        goals.len()
+    )
+}
+
 /// "N of M within 10% of the bare proxy; not met: …" (empty without a bare proxy).
 pub fn bare_goals_line(goals: &[BareGoal]) -> String {
     if goals.is_empty() {

@@ -260,7 +260,7 @@ fn success_goal(report: &PeersReport) -> GoalResult {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -320,7 +320,7 @@ mod tests {
     }
 
     /// A small report as peers.json would hold it.
-    fn report() -> PeersReport {
+    pub(crate) fn report() -> PeersReport {
         let m = |subject: &str,
                  mode: &str,
                  rate: Option<f64>,
@@ -387,7 +387,7 @@ mod tests {
     }
 
     /// The same report with a bare proxy: a bit cheaper than ferrogate.
-    fn report_with_bare() -> PeersReport {
+    pub(crate) fn report_with_bare() -> PeersReport {
         let mut r = report();
         let mut c = r.contestants[1].clone();
         c.name = BARE.into();

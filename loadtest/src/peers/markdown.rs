@@ -1,5 +1,5 @@
-//! peers.md: the full result of a `peers` run, and the tables the README
-//! section shares with it.
+//! peers.md: the full result of a `peers` run, and the tables
+//! docs/performance.md's section shares with it.
 
 use std::fmt::Write as _;
 

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use super::bare::versus_bare;
-use super::bare_tables::{bare_goals_line, bare_goals_table, versus_bare_table};
+use super::bare_tables::{bare_goals_count, bare_goals_line, bare_goals_table, versus_bare_table};
 use super::fmt::{mib, opt, ratio, rps, signed_us, time_us};
 use super::goals::{BARE, OURS};
 use super::markdown::{goals_table, summary_table};
@@ -93,7 +93,7 @@ pub fn headline(r: &PeersReport, performance_doc: &str) -> String {
         m.nproc,
         m.cpu_model,
         r.settings.chunks,
-        match bare_goals_line(&r.bare_goals) {
+        match bare_goals_count(&r.bare_goals) {
             line if line.is_empty() => String::new(),
             line => format!("{line} "),
         }
@@ -235,4 +235,46 @@ pub fn performance_section(r: &PeersReport, results: &str) -> String {
         }
     );
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peers::goals::tests::{report, report_with_bare};
+
+    #[test]
+    fn headline_sets_each_gateway_against_the_bare_proxy() {
+        let mut r = report_with_bare();
+        r.bare_goals = crate::peers::bare::evaluate(&r);
+        let md = headline(&r, "docs/performance.md");
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
+        assert!(rows[0].contains("÷ bare"), "{md}");
+        // The bare proxy first (the floor), then the others in run order; direct is left out.
+        assert!(rows[1].starts_with("| bare hyper proxy"), "{md}");
+        assert!(
+            rows[2].starts_with("| **ferrogate** | 30 µs | 1.20× |"),
+            "{md}"
+        );
+        assert!(!md.contains("| direct"));
+        assert!(
+            md.contains("within 10% of the bare proxy on 2 of 5 figures."),
+            "{md}"
+        );
+        assert!(md.contains("](docs/performance.md#against-other-gateways)"));
+    }
+
+    #[test]
+    fn without_a_bare_proxy_the_tables_keep_their_old_shape() {
+        let r = report();
+        let md = headline(&r, "x.md");
+        assert!(
+            !md.contains("÷ bare") && !md.contains("bare hyper proxy"),
+            "{md}"
+        );
+        let doc = performance_section(&r, "../loadtest/results");
+        assert!(!doc.contains("bare reaches") && !doc.contains("ferrogate ÷ bare"));
+        assert!(doc.contains("](../loadtest/results/peers-latency.svg)"));
+        let with = performance_section(&report_with_bare(), "r");
+        assert!(with.contains("bare reaches") && with.contains("ferrogate ÷ bare"));
+    }
 }
