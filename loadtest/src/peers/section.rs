@@ -49,7 +49,14 @@ pub fn headline(r: &PeersReport, performance_doc: &str) -> String {
         "|---|---:|{}---:|---:|---:|",
         if has_bare { "---:|" } else { "" }
     );
-    for c in r.contestants.iter().filter(|c| c.name != "direct") {
+    // The floor first, then the gateways in run order.
+    let mut rows: Vec<_> = r
+        .contestants
+        .iter()
+        .filter(|c| c.name != "direct")
+        .collect();
+    rows.sort_by_key(|c| c.name != BARE);
+    for c in rows {
         let name = c.name.as_str();
         if c.error.is_some() && !r.measurements.iter().any(|m| m.subject == name) {
             let _ = writeln!(
@@ -246,6 +253,9 @@ mod tests {
     fn headline_sets_each_gateway_against_the_bare_proxy() {
         let mut r = report_with_bare();
         r.bare_goals = crate::peers::bare::evaluate(&r);
+        // Run order ferrogate, bare: the table still starts with the floor.
+        let bare = r.contestants.remove(1);
+        r.contestants.push(bare);
         let md = headline(&r, "docs/performance.md");
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
         assert!(rows[0].contains("÷ bare"), "{md}");
