@@ -20,7 +20,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
-    /// Rewrite the README's peers section from loadtest/results/peers.json (same as `report`).
+    /// Rewrite the README's peers table and docs/performance.md's peers section from
+    /// loadtest/results/peers.json (same as `report`).
     #[arg(long)]
     report: bool,
     #[command(flatten)]
@@ -33,9 +34,11 @@ enum Cmd {
     Run(RunArgs),
     /// Instructions per request under callgrind (bare proxy vs ferrogate).
     Callgrind(CallgrindArgs),
-    /// ferrogate vs LiteLLM vs Portkey (installed when missing) on one mock; writes results/peers.*.
+    /// ferrogate vs the bare proxy vs LiteLLM vs Portkey (installed when missing) on one mock;
+    /// writes results/peers.*.
     Peers(PeersArgs),
-    /// Rewrite the README's `<!-- peers:begin -->` section from results/peers.json.
+    /// Rewrite the README's `<!-- peers-headline:begin -->` table and docs/performance.md's
+    /// `<!-- peers:begin -->` section from results/peers.json.
     Report(ReportArgs),
     /// Mock OpenAI upstream.
     Mock(MockArgs),

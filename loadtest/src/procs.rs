@@ -371,6 +371,28 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// The bare hyper proxy (`loadtest bare-proxy`) in front of `upstream`, as `run` and `peers`
+/// start it: the floor every gateway is compared with.
+pub fn bare_proxy_spec(program: PathBuf, upstream: SocketAddr, cpu: Option<usize>) -> SpawnSpec {
+    SpawnSpec {
+        name: "bare".into(),
+        program,
+        args: vec![
+            "bare-proxy".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--upstream".into(),
+            format!("http://{upstream}"),
+        ],
+        wrapper: Vec::new(),
+        cpu,
+        expected_addr: None,
+        ready_timeout: Duration::from_secs(10),
+        health_check: false,
+        env: Vec::new(),
+    }
+}
+
 /// The mock upstream, as every subcommand starts it.
 pub fn mock_spec(program: PathBuf, chunks: usize, cpu: Option<usize>) -> SpawnSpec {
     named_mock_spec(program, "mock", chunks, cpu, &[])

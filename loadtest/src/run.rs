@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use crate::client::Target;
 use crate::loadgen::{smoke, LoadConfig, LoadResult};
 use crate::measure::{fill_added, Recorded};
-use crate::procs::{free_port, mock_spec, pinning, spawn, SpawnSpec, Spawned};
+use crate::procs::{bare_proxy_spec, free_port, mock_spec, pinning, spawn, SpawnSpec, Spawned};
 use crate::report::{
     Measurement, Mode, Ratio, Report, ResilienceRow, Settings, SubjectInfo, TranslationCost,
 };
@@ -397,23 +397,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     )?);
     let mock_addr = procs[0].addr;
     procs.push(spawn(
-        &SpawnSpec {
-            name: "bare".into(),
-            program: exe.clone(),
-            args: vec![
-                "bare-proxy".into(),
-                "--listen".into(),
-                "127.0.0.1:0".into(),
-                "--upstream".into(),
-                format!("http://{mock_addr}"),
-            ],
-            wrapper: Vec::new(),
-            cpu: subject_cpu,
-            expected_addr: None,
-            ready_timeout: Duration::from_secs(10),
-            health_check: false,
-            env: Vec::new(),
-        },
+        &bare_proxy_spec(exe.clone(), mock_addr, subject_cpu),
         &logdir,
     )?);
     let mut subjects = vec![

@@ -8,8 +8,9 @@ use crate::util::parse_duration;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct PeersArgs {
-    /// Contestants, comma-separated (direct is always measured: "added" is relative to it).
-    #[arg(long, default_value = "direct,ferrogate,litellm,portkey")]
+    /// Contestants, comma-separated (direct is always measured: "added" is relative to it;
+    /// `bare` is the bare hyper proxy, the floor each gateway's figures are set against).
+    #[arg(long, default_value = "direct,bare,ferrogate,litellm,portkey")]
     pub contestants: String,
     /// Open-loop rates (req/s), ascending; a contestant stops at the first one it cannot sustain.
     #[arg(long, default_value = "50,500,1000,5000")]
@@ -77,9 +78,10 @@ pub struct PeersArgs {
     /// Output directory (default: loadtest/results).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Also rewrite the README section (as `loadtest report` does).
-    #[arg(long)]
-    pub update_readme: bool,
+    /// Also rewrite the README's headline table and docs/performance.md's peers
+    /// section (as `loadtest report` does).
+    #[arg(long, alias = "update-readme")]
+    pub update_docs: bool,
     /// Keep the temp dir with generated configs and child logs.
     #[arg(long)]
     pub keep_logs: bool,
@@ -90,8 +92,12 @@ pub struct ReportArgs {
     /// The `peers` result to render (default: loadtest/results/peers.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// README whose `<!-- peers:begin -->`…`<!-- peers:end -->` section is replaced
-    /// (default: the workspace README.md).
+    /// README whose `<!-- peers-headline:begin -->`…`<!-- peers-headline:end -->` table is
+    /// replaced (default: the workspace README.md).
     #[arg(long)]
     pub readme: Option<PathBuf>,
+    /// Document whose `<!-- peers:begin -->`…`<!-- peers:end -->` section is replaced
+    /// (default: the workspace docs/performance.md).
+    #[arg(long)]
+    pub performance_doc: Option<PathBuf>,
 }

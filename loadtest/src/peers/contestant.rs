@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use super::install::{version_of, PeersDir};
 use super::loopback::ensure_loopback_only;
 use super::model::ContestantInfo;
-use crate::procs::{free_port, spawn, spawn_http_ready, SpawnSpec, Spawned};
+use crate::procs::{bare_proxy_spec, free_port, spawn, spawn_http_ready, SpawnSpec, Spawned};
 use crate::proctree::{self, RssWatch};
 use crate::run::gateway_spec;
 use crate::workload::MODEL;
@@ -19,24 +19,34 @@ use crate::workload::MODEL;
 pub enum Kind {
     /// The mock upstream itself, called with no gateway in between.
     Direct,
+    /// `loadtest bare-proxy`: a bare hyper reverse proxy, the floor any forwarding proxy pays
+    /// on this machine, measured in the same run as everyone else.
+    Bare,
     Ferrogate,
     Litellm,
     Portkey,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Direct, Kind::Ferrogate, Kind::Litellm, Kind::Portkey];
+    pub const ALL: [Kind; 5] = [
+        Kind::Direct,
+        Kind::Bare,
+        Kind::Ferrogate,
+        Kind::Litellm,
+        Kind::Portkey,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Direct => "direct",
+            Kind::Bare => "bare",
             Kind::Ferrogate => "ferrogate",
             Kind::Litellm => "litellm",
             Kind::Portkey => "portkey",
         }
     }
 
-    /// Parses `direct,ferrogate,litellm,portkey` (any subset; `direct` is
+    /// Parses `direct,bare,ferrogate,litellm,portkey` (any subset; `direct` is
     /// always added first, since "added latency" is measured against it).
     pub fn parse_list(s: &str) -> anyhow::Result<Vec<Kind>> {
         let mut out = vec![Kind::Direct];
@@ -45,7 +55,9 @@ impl Kind {
                 .into_iter()
                 .find(|k| k.name() == part)
                 .with_context(|| {
-                    format!("unknown contestant `{part}` (direct, ferrogate, litellm, portkey)")
+                    format!(
+                        "unknown contestant `{part}` (direct, bare, ferrogate, litellm, portkey)"
+                    )
                 })?;
             if !out.contains(&k) {
                 out.push(k);
@@ -60,6 +72,8 @@ pub struct Setup<'a> {
     pub peers: &'a PeersDir,
     pub logdir: &'a Path,
     pub mock: SocketAddr,
+    /// This `loadtest` binary (the bare proxy is one of its subcommands).
+    pub loadtest: &'a Path,
     /// CPU the contestant (and every process it forks) is pinned to.
     pub cpu: Option<usize>,
     pub ferrogate: &'a Path,
@@ -189,6 +203,14 @@ pub fn start(kind: Kind, s: &Setup) -> anyhow::Result<Running> {
                 rss: None,
             });
         }
+        Kind::Bare => {
+            let spec = bare_proxy_spec(s.loadtest.to_path_buf(), s.mock, s.cpu);
+            let version = format!(
+                "loadtest bare-proxy {} (hyper 1, hyper-util legacy client, 1 thread)",
+                env!("CARGO_PKG_VERSION")
+            );
+            (spawn(&spec, s.logdir)?, Vec::new(), version)
+        }
         Kind::Ferrogate => {
             let config = s.logdir.join("ferrogate.yaml");
             std::fs::write(&config, crate::run::gateway_config(s.mock))?;
@@ -312,6 +334,10 @@ mod tests {
         assert_eq!(
             Kind::parse_list("direct,litellm,direct").ok(),
             Some(vec![Kind::Direct, Kind::Litellm])
+        );
+        assert_eq!(
+            Kind::parse_list("bare,ferrogate").ok(),
+            Some(vec![Kind::Direct, Kind::Bare, Kind::Ferrogate])
         );
         assert!(Kind::parse_list("bifrost").is_err());
     }

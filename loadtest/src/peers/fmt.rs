@@ -1,4 +1,4 @@
-//! Number formatting shared by peers.md and the README section.
+//! Number formatting shared by peers.md, the README table and docs/performance.md.
 
 /// A duration in µs with a unit that keeps 3 significant figures readable:
 /// `182 µs`, `2.31 ms`, `1.24 s`.

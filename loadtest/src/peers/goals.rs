@@ -1,22 +1,18 @@
 //! Issue #3's goals for ferrogate against its peers, and the measured ratio
-//! for each. Pure: a report's measurements in, a verdict per goal out.
+//! for each, next to the ratio the bare proxy reaches against the same peer
+//! in the same run. Pure: a report's measurements in, a verdict per goal out.
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{cpu_per_req, PeersReport};
+pub use super::metric::Better;
+use super::metric::{common_rate, Metric};
+use super::model::PeersReport;
 use crate::workload::Scenario;
 
 /// The contestant the goals are about.
 pub const OURS: &str = "ferrogate";
-/// The rate at which added latency is compared (when it was offered).
-pub const COMMON_RATE: f64 = 50.0;
-
-/// Which direction of a metric is better.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Better {
-    Lower,
-    Higher,
-}
+/// The bare hyper proxy: what any forwarding proxy pays on the same machine.
+pub const BARE: &str = "bare";
 
 /// How many times better `ours` is than `theirs`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,6 +54,21 @@ pub struct GoalResult {
     /// None: could not be measured.
     pub met: Option<bool>,
     pub note: Option<String>,
+    /// The bare proxy's advantage over the same peer, same metric, same run:
+    /// how far any forwarding proxy gets on this machine. None when the run
+    /// had no bare proxy (results from before it was a contestant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bare: Option<BareSide>,
+}
+
+/// The bare proxy's side of a goal against a peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BareSide {
+    pub value: Option<f64>,
+    /// The bare proxy's advantage (×); None when unmeasurable or unbounded.
+    pub ratio: Option<f64>,
+    /// The bare proxy's value is ≤ 0 where lower is better: unboundedly better.
+    pub unbounded: bool,
 }
 
 /// One "ferrogate is at least `required`× better than `versus`" row.
@@ -84,6 +95,7 @@ fn compare(
         ratio: None,
         met: None,
         note: missing,
+        bare: None,
     };
     let (Some(o), Some(t)) = (ours, theirs) else {
         r.note.get_or_insert_with(|| "not measured".into());
@@ -109,12 +121,42 @@ fn compare(
     r
 }
 
+/// The bare proxy's advantage over the peer with the same values.
+fn bare_side(bare: Option<f64>, theirs: Option<f64>, better: Better) -> BareSide {
+    let adv = match (bare, theirs) {
+        (Some(b), Some(t)) => advantage(b, t, better),
+        _ => Advantage::Unmeasurable,
+    };
+    BareSide {
+        value: bare,
+        ratio: match adv {
+            Advantage::Ratio(x) => Some(x),
+            _ => None,
+        },
+        unbounded: adv == Advantage::OursNotAboveZero,
+    }
+}
+
 /// Why a peer has no numbers, when it does not.
 fn missing_note(report: &PeersReport, peer: &str) -> Option<String> {
     report
         .contestant(peer)
         .and_then(|c| c.error.clone())
         .map(|e| format!("{peer} not measured: {e}"))
+}
+
+/// Issue #3's required advantage of ferrogate over `peer` in `metric`
+/// (None: that goal was not set against that peer).
+fn required(metric: Metric, peer: &str) -> Option<f64> {
+    match (metric, peer) {
+        (Metric::CpuAtSaturation, "litellm") => Some(250.0),
+        (Metric::CpuAtSaturation, "portkey") => Some(25.0),
+        (Metric::MaxThroughput, "portkey") => Some(20.0),
+        (Metric::MaxThroughput, _) => None,
+        (Metric::AddedP50 | Metric::AddedP99, _) => Some(20.0),
+        (Metric::PeakRss, _) => Some(10.0),
+        _ => None,
+    }
 }
 
 /// Every goal of issue #3 for which the run has the contestants.
@@ -126,87 +168,50 @@ pub fn evaluate(report: &PeersReport) -> Vec<GoalResult> {
     if report.contestant(OURS).is_none() {
         return Vec::new();
     }
-    let rate = if report.settings.rates.contains(&COMMON_RATE) {
-        COMMON_RATE
-    } else {
-        report
-            .settings
-            .rates
-            .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min)
+    let has_bare = report.contestant(BARE).is_some();
+    let rate = common_rate(report);
+    let goal = |metric: Metric, sc: Option<Scenario>, peer: &str, required: f64| {
+        // Memory has no scenario; any scenario reads it.
+        let read_sc = sc.unwrap_or(Scenario::NonStream);
+        let value = |name: &str| metric.value(report, name, read_sc, rate);
+        let theirs = value(peer);
+        let mut g = compare(
+            &metric.label(rate),
+            sc,
+            peer,
+            required,
+            metric.unit(),
+            metric.better(),
+            value(OURS),
+            theirs,
+            missing_note(report, peer),
+        );
+        if has_bare {
+            g.bare = Some(bare_side(value(BARE), theirs, metric.better()));
+        }
+        g
     };
     let mut out = Vec::new();
     for &sc in &report.settings.scenarios {
-        let ours_max = report.max(OURS, sc);
-        for &peer in &peers {
-            let theirs_max = report.max(peer, sc);
-            let required = if peer == "litellm" { 250.0 } else { 25.0 };
-            out.push(compare(
-                "CPU µs/request at saturation (max-throughput run)",
-                Some(sc),
-                peer,
-                required,
-                "µs",
-                Better::Lower,
-                ours_max.and_then(cpu_per_req),
-                theirs_max.and_then(cpu_per_req),
-                missing_note(report, peer),
-            ));
-            if peer == "portkey" {
-                out.push(compare(
-                    "max throughput (closed loop)",
-                    Some(sc),
-                    peer,
-                    20.0,
-                    "req/s",
-                    Better::Higher,
-                    ours_max.map(|m| m.achieved_rps),
-                    theirs_max.map(|m| m.achieved_rps),
-                    missing_note(report, peer),
-                ));
+        for metric in [Metric::CpuAtSaturation, Metric::MaxThroughput] {
+            for &peer in &peers {
+                if let Some(req) = required(metric, peer) {
+                    out.push(goal(metric, Some(sc), peer, req));
+                }
             }
         }
-        let ours_open = report.open(OURS, sc, rate);
         for &peer in &peers {
-            let theirs_open = report.open(peer, sc, rate);
-            for (label, pick) in [
-                (
-                    "added p50",
-                    (|a: crate::stats::Added| a.p50) as fn(_) -> f64,
-                ),
-                ("added p99", |a: crate::stats::Added| a.p99),
-            ] {
-                out.push(compare(
-                    &format!("{label} latency at {rate:.0} req/s"),
-                    Some(sc),
-                    peer,
-                    20.0,
-                    "µs",
-                    Better::Lower,
-                    ours_open.and_then(|m| m.added_latency_us).map(pick),
-                    theirs_open.and_then(|m| m.added_latency_us).map(pick),
-                    missing_note(report, peer),
-                ));
+            for metric in [Metric::AddedP50, Metric::AddedP99] {
+                if let Some(req) = required(metric, peer) {
+                    out.push(goal(metric, Some(sc), peer, req));
+                }
             }
         }
     }
-    let ours_rss = report.contestant(OURS).and_then(|c| c.peak_rss_kb);
     for &peer in &peers {
-        out.push(compare(
-            "peak RSS (whole process tree, whole run)",
-            None,
-            peer,
-            10.0,
-            "KiB",
-            Better::Lower,
-            ours_rss.map(|v| v as f64),
-            report
-                .contestant(peer)
-                .and_then(|c| c.peak_rss_kb)
-                .map(|v| v as f64),
-            missing_note(report, peer),
-        ));
+        if let Some(req) = required(Metric::PeakRss, peer) {
+            out.push(goal(Metric::PeakRss, None, peer, req));
+        }
     }
     out.push(success_goal(report));
     out
@@ -250,11 +255,12 @@ fn success_goal(report: &PeersReport) -> GoalResult {
         ratio: None,
         met: worst.map(|w| w >= 1.0),
         note: (!failing.is_empty()).then(|| failing.join("; ")),
+        bare: None,
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -314,7 +320,7 @@ mod tests {
     }
 
     /// A small report as peers.json would hold it.
-    fn report() -> PeersReport {
+    pub(crate) fn report() -> PeersReport {
         let m = |subject: &str,
                  mode: &str,
                  rate: Option<f64>,
@@ -378,5 +384,78 @@ mod tests {
         assert_eq!(ok.met, Some(true));
         // 2 CPU + 1 throughput + 4 latency + 2 RSS + 1 success.
         assert_eq!(goals.len(), 10);
+    }
+
+    /// The same report with a bare proxy: a bit cheaper than ferrogate.
+    pub(crate) fn report_with_bare() -> PeersReport {
+        let mut r = report();
+        let mut c = r.contestants[1].clone();
+        c.name = BARE.into();
+        c.peak_rss_kb = Some(10_000);
+        r.contestants.insert(1, c);
+        let mut bare = |from: &str, mode: crate::report::Mode, cpu: f64, rps: f64, p50: f64| {
+            let m = r
+                .measurements
+                .iter()
+                .find(|m| m.subject == from && m.mode == mode)
+                .cloned();
+            let mut m = m.unwrap_or_else(|| panic!("fixture has {from}"));
+            m.subject = BARE.into();
+            m.cpu_us_per_req = Some(cpu);
+            m.achieved_rps = rps;
+            if let Some(a) = m.added_latency_us.as_mut() {
+                a.p50 = p50;
+            }
+            r.measurements.push(m);
+        };
+        bare("ferrogate", crate::report::Mode::Open, 90.0, 50.0, 95.0);
+        bare("ferrogate", crate::report::Mode::Max, 25.0, 34_000.0, 0.0);
+        r
+    }
+
+    #[test]
+    fn each_goal_carries_the_bare_proxys_ratio_against_the_same_peer() {
+        let r = report_with_bare();
+        let goals = evaluate(&r);
+        let cpu = goals
+            .iter()
+            .find(|g| g.goal.starts_with("CPU") && g.versus.as_deref() == Some("portkey"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no CPU goal vs portkey"));
+        // ferrogate 30 µs, bare 25 µs, portkey 1200 µs.
+        assert_eq!(cpu.ratio, Some(40.0));
+        let bare = cpu.bare.unwrap_or_else(|| panic!("no bare side"));
+        assert_eq!((bare.value, bare.ratio), (Some(25.0), Some(48.0)));
+        let p99 = goals
+            .iter()
+            .find(|g| g.goal.starts_with("added p99") && g.versus.as_deref() == Some("litellm"))
+            .and_then(|g| g.bare.clone())
+            .unwrap_or_else(|| panic!("no p99 goal"));
+        // The bare proxy's p99 (copied from ferrogate's, −5 µs) is ≤ 0: unbounded.
+        assert!(p99.unbounded && p99.ratio.is_none());
+        // Without a bare proxy in the run, no goal has a bare side.
+        assert!(evaluate(&report()).iter().all(|g| g.bare.is_none()));
+
+        let within = crate::peers::bare::evaluate(&r);
+        let find = |goal: &str| {
+            within
+                .iter()
+                .find(|g| g.goal.starts_with(goal))
+                .cloned()
+                .unwrap_or_else(|| panic!("no {goal} in {within:#?}"))
+        };
+        // 30 ÷ 25 = 1.2: more than 10% above the bare proxy.
+        let cpu = find("CPU");
+        assert_eq!((cpu.ratio, cpu.met), (Some(1.2), Some(false)));
+        // 30k ÷ 34k ≈ 0.88 < 0.9.
+        assert_eq!(find("max throughput").met, Some(false));
+        // 100 ÷ 95 ≈ 1.05.
+        assert_eq!(find("added p50").met, Some(true));
+        // ferrogate's p99 is ≤ 0.
+        assert_eq!(find("added p99").met, Some(true));
+        // 20,000 ÷ 10,000 KiB.
+        assert_eq!(find("peak RSS").ratio, Some(2.0));
+        assert_eq!(within.len(), 5);
+        assert!(crate::peers::bare::evaluate(&report()).is_empty());
     }
 }

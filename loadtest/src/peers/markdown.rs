@@ -1,16 +1,18 @@
-//! peers.md: the full result of a `peers` run, and the tables the README
-//! section shares with it.
+//! peers.md: the full result of a `peers` run, and the tables
+//! docs/performance.md's section shares with it.
 
 use std::fmt::Write as _;
 
+use super::bare::TOLERANCE;
+use super::bare_tables::{bare_goals_line, bare_goals_table, versus_bare_table};
 use super::fmt::{mib, opt, ratio, rps, signed_us, time_us};
-use super::goals::{GoalResult, OURS};
+use super::goals::{BareSide, GoalResult, BARE, OURS};
 use super::model::{cpu_per_req, PeersReport};
 use super::sustain::RateStatus;
 use crate::report::Mode;
 use crate::workload::Scenario;
 
-fn goal_value(v: f64, unit: &str) -> String {
+pub fn goal_value(v: f64, unit: &str) -> String {
     match unit {
         "µs" => time_us(v),
         "req/s" => format!("{} req/s", rps(v)),
@@ -19,14 +21,34 @@ fn goal_value(v: f64, unit: &str) -> String {
     }
 }
 
-/// One row per goal: measured values, the ratio, the requirement, the verdict.
+/// The bare proxy's advantage over the peer, as the goals table shows it.
+fn bare_cell(b: Option<&BareSide>) -> String {
+    match b {
+        None => "–".into(),
+        Some(BareSide { ratio: Some(x), .. }) => ratio(*x),
+        Some(BareSide {
+            unbounded: true, ..
+        }) => "∞".into(),
+        Some(_) => "n/a".into(),
+    }
+}
+
+/// One row per goal: measured values, the ratio, the requirement, the
+/// verdict; with a bare proxy in the run, also the ratio it reaches against
+/// the same peer (what a forwarding proxy can reach on this machine).
 pub fn goals_table(goals: &[GoalResult]) -> String {
+    let with_bare = goals.iter().any(|g| g.bare.is_some());
     let mut md = String::new();
+    let bare_head = if with_bare { " bare reaches |" } else { "" };
     let _ = writeln!(
         md,
-        "| goal | scenario | vs | {OURS} | peer | measured | required | met |"
+        "| goal | scenario | vs | {OURS} | peer | measured |{bare_head} required | met |"
     );
-    let _ = writeln!(md, "|---|---|---|---:|---:|---:|---:|:---:|");
+    let _ = writeln!(
+        md,
+        "|---|---|---|---:|---:|---:|{}---:|:---:|",
+        if with_bare { "---:|" } else { "" }
+    );
     for g in goals {
         let measured = match (g.ratio, g.met, g.required) {
             (Some(x), _, _) => format!("**{}**", ratio(x)),
@@ -39,9 +61,14 @@ pub fn goals_table(goals: &[GoalResult]) -> String {
             Some(false) => "**no**",
             None => "n/a",
         };
+        let bare = if with_bare {
+            format!(" {} |", bare_cell(g.bare.as_ref()))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |{bare} {} | {} |",
             g.goal,
             g.scenario.map_or("–", Scenario::name),
             g.versus.as_deref().unwrap_or("–"),
@@ -333,6 +360,21 @@ pub fn to_markdown(r: &PeersReport) -> String {
     md.push_str(&summary_table(r));
     let _ = writeln!(md, "\n## Goals (issue #3)\n");
     md.push_str(&goals_table(&r.goals));
+    if r.contestant(BARE).is_some() {
+        let _ = writeln!(md, "\n## Against the bare proxy\n");
+        let _ = writeln!(
+            md,
+            "Each contestant's figure ÷ the bare hyper proxy's (`loadtest bare-proxy`), same run. Below 1× is better than the bare proxy for CPU, latency and memory; for throughput, above 1× is.\n"
+        );
+        md.push_str(&versus_bare_table(r));
+        let _ = writeln!(
+            md,
+            "\nGoal (issue #9): {OURS} within {:.0}% of the bare proxy on each figure.\n",
+            TOLERANCE * 100.0
+        );
+        md.push_str(&bare_goals_table(&r.bare_goals));
+        let _ = writeln!(md, "\n{}", bare_goals_line(&r.bare_goals));
+    }
     let _ = writeln!(md, "\n## Contestants\n");
     contestants(&mut md, r);
     for &sc in &r.settings.scenarios {

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::bare::BareGoal;
 use super::goals::GoalResult;
 use super::sustain::{RateStatus, SustainRule};
 use crate::report::{Measurement, Mode};
@@ -21,6 +22,10 @@ pub struct PeersReport {
     pub measurements: Vec<Measurement>,
     pub rates: Vec<RateOutcome>,
     pub goals: Vec<GoalResult>,
+    /// ferrogate within 10% of the bare proxy, figure by figure (empty for
+    /// runs without the bare proxy).
+    #[serde(default)]
+    pub bare_goals: Vec<BareGoal>,
     pub notes: Vec<String>,
     /// Whole run, start-up and shut-down included (s).
     pub wall_time_s: f64,

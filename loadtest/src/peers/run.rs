@@ -97,16 +97,15 @@ pub fn run(args: &PeersArgs) -> anyhow::Result<()> {
         println!("configs and logs in {}", tmp.path().display());
     }
     let logdir = tmp.path().to_path_buf();
-    let mut mock: Spawned = spawn(
-        &mock_spec(std::env::current_exe()?, args.chunks, mock_cpu),
-        &logdir,
-    )?;
+    let exe = std::env::current_exe()?;
+    let mut mock: Spawned = spawn(&mock_spec(exe.clone(), args.chunks, mock_cpu), &logdir)?;
     println!("started mock      pid {:<7} http://{}", mock.pid, mock.addr);
 
     let setup = Setup {
         peers: &dir,
         logdir: &logdir,
         mock: mock.addr,
+        loadtest: &exe,
         cpu: subject_cpu,
         ferrogate: &args.ferrogate,
         gateway_env: &args.gateway_env,
@@ -262,6 +261,7 @@ pub fn run(args: &PeersArgs) -> anyhow::Result<()> {
         measurements,
         rates: outcomes,
         goals: Vec::new(),
+        bare_goals: Vec::new(),
         notes: Vec::new(),
         wall_time_s: 0.0,
         loadavg_start,
@@ -269,13 +269,18 @@ pub fn run(args: &PeersArgs) -> anyhow::Result<()> {
     };
     report.notes = super::notes::notes(&report);
     report.goals = super::goals::evaluate(&report);
+    report.bare_goals = super::bare::evaluate(&report);
     report.wall_time_s = wall.elapsed().as_secs_f64();
     let out = args.out.clone().unwrap_or_else(default_out_dir);
     super::output::write_all(&out, &report)?;
-    if args.update_readme {
-        let readme = super::readme::default_readme();
-        super::readme::update(&readme, &report)?;
-        println!("updated {}", readme.display());
+    if args.update_docs {
+        let targets = super::readme::Targets::defaults(out);
+        super::readme::update(&targets, &report)?;
+        println!(
+            "updated {} and {}",
+            targets.readme.display(),
+            targets.performance_doc.display()
+        );
     }
     Ok(())
 }
