@@ -695,28 +695,14 @@ mod tests {
     use super::*;
     use crate::config::{KeyConfig, TargetConfig};
 
+    /// An OpenAI-kind provider with one key, as the config file would give it.
     fn provider(id: &str) -> ProviderConfig {
-        ProviderConfig {
-            id: id.into(),
-            kind: ProviderKind::OpenAi,
-            base_url: Some("http://127.0.0.1:9/v1/".into()),
-            keys: vec![KeyConfig {
-                value: "sk-test".into(),
-                weight: 1,
-                rpm: None,
-                tpm: None,
-            }],
-            auth: AuthMode::Keys,
-            timeouts: Timeouts::default(),
-            headers: Default::default(),
-            ca_file: None,
-            mock: MockSettings::default(),
-            api_version: None,
-            region: None,
-            aws_credentials: None,
-            anthropic_version: None,
-            breaker: Default::default(),
-        }
+        let yaml = format!(
+            "providers:\n  {id}: {{ kind: openai, base_url: \"http://127.0.0.1:9/v1/\", keys: [sk-test] }}\n"
+        );
+        let mut config = crate::config::parse_str(&yaml, &|_| None).unwrap();
+        let at = config.providers.iter().position(|p| p.id == id).unwrap();
+        config.providers.swap_remove(at)
     }
 
     #[test]
