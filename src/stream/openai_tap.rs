@@ -73,6 +73,15 @@ impl OpenAiTap {
     /// One complete upstream event: tapped, and in strip mode written (edited) to the output.
     #[inline]
     pub fn on_event(&mut self, event: &[u8]) {
+        if self.strip {
+            if let Some(span) = trailing_usage_null(event) {
+                // The common chunk: no usage to read, one member to drop.
+                self.data_events += 1;
+                self.out.put_slice(&event[..span.start]);
+                self.out.put_slice(&event[span.end..]);
+                return;
+            }
+        }
         let kind = inspect(event, &mut self.usage, &mut self.data_events);
         if self.strip && kind != EventKind::UsageOnly {
             write_event(&mut self.out, event, &kind);
@@ -102,6 +111,28 @@ impl OpenAiTap {
     pub fn reported_usage(&self) -> Option<Usage> {
         self.usage
     }
+}
+
+/// The `,"usage":null` that `include_usage` added to a chunk, found from the end: OpenAI writes
+/// `usage` as the last member, so in the common chunk the event's last line is a `data:` line
+/// ending in exactly `,"usage":null}`. That `}` is the JSON's last byte, so the member belongs to
+/// the top-level object (it cannot sit inside a string or a nested object). Anything else —
+/// other spacing, a usage object, `[DONE]`, comments after the data — takes the full scan.
+fn trailing_usage_null(event: &[u8]) -> Option<Range<usize>> {
+    const TAIL: &[u8] = b",\"usage\":null}";
+    let mut end = event.len();
+    while end > 0 && matches!(event[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    let line = &event[..end];
+    if !line.ends_with(TAIL) {
+        return None;
+    }
+    let line_start = memchr::memrchr2(b'\n', b'\r', line).map_or(0, |i| i + 1);
+    if !event[line_start..].starts_with(b"data:") {
+        return None;
+    }
+    Some(end - TAIL.len()..end - 1)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -291,3 +291,32 @@ fn a_bad_event_stream_frame_is_one_error() {
     assert!(p.ended());
     assert!(matches!(p.take_early_fault(), Some(Fault::BadFraming(_))));
 }
+
+#[test]
+fn trailing_usage_null_is_stripped_only_where_it_is_the_last_top_level_member() {
+    for (input, expected) in [
+        // The common chunk.
+        (
+            "data: {\"id\":\"c\",\"usage\":null}\n\n",
+            "data: {\"id\":\"c\"}\n\n",
+        ),
+        // An `event:` line before the data, CRLF endings.
+        (
+            "event: x\r\ndata: {\"id\":\"c\",\"usage\":null}\r\n\r\n",
+            "event: x\r\ndata: {\"id\":\"c\"}\r\n\r\n",
+        ),
+        // Nested: the member is not the top-level one; only the top-level one goes.
+        (
+            "data: {\"a\":{\"x\":1,\"usage\":null},\"usage\":null}\n\n",
+            "data: {\"a\":{\"x\":1,\"usage\":null}}\n\n",
+        ),
+        // Not a data line at the end: left to the full scan, which leaves a comment alone.
+        (
+            ": {\"id\":\"c\",\"usage\":null}\n\n",
+            ": {\"id\":\"c\",\"usage\":null}\n\n",
+        ),
+    ] {
+        let (out, _) = run_steps(openai(true), input.as_bytes(), 4096);
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+}
