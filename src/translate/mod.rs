@@ -10,6 +10,7 @@ pub mod bedrock;
 pub mod eventstream;
 pub mod gemini;
 pub mod ir;
+pub mod json;
 pub mod openai;
 
 use ir::{

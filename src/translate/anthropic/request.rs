@@ -393,7 +393,7 @@ fn response_format_from_wire(f: WireFormat) -> Result<ResponseFormat, TranslateE
 /// `enabled: false`; `output_config.effort` becomes the reasoning effort (`max` → `high`).
 /// `disable_parallel_tool_use: true` gives `parallel_tool_calls: Some(false)`.
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    let w: WireRequest = serde_json::from_slice(body)?;
+    let w: WireRequest = crate::translate::json::from_slice(body)?;
     if w.mcp_servers.as_ref().is_some_and(|s| !s.is_empty()) {
         return Err(TranslateError::unsupported(
             "mcp_servers (Anthropic-run MCP connectors) cannot be translated to another provider",

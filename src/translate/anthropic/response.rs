@@ -184,7 +184,7 @@ pub(super) struct WireBlock {
 /// are skipped: the gateway never sends server tools upstream, and a block it cannot express
 /// is not worth failing the answer over. Text `citations` are dropped.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, TranslateError> {
-    let msg: WireMessage = serde_json::from_slice(body)?;
+    let msg: WireMessage = crate::translate::json::from_slice(body)?;
     if msg.kind.as_deref() == Some("error") {
         let info = super::error::error_info(msg.error, None);
         return Err(TranslateError::Protocol(format!(

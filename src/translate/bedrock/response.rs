@@ -90,7 +90,7 @@ pub(super) fn stop_sequence(fields: Option<&Value>) -> Option<String> {
 /// Converse response body → IR. Bedrock bodies name no model and carry no id: `model` is left
 /// empty for the caller (who knows the routed model) and the id is synthesised.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, TranslateError> {
-    let resp: ConverseResponse = serde_json::from_slice(body)?;
+    let resp: ConverseResponse = crate::translate::json::from_slice(body)?;
     let blocks = resp
         .output
         .and_then(|o| o.message)

@@ -168,7 +168,7 @@ impl StreamDecoder {
         data: &[u8],
         out: &mut Vec<StreamEvent>,
     ) -> Option<T> {
-        match serde_json::from_slice(data) {
+        match crate::translate::json::from_slice(data) {
             Ok(v) => Some(v),
             Err(e) => {
                 self.fail(out, format!("Bedrock sent an unreadable {name} event: {e}"));

@@ -22,7 +22,7 @@ pub fn decode_request(
     model: &str,
     stream: bool,
 ) -> Result<ChatRequest, TranslateError> {
-    let wire: GenerateContentRequest = serde_json::from_slice(body)?;
+    let wire: GenerateContentRequest = crate::translate::json::from_slice(body)?;
     let mut req = ChatRequest {
         model: model.to_owned(),
         stream,

@@ -12,7 +12,7 @@ use crate::translate::ir::{
 
 /// An upstream Gemini answer → IR (candidate 0).
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, TranslateError> {
-    let wire: GenerateContentResponse = serde_json::from_slice(body)?;
+    let wire: GenerateContentResponse = crate::translate::json::from_slice(body)?;
     if let Some(err) = &wire.error {
         return Err(TranslateError::Protocol(format!(
             "Gemini answered an error in a success body: {}",

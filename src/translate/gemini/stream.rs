@@ -51,7 +51,7 @@ impl StreamDecode for StreamDecoder {
         if data.is_empty() {
             return;
         }
-        let wire: GenerateContentResponse = match serde_json::from_slice(data) {
+        let wire: GenerateContentResponse = match crate::translate::json::from_slice(data) {
             Ok(w) => w,
             Err(e) => {
                 let info = ErrorInfo {

@@ -206,7 +206,7 @@ struct JsonSchemaIn {
 /// the parts of a user message that comes right after them (Anthropic needs all results of a
 /// turn in one message, results first).
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    let wire: WireRequest = serde_json::from_slice(body)?;
+    let wire: WireRequest = crate::translate::json::from_slice(body)?;
 
     let mut req = ChatRequest {
         model: wire.model,

@@ -63,7 +63,7 @@ struct WireFunctionCall {
 
 /// Decodes an upstream's non-stream chat completion (choice 0) into the IR.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, TranslateError> {
-    let wire: WireResponse = serde_json::from_slice(body)?;
+    let wire: WireResponse = crate::translate::json::from_slice(body)?;
     let Some(choice) = pick_choice(wire.choices) else {
         let why = match wire.error {
             Some(err) => format!(

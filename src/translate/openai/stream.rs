@@ -261,7 +261,7 @@ impl StreamDecode for StreamDecoder {
         if !data.starts_with(b"{") {
             return;
         }
-        let chunk: WireChunk = match serde_json::from_slice(data) {
+        let chunk: WireChunk = match crate::translate::json::from_slice(data) {
             Ok(chunk) => chunk,
             Err(e) => {
                 let info = ErrorInfo {
