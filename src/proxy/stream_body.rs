@@ -87,12 +87,28 @@ impl UpstreamStream {
     fn poll_prime(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         while !self.pipeline.primed() && !self.done {
             match self.step(cx) {
-                Poll::Ready(Some(b)) => self.held.push_back(b),
+                Poll::Ready(Some(b)) => self.hold(b),
                 Poll::Ready(None) => {}
                 Poll::Pending => return Poll::Pending,
             }
         }
         Poll::Ready(())
+    }
+
+    /// Keeps output while priming. A pass-through stream keeps the upstream's frames; a
+    /// translated one is sent as one frame once primed (its frames are the gateway's own, and
+    /// each frame costs the client connection a write).
+    fn hold(&mut self, b: Bytes) {
+        if self.pipeline.translates() {
+            if let Some(last) = self.held.back_mut() {
+                let mut joined = Vec::with_capacity(last.len() + b.len());
+                joined.extend_from_slice(last);
+                joined.extend_from_slice(&b);
+                *last = Bytes::from(joined);
+                return;
+            }
+        }
+        self.held.push_back(b);
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {

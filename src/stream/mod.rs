@@ -176,6 +176,11 @@ impl Pipeline {
         }
     }
 
+    /// Whether the output is re-encoded (its frames need not match the upstream's).
+    pub fn translates(&self) -> bool {
+        matches!(self.mode, Mode::Translate { .. })
+    }
+
     /// Content events seen so far.
     #[inline]
     pub fn content(&self) -> u64 {
