@@ -214,14 +214,15 @@ impl Exchange {
     /// The body as a stream through `pipeline`, under the total deadline and the call's
     /// first-token / stall deadlines. Primed (read until its first content) when `prime`, so a
     /// failure before any content is answered as an error instead of a 200 stream; otherwise
-    /// the head goes out at once. `head` stamps the response head.
+    /// the head goes out at once. `head` stamps the response head (the upstream's, to keep or
+    /// replace).
     pub async fn stream(
         self,
         call: &Call<'_>,
         pipeline: Pipeline,
         prime: bool,
         settle: Settle,
-        head: impl FnOnce(&mut HeaderMap, &Settle),
+        head: impl FnOnce(&mut http::response::Parts, &Settle),
     ) -> Result<Response<GatewayBody>, Failure> {
         let clock = ContentClock::new(
             call.ctx.first_token.map(|d| self.sent_at + d),
@@ -254,7 +255,7 @@ impl Exchange {
             )));
         };
         settle.overhead = overhead_before + head_at.elapsed();
-        head(&mut parts.headers, settle);
+        head(&mut parts, settle);
         Ok(Response::from_parts(
             parts,
             GatewayBody::Stream(Box::new(body)),

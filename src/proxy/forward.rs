@@ -143,7 +143,7 @@ async fn pass_through(
                 Pipeline::forward(tap, watch),
                 ctx.prime,
                 settle,
-                |h, s| client_head(h, s, served, true),
+                |p, s| client_head(&mut p.headers, s, served, true),
             )
             .await;
     }

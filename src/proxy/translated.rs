@@ -82,9 +82,17 @@ pub(super) async fn forward_translated(
             // Always primed: an upstream error before any content is answered as a real HTTP
             // error in the client's dialect, which clients retry.
             return ex
-                .stream(call, pipeline, true, settle, |h, s| {
-                    *h = HeaderMap::new();
-                    head(h, &EVENT_STREAM, s, call, upstream_id, s.overhead);
+                .stream(call, pipeline, true, settle, |p, s| {
+                    // The gateway's own head (200, its headers), not the upstream's.
+                    *p = Response::new(()).into_parts().0;
+                    head(
+                        &mut p.headers,
+                        &EVENT_STREAM,
+                        s,
+                        call,
+                        upstream_id,
+                        s.overhead,
+                    );
                 })
                 .await;
         }

@@ -258,6 +258,11 @@ impl Pipeline {
                         Ok(None) => break,
                         Err(e) => {
                             self.observe();
+                            if self.ended {
+                                // An error event in this chunk already ended the stream: what
+                                // it encoded (that error included) still goes out.
+                                return self.take_translated();
+                            }
                             return self.fault(Fault::BadFraming(e.to_string()));
                         }
                     }

@@ -320,3 +320,27 @@ fn trailing_usage_null_is_stripped_only_where_it_is_the_last_top_level_member() 
         assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 }
+
+#[test]
+fn an_error_message_then_a_bad_frame_still_sends_the_error() {
+    // A Bedrock exception message followed, in the same chunk, by bytes that are no frame.
+    let mut body = fixture("bedrock-converse-stream.eventstream.bin");
+    let mut p = Pipeline::translate(
+        Framing::for_content_type(b"application/vnd.amazon.eventstream").unwrap(),
+        crate::translate::stream_decoder(Dialect::Bedrock, "m"),
+        crate::translate::stream_encoder(Dialect::OpenAi, EncodeOptions::default()),
+        0,
+    );
+    // The recorded stream's first frame, an exception, then bytes that are no frame.
+    let first = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
+    body.truncate(first);
+    body.extend(crate::translate::eventstream::exception_frame(
+        "modelStreamErrorException",
+        r#"{"message":"model stream failed"}"#,
+    ));
+    body.extend_from_slice(&[0, 0, 0, 16, 0, 0, 0, 0, 9, 9, 9, 9, 0, 0, 0, 0]);
+    let out = p.push(Bytes::from(body)).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("model stream failed"), "{text}");
+    assert!(p.ended());
+}
