@@ -270,26 +270,15 @@ pub struct HedgeConfig {
 /// `hedge:` as written: `{ after_ms: N }` (a fixed delay) or `{ after: p95, min_ms: N }`,
 /// plus `max_hedges`.
 #[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 struct HedgeFile {
-    #[serde(deserialize_with = "v::opt_positive")]
+    #[serde(default, deserialize_with = "v::opt_positive")]
     after_ms: Option<u64>,
     after: Option<HedgeAfter>,
-    #[serde(deserialize_with = "v::opt_non_negative")]
+    #[serde(default, deserialize_with = "v::opt_non_negative")]
     min_ms: Option<u64>,
-    #[serde(deserialize_with = "v::max_hedges")]
+    #[serde(default = "one", deserialize_with = "v::max_hedges")]
     max_hedges: u32,
-}
-
-impl Default for HedgeFile {
-    fn default() -> Self {
-        HedgeFile {
-            after_ms: None,
-            after: None,
-            min_ms: None,
-            max_hedges: 1,
-        }
-    }
 }
 
 /// The adaptive hedge delays there are.
