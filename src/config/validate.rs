@@ -18,7 +18,7 @@ use super::presets::{self, Preset};
 use super::suggest::did_you_mean;
 use super::types::*;
 use super::values as v;
-use super::yaml::{child_path, serde_names, Decoded, Secret, FILE_PATH};
+use super::yaml::{child_path, problem, serde_names, Decoded, Secret};
 use super::{ConfigProblem, Location};
 use crate::{glob, http_headers};
 
@@ -251,12 +251,7 @@ impl Check<'_> {
             return;
         }
         let location = ancestors(value).find_map(|p| self.seen.get(p).copied());
-        self.problems.push(ConfigProblem {
-            path: if path.is_empty() { FILE_PATH } else { path }.to_string(),
-            message: message.into(),
-            location,
-            file: None,
-        });
+        self.problems.push(problem(path, message.into(), location));
     }
 
     fn providers(&mut self, entries: &IndexMap<String, ProviderFile>) -> Vec<ProviderConfig> {

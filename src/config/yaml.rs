@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::{env, ConfigProblem, Location};
 
 /// Path reported for problems with the file as a whole (syntax, wrong root type).
-pub(crate) const FILE_PATH: &str = "<file>";
+const FILE_PATH: &str = "<file>";
 /// The serde name of [`Secret`]; the deserializer redacts what is inside.
 const SECRET: &str = "$ferrogate::config::Secret";
 /// Longest value echoed in a message; longer ones are cut so one bad value cannot flood output.
@@ -74,6 +74,7 @@ pub(crate) fn serde_names<'de, T: Deserialize<'de>>() -> &'static [&'static str]
 }
 
 /// A decoded value plus what the validation pass needs to know about the file.
+#[derive(Default)]
 pub(crate) struct Decoded<T> {
     pub value: T,
     /// Problems found while decoding, in the order found.
@@ -93,12 +94,7 @@ pub(crate) fn decode<T: DeserializeOwned + Default>(
     let ctx = Ctx {
         env,
         skips: RefCell::new(HashMap::new()),
-        state: RefCell::new(Decoded {
-            value: (),
-            problems: Vec::new(),
-            seen: HashMap::new(),
-            failed: HashSet::new(),
-        }),
+        state: RefCell::default(),
     };
     let docs = Node::load_from_str(text).unwrap_or_else(|e| {
         let at = Location {
@@ -143,7 +139,8 @@ pub(crate) fn decode<T: DeserializeOwned + Default>(
     }
 }
 
-fn problem(path: &str, message: String, location: Option<Location>) -> ConfigProblem {
+/// A problem at `path`; the empty path (the root) is the file as a whole.
+pub(crate) fn problem(path: &str, message: String, location: Option<Location>) -> ConfigProblem {
     let path = if path.is_empty() { FILE_PATH } else { path };
     ConfigProblem {
         path: path.to_string(),
