@@ -308,15 +308,10 @@ impl Error {
         if self.found.is_some() {
             return self;
         }
-        let got = || de.render();
         let path = de.path.clone();
         let problems = match &self.what {
             What::Message(m) => {
-                let m = if m.contains("{got}") {
-                    m.replace("{got}", &got())
-                } else {
-                    m.clone()
-                };
+                let m = m.replace("{got}", &de.render());
                 let field = m.strip_prefix('\0').and_then(|rest| rest.split_once('\0'));
                 match field {
                     Some((field, msg)) => vec![(child_path(&path, field), msg.to_string(), false)],
