@@ -196,12 +196,7 @@ fn native_provider(kind: ProviderKind, base_url: &str, key: String) -> ProviderC
         id: kind.as_str().to_string(),
         kind,
         base_url: Some(base_url.to_string()),
-        keys: vec![KeyConfig {
-            value: key,
-            weight: 1,
-            rpm: None,
-            tpm: None,
-        }],
+        keys: vec![validate::one_key(key)],
         auth: AuthMode::Keys,
         timeouts: Timeouts::default(),
         headers: Default::default(),

@@ -29,6 +29,8 @@ pub struct Config {
 }
 
 /// Connection- and request-level limits of the listening side.
+// Every timeout here is a positive number of milliseconds.
+#[serde_with::apply(u64 => #[serde(deserialize_with = "v::positive")])]
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
@@ -36,18 +38,14 @@ pub struct ServerSettings {
     #[serde(deserialize_with = "v::size")]
     pub body_limit_bytes: usize,
     /// A client must send its full request head within this time.
-    #[serde(deserialize_with = "v::positive")]
     pub header_read_timeout_ms: u64,
     /// A client must send its full request body within this time (408 otherwise).
-    #[serde(deserialize_with = "v::positive")]
     pub body_read_timeout_ms: u64,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
-    #[serde(deserialize_with = "v::positive")]
     pub drain_timeout_ms: u64,
     /// Write one JSON line per request to stderr (off the request path).
     pub request_log: bool,
     /// A client that reads nothing of its response for this long is disconnected.
-    #[serde(deserialize_with = "v::positive")]
     pub write_stall_timeout_ms: u64,
 }
 
@@ -119,27 +117,26 @@ pub struct KeyConfig {
     pub tpm: Option<u64>,
 }
 
+// Every timeout is a positive number of milliseconds.
+#[serde_with::apply(
+    u64 => #[serde(deserialize_with = "v::positive")],
+    Option<u64> => #[serde(deserialize_with = "v::opt_positive")],
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
-    #[serde(deserialize_with = "v::positive")]
     pub connect_ms: u64,
     /// How long an idle upstream connection is kept for reuse.
-    #[serde(deserialize_with = "v::positive")]
     pub idle_ms: u64,
     /// From sending the request to receiving the response head.
-    #[serde(deserialize_with = "v::positive")]
     pub first_byte_ms: u64,
     /// From sending the request to the first content token (text, reasoning, refusal or a
     /// tool-call delta; keep-alives, pings, role-only and empty deltas don't count). `None`:
     /// only `first_byte_ms` and `total_ms` apply.
-    #[serde(deserialize_with = "v::opt_positive")]
     pub first_token_ms: Option<u64>,
     /// Longest gap between content tokens once a stream has produced one. `None`: no limit.
-    #[serde(deserialize_with = "v::opt_positive")]
     pub stall_ms: Option<u64>,
     /// The whole exchange, body streaming included.
-    #[serde(deserialize_with = "v::positive")]
     pub total_ms: u64,
 }
 
@@ -158,18 +155,15 @@ impl Default for Timeouts {
 }
 
 /// Per-model replacements for a provider's timeouts; `None` keeps the provider's value.
+#[serde_with::apply(Option<u64> => #[serde(deserialize_with = "v::opt_positive")])]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimeoutOverrides {
     // No `connect_ms` or `idle_ms`: connections are pooled per provider, so those are the
     // provider's (a model-level one is refused with a pointer to the provider setting).
-    #[serde(deserialize_with = "v::opt_positive")]
     pub first_byte_ms: Option<u64>,
-    #[serde(deserialize_with = "v::opt_positive")]
     pub first_token_ms: Option<u64>,
-    #[serde(deserialize_with = "v::opt_positive")]
     pub stall_ms: Option<u64>,
-    #[serde(deserialize_with = "v::opt_positive")]
     pub total_ms: Option<u64>,
 }
 
@@ -189,6 +183,7 @@ pub enum Balance {
 }
 
 /// Retries of one model's targets.
+#[serde_with::apply(u64 => #[serde(deserialize_with = "v::non_negative")])]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
@@ -197,13 +192,10 @@ pub struct RetryConfig {
     pub attempts: u32,
     /// Exponential backoff with full jitter: the n-th retry waits a random time up to
     /// `min(backoff_max_ms, backoff_initial_ms * 2^(n-1))`.
-    #[serde(deserialize_with = "v::non_negative")]
     pub backoff_initial_ms: u64,
-    #[serde(deserialize_with = "v::non_negative")]
     pub backoff_max_ms: u64,
     /// A `retry-after` / `retry-after-ms` up to this long is honoured (waited for when the
     /// same target is retried); a longer one moves on to another target or fallback.
-    #[serde(deserialize_with = "v::non_negative")]
     pub retry_after_max_ms: u64,
 }
 
@@ -219,21 +211,21 @@ impl Default for RetryConfig {
 }
 
 /// Circuit breaker of a provider's targets.
+#[serde_with::apply(
+    u32 => #[serde(deserialize_with = "v::positive")],
+    u64 => #[serde(deserialize_with = "v::positive")],
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Consecutive failures that eject a target.
-    #[serde(deserialize_with = "v::positive")]
     pub consecutive_failures: u32,
     /// Error rate over `window_ms` that ejects a target (with at least `min_requests`).
     #[serde(deserialize_with = "v::fraction")]
     pub error_rate: f64,
-    #[serde(deserialize_with = "v::positive")]
     pub min_requests: u32,
-    #[serde(deserialize_with = "v::positive")]
     pub window_ms: u64,
     /// How long an ejected target is skipped before one half-open probe.
-    #[serde(deserialize_with = "v::positive")]
     pub cooldown_ms: u64,
 }
 
@@ -270,26 +262,15 @@ pub struct HedgeConfig {
 /// `hedge:` as written: `{ after_ms: N }` (a fixed delay) or `{ after: p95, min_ms: N }`,
 /// plus `max_hedges`.
 #[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 struct HedgeFile {
-    #[serde(deserialize_with = "v::opt_positive")]
+    #[serde(default, deserialize_with = "v::opt_positive")]
     after_ms: Option<u64>,
     after: Option<HedgeAfter>,
-    #[serde(deserialize_with = "v::opt_non_negative")]
+    #[serde(default, deserialize_with = "v::opt_non_negative")]
     min_ms: Option<u64>,
-    #[serde(deserialize_with = "v::max_hedges")]
+    #[serde(default = "one", deserialize_with = "v::max_hedges")]
     max_hedges: u32,
-}
-
-impl Default for HedgeFile {
-    fn default() -> Self {
-        HedgeFile {
-            after_ms: None,
-            after: None,
-            min_ms: None,
-            max_hedges: 1,
-        }
-    }
 }
 
 /// The adaptive hedge delays there are.

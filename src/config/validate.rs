@@ -18,7 +18,7 @@ use super::presets::{self, Preset};
 use super::suggest::did_you_mean;
 use super::types::*;
 use super::values as v;
-use super::yaml::{child_path, serde_names, Decoded, Secret, FILE_PATH};
+use super::yaml::{child_path, problem, serde_names, Decoded, Secret};
 use super::{ConfigProblem, Location};
 use crate::{glob, http_headers};
 
@@ -104,11 +104,14 @@ pub(crate) fn unknown_field(owner: &str, key: &str, fields: &[&str]) -> String {
         // Connections are pooled per provider (and reused across models).
         return "is a provider setting (connections are pooled per provider): set it under providers.<id>.timeouts".into();
     }
-    let hint = did_you_mean(key, fields.iter().copied());
-    if hint.is_empty() {
-        format!("unknown field (expected one of: {})", fields.join(", "))
-    } else {
-        format!("unknown field{hint}")
+    unknown("unknown field".into(), key, fields, "expected one of")
+}
+
+/// `what` with the closest of `names` to `name`, or else all of them after `label`.
+fn unknown(what: String, name: &str, names: &[&str], label: &str) -> String {
+    match did_you_mean(name, names.iter().copied()) {
+        hint if hint.is_empty() => format!("{what} ({label}: {})", names.join(", ")),
+        hint => format!("{what}{hint}"),
     }
 }
 
@@ -222,16 +225,8 @@ impl Known<'_> {
     }
 
     fn unknown_provider(&self, provider: &str, within: &str) -> String {
-        let hint = did_you_mean(provider, self.ids());
-        if hint.is_empty() {
-            let list: Vec<&str> = self.ids().collect();
-            format!(
-                "unknown provider {provider:?}{within} (known: {})",
-                list.join(", ")
-            )
-        } else {
-            format!("unknown provider {provider:?}{within}{hint}")
-        }
+        let what = format!("unknown provider {provider:?}{within}");
+        unknown(what, provider, &self.ids().collect::<Vec<_>>(), "known")
     }
 }
 
@@ -256,12 +251,7 @@ impl Check<'_> {
             return;
         }
         let location = ancestors(value).find_map(|p| self.seen.get(p).copied());
-        self.problems.push(ConfigProblem {
-            path: if path.is_empty() { FILE_PATH } else { path }.to_string(),
-            message: message.into(),
-            location,
-            file: None,
-        });
+        self.problems.push(problem(path, message.into(), location));
     }
 
     fn providers(&mut self, entries: &IndexMap<String, ProviderFile>) -> Vec<ProviderConfig> {
@@ -438,13 +428,8 @@ impl Check<'_> {
     fn preset(&mut self, path: &str, name: &str) -> Option<&'static Preset> {
         let found = presets::find(name);
         if found.is_none() {
-            let hint = did_you_mean(name, presets::ids());
-            let msg = if hint.is_empty() {
-                let known: Vec<&str> = presets::ids().collect();
-                format!("unknown preset {name:?} (known: {})", known.join(", "))
-            } else {
-                format!("unknown preset {name:?}{hint}")
-            };
+            let ids: Vec<&str> = presets::ids().collect();
+            let msg = unknown(format!("unknown preset {name:?}"), name, &ids, "known");
             self.problem(path, msg);
         }
         found
@@ -813,7 +798,7 @@ impl Check<'_> {
     }
 }
 
-fn one_key(value: String) -> KeyConfig {
+pub(crate) fn one_key(value: String) -> KeyConfig {
     KeyConfig {
         value,
         weight: 1,

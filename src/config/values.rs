@@ -11,19 +11,10 @@ const MAX_RETRY_ATTEMPTS: u64 = 10;
 /// Each hedge duplicates the upstream cost of a request; more than three is never worth it.
 const MAX_HEDGES: u64 = 3;
 
-/// Integer field types, with their largest value.
-pub(crate) trait Int: TryFrom<u64> {
-    const MAX: u64;
-}
-impl Int for u32 {
-    const MAX: u64 = u32::MAX as u64;
-}
-impl Int for u64 {
-    const MAX: u64 = u64::MAX;
-}
-impl Int for usize {
-    const MAX: u64 = usize::MAX as u64;
-}
+/// Integer field types: unsigned and at most 64 bits wide (`Into<u64>` holds for no other), so
+/// their largest value follows from their size.
+pub(crate) trait Int: TryFrom<u64> + Into<u64> {}
+impl<T: TryFrom<u64> + Into<u64>> Int for T {}
 
 struct Bounded {
     min: u64,
@@ -61,7 +52,7 @@ impl Visitor<'_> for Bounded {
 fn int<'de, D: Deserializer<'de>, T: Int>(d: D, min: u64, max: u64) -> Result<T, D::Error> {
     let n = d.deserialize_u64(Bounded {
         min,
-        max: max.min(T::MAX),
+        max: max.min(u64::MAX >> (64 - 8 * std::mem::size_of::<T>())),
     })?;
     T::try_from(n).map_err(|_| de::Error::custom("out of range"))
 }

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::{env, ConfigProblem, Location};
 
 /// Path reported for problems with the file as a whole (syntax, wrong root type).
-pub(crate) const FILE_PATH: &str = "<file>";
+const FILE_PATH: &str = "<file>";
 /// The serde name of [`Secret`]; the deserializer redacts what is inside.
 const SECRET: &str = "$ferrogate::config::Secret";
 /// Longest value echoed in a message; longer ones are cut so one bad value cannot flood output.
@@ -74,6 +74,7 @@ pub(crate) fn serde_names<'de, T: Deserialize<'de>>() -> &'static [&'static str]
 }
 
 /// A decoded value plus what the validation pass needs to know about the file.
+#[derive(Default)]
 pub(crate) struct Decoded<T> {
     pub value: T,
     /// Problems found while decoding, in the order found.
@@ -93,12 +94,7 @@ pub(crate) fn decode<T: DeserializeOwned + Default>(
     let ctx = Ctx {
         env,
         skips: RefCell::new(HashMap::new()),
-        state: RefCell::new(Decoded {
-            value: (),
-            problems: Vec::new(),
-            seen: HashMap::new(),
-            failed: HashSet::new(),
-        }),
+        state: RefCell::default(),
     };
     let docs = Node::load_from_str(text).unwrap_or_else(|e| {
         let at = Location {
@@ -143,7 +139,8 @@ pub(crate) fn decode<T: DeserializeOwned + Default>(
     }
 }
 
-fn problem(path: &str, message: String, location: Option<Location>) -> ConfigProblem {
+/// A problem at `path`; the empty path (the root) is the file as a whole.
+pub(crate) fn problem(path: &str, message: String, location: Option<Location>) -> ConfigProblem {
     let path = if path.is_empty() { FILE_PATH } else { path };
     ConfigProblem {
         path: path.to_string(),
@@ -252,8 +249,6 @@ pub(crate) struct Error {
 
 #[derive(Debug)]
 enum What {
-    /// "expected {0}, got {the value}".
-    Expected(String),
     /// A message; `{got}` in it is replaced by the value. `\0field\0message` is about a field
     /// of the value (a check of the whole that blames one part).
     Message(String),
@@ -271,14 +266,10 @@ struct Found {
     problems: Vec<(String, String, bool)>,
 }
 
+// Never shown: problems are built from `What` when the error is tied to its value.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.what {
-            What::Expected(e) => write!(f, "expected {e}"),
-            What::Message(m) => f.write_str(m),
-            What::Missing(field) => write!(f, "missing field {field}"),
-            What::Env(errors) => write!(f, "{} bad ${{...}} references", errors.len()),
-        }
+        write!(f, "{:?}", self.what)
     }
 }
 
@@ -289,10 +280,10 @@ impl de::Error for Error {
         Error::new(What::Message(msg.to_string()))
     }
     fn invalid_type(_: de::Unexpected, exp: &dyn de::Expected) -> Self {
-        Error::new(What::Expected(exp.to_string()))
+        Error::expected(&exp.to_string())
     }
     fn invalid_value(_: de::Unexpected, exp: &dyn de::Expected) -> Self {
-        Error::new(What::Expected(exp.to_string()))
+        Error::expected(&exp.to_string())
     }
     fn missing_field(field: &'static str) -> Self {
         Error::new(What::Missing(field))
@@ -304,8 +295,12 @@ impl Error {
         Error { what, found: None }
     }
 
+    /// "expected {exp}, got {the value}", in the words of the config file.
     fn expected(exp: &str) -> Self {
-        Error::new(What::Expected(exp.to_string()))
+        Error::new(What::Message(format!(
+            "expected {}, got {{got}}",
+            plain(exp)
+        )))
     }
 
     /// Ties the error to the value it is about, unless a value further down already has it.
@@ -313,22 +308,10 @@ impl Error {
         if self.found.is_some() {
             return self;
         }
-        let got = || de.render();
         let path = de.path.clone();
         let problems = match &self.what {
-            What::Expected(exp) => {
-                vec![(
-                    path.clone(),
-                    format!("expected {}, got {}", plain(exp), got()),
-                    false,
-                )]
-            }
             What::Message(m) => {
-                let m = if m.contains("{got}") {
-                    m.replace("{got}", &got())
-                } else {
-                    m.clone()
-                };
+                let m = m.replace("{got}", &de.render());
                 let field = m.strip_prefix('\0').and_then(|rest| rest.split_once('\0'));
                 match field {
                     Some((field, msg)) => vec![(child_path(&path, field), msg.to_string(), false)],
@@ -591,8 +574,8 @@ fn float_text(f: f64) -> String {
 }
 
 macro_rules! forward {
-    ($($name:ident)* => $to:ident) => {$(
-        fn $name<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
+    ($($name:ident$(($($arg:ty),*))?)* => $to:ident) => {$(
+        fn $name<V: Visitor<'a>>(self, $($(_: $arg,)*)? v: V) -> Result<V::Value, Error> {
             self.$to(v)
         }
     )*};
@@ -604,7 +587,10 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
     forward! { deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
     deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128 => int }
     forward! { deserialize_string deserialize_char deserialize_identifier => deserialize_str }
-    forward! { deserialize_bytes deserialize_byte_buf deserialize_unit => deserialize_any }
+    // No config type is a tuple, unit or bytes: those take whatever the value is.
+    forward! { deserialize_bytes deserialize_byte_buf deserialize_unit
+    deserialize_unit_struct(&'static str) deserialize_tuple(usize)
+    deserialize_tuple_struct(&'static str, usize) => deserialize_any }
     forward! { deserialize_f32 => deserialize_f64 }
     forward! { deserialize_ignored_any => ignore }
 
@@ -667,10 +653,6 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'a>>(self, _: &str, v: V) -> Result<V::Value, Error> {
-        v.visit_unit()
-    }
-
     fn deserialize_newtype_struct<V: Visitor<'a>>(
         self,
         name: &str,
@@ -713,19 +695,6 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a, '_> {
             entries: items.collect::<Vec<_>>().into_iter(),
             parent: &self,
         })
-    }
-
-    fn deserialize_tuple<V: Visitor<'a>>(self, _: usize, v: V) -> Result<V::Value, Error> {
-        self.deserialize_seq(v)
-    }
-
-    fn deserialize_tuple_struct<V: Visitor<'a>>(
-        self,
-        _: &str,
-        _: usize,
-        v: V,
-    ) -> Result<V::Value, Error> {
-        self.deserialize_seq(v)
     }
 
     fn deserialize_map<V: Visitor<'a>>(self, v: V) -> Result<V::Value, Error> {
