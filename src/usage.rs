@@ -229,6 +229,25 @@ pub fn from_openai_body(json: &[u8]) -> Option<Usage> {
     }
 }
 
+/// A pass-through stream's usage: as reported, or, when the stream ended before reporting it
+/// (client disconnect, upstream failure), estimated from what was seen: the request's size for
+/// the prompt, and one token per data event after the first (which carries only the start).
+pub fn reported_or_estimated(
+    reported: Option<Usage>,
+    data_events: u64,
+    estimated_input: u64,
+) -> Option<Usage> {
+    if reported.is_some() {
+        return reported;
+    }
+    (data_events > 0).then(|| Usage {
+        input: estimated_input,
+        output: data_events.saturating_sub(1),
+        estimated: true,
+        ..Usage::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,14 +83,6 @@ impl EventTap {
 
     /// Usage as reported, or estimated when the stream ended before it was reported.
     pub fn usage(&self) -> Option<Usage> {
-        if self.usage.is_some() {
-            return self.usage;
-        }
-        (self.data_events > 0).then(|| Usage {
-            input: self.estimated_input,
-            output: self.data_events.saturating_sub(1),
-            estimated: true,
-            ..Usage::default()
-        })
+        crate::usage::reported_or_estimated(self.usage, self.data_events, self.estimated_input)
     }
 }

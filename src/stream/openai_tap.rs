@@ -96,16 +96,7 @@ impl OpenAiTap {
     /// The stream's usage: as reported, or estimated when the stream ended before its usage
     /// chunk (client disconnect, upstream failure).
     pub fn usage(&self) -> Option<Usage> {
-        if self.usage.is_some() {
-            return self.usage;
-        }
-        (self.data_events > 0).then(|| Usage {
-            input: self.estimated_input,
-            // The first chunk carries only the role; each later one roughly one token.
-            output: self.data_events.saturating_sub(1),
-            estimated: true,
-            ..Usage::default()
-        })
+        crate::usage::reported_or_estimated(self.usage, self.data_events, self.estimated_input)
     }
 
     pub fn reported_usage(&self) -> Option<Usage> {
