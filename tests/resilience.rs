@@ -877,6 +877,29 @@ async fn stall_in_a_translated_stream_is_the_same_timeout_error() {
 }
 
 #[tokio::test]
+async fn a_translated_stream_has_the_gateways_own_head() {
+    let up = MockUpstream::start().await;
+    // An upstream that answers the stream with an unusual 2xx and a header of its own.
+    up.push(
+        Behavior::openai_stream(STREAM_TEXT, true)
+            .status(203)
+            .header("x-upstream-only", "1"),
+    );
+    let gw = gateway(
+        &[oai("a", &up)],
+        "  - name: claude\n    targets: [{ provider: a, model: x }]\n",
+    )
+    .await;
+    let r = anthropic(&gw, "claude", true).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-upstream-only"), None);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("text/event-stream")
+    );
+}
+
+#[tokio::test]
 async fn slow_trickle_under_the_stall_deadline_passes_untouched() {
     let up = MockUpstream::start().await;
     up.push(Behavior::openai_stream(STREAM_TEXT, true).frame_delay(Duration::from_millis(60)));
