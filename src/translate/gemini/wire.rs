@@ -115,10 +115,8 @@ pub(super) struct GenerateContentRequest {
     pub contents: Vec<Content>,
     #[serde(alias = "system_instruction")]
     pub system_instruction: Option<Content>,
-    #[serde(
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "null_default")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<WireTool>,
     #[serde(alias = "tool_config")]
     pub tool_config: Option<ToolConfig>,
@@ -256,13 +254,13 @@ pub(super) struct ThinkingConfig {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct GenerateContentResponse {
-    #[serde(
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "null_default")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<Candidate>,
+    /// Set when the prompt itself was blocked (then there are no candidates).
     #[serde(alias = "prompt_feedback")]
     pub prompt_feedback: Option<PromptFeedback>,
+    /// Token counts; in a stream, every event carries the running totals.
     #[serde(alias = "usage_metadata")]
     pub usage_metadata: Option<UsageMetadata>,
     #[serde(alias = "model_version")]
@@ -339,10 +337,8 @@ pub(super) struct Status {
     pub code: Option<i64>,
     pub message: Option<String>,
     pub status: Option<String>,
-    #[serde(
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "null_default")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<Value>,
 }
 
