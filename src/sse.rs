@@ -1,29 +1,41 @@
-//! Incremental Server-Sent-Events framing over `Bytes`.
+//! Incremental Server-Sent-Events framing.
 //!
 //! Splits a byte stream into whole events (each slice includes its terminating blank line) without
 //! copying when an event lies inside one chunk; only a partial event at a chunk's end is carried
 //! over. Accepts `\n`, `\r\n` and `\r` line endings (Gemini sends `\r\n\r\n`), and flushes a final
 //! event that lacks its blank line at end of stream.
 //!
-//! Hand-written because it is the streaming hot path and must hand out zero-copy `Bytes` slices.
+//! Hand-written because it is the streaming hot path: events are borrowed slices of the chunk,
+//! and the split reports where each event's last line starts so the taps need not look again.
 
 use std::borrow::Cow;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
-/// Where an unfinished scan stopped: the start of the last, incomplete line and how far it was
-/// already searched for a line terminator.
+/// Where an unfinished scan stopped: the start of the last, incomplete line, how far it was
+/// already searched for a line terminator, and where the last complete non-empty line began.
 #[derive(Debug, Default, Clone, Copy)]
 struct Resume {
     line_start: usize,
     searched: usize,
+    last_line: usize,
 }
 
-/// Scans `buf` from `at`. `Ok(end)`: the first event ends at `end`. `Err(resume)`: no complete
+/// A complete event found by a scan: it ends at `end` (its blank line included), and its last
+/// non-empty line starts at `last_line`.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    end: usize,
+    last_line: usize,
+}
+
+/// Scans `buf` from `at`. `Ok`: the first event and where it ends. `Err(resume)`: no complete
 /// event yet; the next scan continues from there, so each byte is searched about once however
 /// finely an event is fragmented.
-fn scan(buf: &[u8], at: Resume) -> Result<usize, Resume> {
+#[inline]
+fn scan(buf: &[u8], at: Resume) -> Result<Found, Resume> {
     let mut line_start = at.line_start;
+    let mut last_line = at.last_line;
     let mut i = at.searched.max(at.line_start);
     while let Some(off) = memchr::memchr2(b'\n', b'\r', &buf[i..]) {
         let p = i + off;
@@ -35,6 +47,7 @@ fn scan(buf: &[u8], at: Resume) -> Result<usize, Resume> {
                     return Err(Resume {
                         line_start,
                         searched: p,
+                        last_line,
                     })
                 }
             }
@@ -45,7 +58,18 @@ fn scan(buf: &[u8], at: Resume) -> Result<usize, Resume> {
         if p == line_start {
             // An empty line ends the event (a blank line at the very start is a tiny event of
             // its own, which callers forward unchanged).
-            return Ok(next);
+            return Ok(Found {
+                end: next,
+                last_line,
+            });
+        }
+        last_line = line_start;
+        // `\n\n`, the usual end of an event: no second search for a one-byte line.
+        if buf.get(next) == Some(&b'\n') {
+            return Ok(Found {
+                end: next + 1,
+                last_line,
+            });
         }
         line_start = next;
         i = next;
@@ -53,12 +77,56 @@ fn scan(buf: &[u8], at: Resume) -> Result<usize, Resume> {
     Err(Resume {
         line_start,
         searched: buf.len(),
+        last_line,
     })
 }
 
 /// Bytes held for one unfinished event before it is handed on unsplit: an upstream that never
 /// sends a blank line must not make the gateway buffer without bound.
 pub const MAX_PENDING: usize = 8 * 1024 * 1024;
+
+/// One complete event, borrowed from the chunk (or from the splitter's carry-over when it
+/// spans chunks).
+#[derive(Debug, Clone, Copy)]
+pub struct SseEvent<'a> {
+    /// The event, its terminating blank line included.
+    pub bytes: &'a [u8],
+    /// Where its last non-empty line starts (0 for a one-line event): the `data:` line of the
+    /// common event, found by the split already, so the taps need not search for it again.
+    pub last_line: usize,
+}
+
+impl<'a> SseEvent<'a> {
+    /// [`name_and_data`] of this event, read from where its last line starts for the common
+    /// shapes (`data: X` alone, or `event: N` then `data: X`): the data is not searched again.
+    #[inline]
+    /// The name is given as bytes (whoever needs it as text checks it then).
+    pub fn name_and_data(&self) -> (Option<&'a [u8]>, Option<Cow<'a, [u8]>>) {
+        let (head, last) = self.bytes.split_at(self.last_line.min(self.bytes.len()));
+        if let Some(value) = last.strip_prefix(b"data:") {
+            let value = trim_line_ends(value);
+            let value = Cow::Borrowed(value.strip_prefix(b" ").unwrap_or(value));
+            if head.is_empty() {
+                return (None, Some(value));
+            }
+            if let Some(name) = head.strip_prefix(b"event:") {
+                let name = trim_line_ends(name);
+                if memchr::memchr2(b'\n', b'\r', name).is_none() {
+                    return (Some(name.strip_prefix(b" ").unwrap_or(name)), Some(value));
+                }
+            }
+        }
+        let (name, data) = name_and_data(self.bytes);
+        (name.map(str::as_bytes), data)
+    }
+}
+
+fn trim_line_ends(mut line: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r'] = line {
+        line = rest;
+    }
+    line
+}
 
 /// Splits a stream of chunks into whole events.
 #[derive(Debug, Default)]
@@ -79,16 +147,24 @@ impl SseSplitter {
     }
 
     /// Feeds one chunk and calls `on_event` with every event it completes, in order. Events
-    /// inside one chunk are zero-copy slices of it; only an unfinished tail is copied (once).
-    pub fn push(&mut self, chunk: Bytes, mut on_event: impl FnMut(Bytes)) {
+    /// inside one chunk are slices of it (no copy, no reference count touched); only an
+    /// unfinished tail is copied (once).
+    #[inline]
+    pub fn push_each(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) {
         if self.carry.is_empty() {
-            let mut buf = chunk;
+            let mut at = 0;
             loop {
-                match scan(&buf, Resume::default()) {
-                    Ok(end) => on_event(buf.split_to(end)),
+                match scan(&chunk[at..], Resume::default()) {
+                    Ok(found) => {
+                        on_event(SseEvent {
+                            bytes: &chunk[at..at + found.end],
+                            last_line: found.last_line,
+                        });
+                        at += found.end;
+                    }
                     Err(resume) => {
-                        if !buf.is_empty() {
-                            self.carry.extend_from_slice(&buf);
+                        if at < chunk.len() {
+                            self.carry.extend_from_slice(&chunk[at..]);
                             self.resume = resume;
                         }
                         return;
@@ -96,11 +172,15 @@ impl SseSplitter {
                 }
             }
         }
-        self.carry.extend_from_slice(&chunk);
+        self.carry.extend_from_slice(chunk);
         while !self.carry.is_empty() {
             match scan(&self.carry, self.resume) {
-                Ok(end) => {
-                    on_event(self.carry.split_to(end).freeze());
+                Ok(found) => {
+                    on_event(SseEvent {
+                        bytes: &self.carry[..found.end],
+                        last_line: found.last_line,
+                    });
+                    self.carry.advance(found.end);
                     self.resume = Resume::default();
                 }
                 Err(resume) => {
@@ -110,9 +190,27 @@ impl SseSplitter {
             }
         }
         if self.carry.len() > MAX_PENDING {
-            on_event(self.carry.split().freeze());
+            on_event(SseEvent {
+                bytes: &self.carry,
+                last_line: 0,
+            });
+            self.carry.clear();
             self.resume = Resume::default();
         }
+    }
+
+    /// [`push_each`](Self::push_each) with each event as `Bytes`: zero-copy slices of `chunk`
+    /// for events inside it, copies for events that spanned chunks.
+    pub fn push(&mut self, chunk: Bytes, mut on_event: impl FnMut(Bytes)) {
+        let range = chunk.as_ptr_range();
+        self.push_each(&chunk, |event| {
+            let bytes = event.bytes;
+            on_event(if range.contains(&bytes.as_ptr()) {
+                chunk.slice_ref(bytes)
+            } else {
+                Bytes::copy_from_slice(bytes)
+            })
+        });
     }
 
     /// At end of stream: the unterminated last event, if any.
@@ -124,6 +222,16 @@ impl SseSplitter {
             Some(self.carry.split().freeze())
         }
     }
+}
+
+/// Where the last non-empty line of `event` starts (what the split reports for the events it
+/// completes; this is for the unterminated last event of a stream).
+pub fn last_line_start(event: &[u8]) -> usize {
+    let mut end = event.len();
+    while end > 0 && matches!(event[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    memchr::memrchr2(b'\n', b'\r', &event[..end]).map_or(0, |i| i + 1)
 }
 
 /// For `rest`, what follows `data:` on an event's last field line: the value (one leading space
@@ -284,6 +392,56 @@ mod tests {
         }
         assert!(s.pending() <= MAX_PENDING);
         assert!(handed > 0);
+    }
+
+    #[test]
+    fn the_last_line_is_reported_at_every_split_point() {
+        let text: &[u8] =
+            b"data: {\"a\":1}\n\nevent: e\r\ndata: x\r\n\r\nevent:f\ndata:\n\nid: 1\ndata: y\n: c\n\n\ndata: z\r\r: end\n\n";
+        let expected: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (
+                b"data: {\"a\":1}\n\n".to_vec(),
+                b"data: {\"a\":1}\n\n".to_vec(),
+            ),
+            (
+                b"event: e\r\ndata: x\r\n\r\n".to_vec(),
+                b"data: x\r\n\r\n".to_vec(),
+            ),
+            (b"event:f\ndata:\n\n".to_vec(), b"data:\n\n".to_vec()),
+            (b"id: 1\ndata: y\n: c\n\n".to_vec(), b": c\n\n".to_vec()),
+            (b"\n".to_vec(), b"\n".to_vec()),
+            (b"data: z\r\r".to_vec(), b"data: z\r\r".to_vec()),
+            (b": end\n\n".to_vec(), b": end\n\n".to_vec()),
+        ];
+        for step in 1..=text.len() {
+            let mut s = SseSplitter::new();
+            let mut got = Vec::new();
+            for chunk in text.chunks(step) {
+                s.push_each(chunk, |e| {
+                    got.push((e.bytes.to_vec(), e.bytes[e.last_line..].to_vec()));
+                    assert_eq!(e.last_line, last_line_start(e.bytes), "step {step}");
+                    let (name, data) = name_and_data(e.bytes);
+                    assert_eq!(
+                        e.name_and_data(),
+                        (name.map(str::as_bytes), data),
+                        "step {step}"
+                    );
+                });
+            }
+            assert_eq!(got, expected, "step {step}");
+        }
+    }
+
+    #[test]
+    fn events_inside_a_chunk_are_borrowed_from_it() {
+        let chunk: &[u8] = b"data: 1\n\ndata: 2\n\ndata: 3";
+        let mut s = SseSplitter::new();
+        let mut offsets = Vec::new();
+        s.push_each(chunk, |e| {
+            offsets.push(e.bytes.as_ptr() as usize - chunk.as_ptr() as usize)
+        });
+        assert_eq!(offsets, [0, 9]);
+        assert_eq!(s.pending(), 7);
     }
 
     #[test]

@@ -213,7 +213,7 @@ macro_rules! decode_stream {
         let mut out = Vec::new();
         for e in $events {
             let raw = $($m)::+::ir::RawEvent {
-                name: e.name.as_deref(),
+                name: e.name.as_deref().map(str::as_bytes),
                 data: &e.data,
                 exception: e.exception,
             };

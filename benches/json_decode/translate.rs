@@ -16,6 +16,8 @@ pub mod ir;
 #[cfg(test)]
 #[path = "../../src/translate/golden/mod.rs"]
 mod golden;
+#[path = "../../src/translate/json_text.rs"]
+pub mod json_text;
 #[path = "../../src/translate/openai/mod.rs"]
 pub mod openai;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //!
 //! `serve` takes a bound listener and a shutdown future, so tests and `main` drive it the same way.
 
+pub mod drain;
 pub mod endpoints;
 pub mod write_stall;
 
@@ -14,7 +15,6 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::state::AppState;
@@ -41,7 +41,7 @@ pub async fn serve(
         .header_read_timeout(Duration::from_millis(settings.header_read_timeout_ms))
         .keep_alive(true);
     let write_stall = Duration::from_millis(settings.write_stall_timeout_ms);
-    let graceful = GracefulShutdown::new();
+    let graceful = drain::Drain::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {

@@ -5,8 +5,6 @@
 //! parsed: Anthropic `message_start`/`message_delta`, the last Gemini event (usage is
 //! cumulative, so it is parsed once at the end), the Responses terminal event.
 
-use bytes::Bytes;
-
 use crate::sse::{data_payload, event_name};
 use crate::usage::{self, Usage};
 
@@ -20,8 +18,9 @@ pub enum EventDialect {
 pub struct EventTap {
     dialect: EventDialect,
     usage: Option<Usage>,
-    /// Gemini: the last event that carried usage, parsed when the stream ends.
-    last_usage_event: Option<Bytes>,
+    /// Gemini: the last event that carried usage, parsed when the stream ends (empty when
+    /// none did; the buffer is reused from event to event).
+    last_usage_event: Vec<u8>,
     data_events: u64,
     estimated_input: u64,
 }
@@ -31,7 +30,7 @@ impl EventTap {
         Self {
             dialect,
             usage: None,
-            last_usage_event: None,
+            last_usage_event: Vec::new(),
             data_events: 0,
             estimated_input: (request_len / 4) as u64,
         }
@@ -42,7 +41,7 @@ impl EventTap {
     }
 
     /// One complete upstream event.
-    pub fn on_event(&mut self, event: &Bytes) {
+    pub fn on_event(&mut self, event: &[u8]) {
         self.data_events += 1;
         match self.dialect {
             EventDialect::Anthropic => {
@@ -54,7 +53,8 @@ impl EventTap {
             }
             EventDialect::Gemini => {
                 if memchr::memmem::find(event, b"\"usageMetadata\"").is_some() {
-                    self.last_usage_event = Some(event.clone());
+                    self.last_usage_event.clear();
+                    self.last_usage_event.extend_from_slice(event);
                 }
             }
             EventDialect::Responses => {
@@ -74,7 +74,8 @@ impl EventTap {
 
     /// The stream ended: Gemini's cumulative usage is read from its last usage event.
     pub fn finish(&mut self) {
-        if let Some(event) = self.last_usage_event.take() {
+        if !self.last_usage_event.is_empty() {
+            let event = std::mem::take(&mut self.last_usage_event);
             if let Some(u) = data_payload(&event).and_then(|d| usage::from_gemini_json(&d)) {
                 self.usage = Some(u);
             }

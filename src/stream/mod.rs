@@ -19,7 +19,7 @@ pub mod openai_tap;
 
 use bytes::Bytes;
 
-use crate::sse::{name_and_data, SseSplitter};
+use crate::sse::{last_line_start, SseEvent, SseSplitter};
 use crate::translate::eventstream::EventStreamDecoder;
 use crate::translate::ir::{
     Dialect, EncodeOptions, ErrorInfo, RawEvent, StreamDecode, StreamEncode, StreamEvent,
@@ -71,10 +71,10 @@ impl Tap {
     }
 
     #[inline]
-    fn on_event(&mut self, event: &Bytes) {
+    fn on_event(&mut self, event: SseEvent<'_>) {
         match self {
-            Tap::OpenAi(t) => t.on_event(event),
-            Tap::Events(t) => t.on_event(event),
+            Tap::OpenAi(t) => t.on_event(event.bytes, event.last_line),
+            Tap::Events(t) => t.on_event(event.bytes),
         }
     }
 
@@ -116,8 +116,9 @@ enum Mode {
         decoder: Box<dyn StreamDecode>,
         encoder: Box<dyn StreamEncode>,
         out: Vec<u8>,
-        /// The size of the last output, reserved up front for the next: one allocation per
-        /// frame instead of a chain of reallocations while an event is written piece by piece.
+        /// The capacity the last output needed, reserved up front for the next: one
+        /// allocation per frame instead of a chain of reallocations while an event is written
+        /// piece by piece.
         out_hint: usize,
         usage: Option<Usage>,
         deltas: u64,
@@ -228,10 +229,10 @@ impl Pipeline {
                     }
                     _ => Some(chunk.clone()),
                 };
-                splitter.push(chunk, |event| {
-                    tap.on_event(&event);
+                splitter.push_each(&chunk, |event| {
+                    tap.on_event(event);
                     if let Some(decoder) = watch {
-                        feed_sse_event(decoder.as_mut(), &event, events);
+                        feed_sse_event(decoder.as_mut(), event, events);
                     }
                 });
                 let out = match tap {
@@ -242,8 +243,8 @@ impl Pipeline {
                 out
             }
             (Framing::Sse(splitter), Mode::Translate { decoder, .. }) => {
-                splitter.push(chunk, |event| {
-                    feed_sse_event(decoder.as_mut(), &event, events)
+                splitter.push_each(&chunk, |event| {
+                    feed_sse_event(decoder.as_mut(), event, events)
                 });
                 self.observe();
                 self.take_translated()
@@ -292,9 +293,13 @@ impl Pipeline {
             Mode::Forward { tap, watch } => {
                 let mut out = None;
                 if let Some(rest) = rest {
-                    tap.on_event(&rest);
+                    let rest = SseEvent {
+                        bytes: &rest,
+                        last_line: last_line_start(&rest),
+                    };
+                    tap.on_event(rest);
                     if let Some(decoder) = watch {
-                        feed_sse_event(decoder.as_mut(), &rest, events);
+                        feed_sse_event(decoder.as_mut(), rest, events);
                     }
                     // Already forwarded with its chunk, unless strip mode holds whole events.
                     if let Tap::OpenAi(t) = tap {
@@ -312,7 +317,11 @@ impl Pipeline {
             }
             Mode::Translate { decoder, .. } => {
                 if let Some(rest) = rest {
-                    feed_sse_event(decoder.as_mut(), &rest, events);
+                    let rest = SseEvent {
+                        bytes: &rest,
+                        last_line: last_line_start(&rest),
+                    };
+                    feed_sse_event(decoder.as_mut(), rest, events);
                 }
                 decoder.end(events);
                 self.observe();
@@ -387,7 +396,12 @@ impl Pipeline {
 
     /// Notes what the decoder produced (content, usage, errors) and, when translating,
     /// encodes it for the client.
+    #[inline]
     fn observe(&mut self) {
+        // A pass-through stream without a watch produces no events: nothing to look at.
+        if self.events.is_empty() {
+            return;
+        }
         for ev in self.events.drain(..) {
             let content = is_content(&ev);
             if content {
@@ -430,7 +444,10 @@ impl Pipeline {
     fn take_translated(&mut self) -> Option<Bytes> {
         match &mut self.mode {
             Mode::Translate { out, out_hint, .. } if !out.is_empty() => {
-                *out_hint = out.len().next_power_of_two().clamp(256, 16 * 1024);
+                // What the frame grew to, not what it used: encoders reserve room for the
+                // worst case of an event before writing it, so a hint of the used length
+                // would make every frame allocate and then reallocate.
+                *out_hint = out.capacity().clamp(256, 16 * 1024);
                 Some(Bytes::from(std::mem::take(out)))
             }
             _ => None,
@@ -440,8 +457,12 @@ impl Pipeline {
 
 /// Feeds one SSE event to a decoder (comment-only keep-alives carry no data and are skipped).
 /// The one place SSE events meet a stream decoder.
-pub fn feed_sse_event(decoder: &mut dyn StreamDecode, event: &[u8], out: &mut Vec<StreamEvent>) {
-    let (name, Some(data)) = name_and_data(event) else {
+pub fn feed_sse_event(
+    decoder: &mut dyn StreamDecode,
+    event: SseEvent<'_>,
+    out: &mut Vec<StreamEvent>,
+) {
+    let (name, Some(data)) = event.name_and_data() else {
         return;
     };
     decoder.event(

@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 use bytes::{BufMut, Bytes, BytesMut};
 use memchr::memmem;
 
-use crate::sse::data_payload;
+use crate::sse::SseEvent;
 use crate::usage::{self, Usage, UsageField};
 
 static CHOICES_KEY: LazyLock<memmem::Finder<'static>> =
@@ -70,19 +70,36 @@ impl OpenAiTap {
         }
     }
 
-    /// One complete upstream event: tapped, and in strip mode written (edited) to the output.
+    /// One complete upstream event (its last line starting at `last_line`): tapped, and in
+    /// strip mode written (edited) to the output.
     #[inline]
-    pub fn on_event(&mut self, event: &[u8]) {
+    pub fn on_event(&mut self, event: &[u8], last_line: usize) {
         if self.strip {
-            if let Some(span) = trailing_usage_null(event) {
-                // The common chunk: no usage to read, one member to drop.
+            // The common chunk, `data: {…,"usage":null}` and a blank line: no usage to read,
+            // one member to drop, and a tail of known length (copied without a memcpy call).
+            const COMMON_END: &[u8] = b",\"usage\":null}\n\n";
+            if event.ends_with(COMMON_END) && event[last_line..].starts_with(b"data:") {
+                self.data_events += 1;
+                self.out.put_slice(&event[..event.len() - COMMON_END.len()]);
+                self.out.put_slice(b"}\n\n");
+                return;
+            }
+            if let Some(span) = trailing_usage_null(event, last_line) {
+                // The same with other line ends.
                 self.data_events += 1;
                 self.out.put_slice(&event[..span.start]);
                 self.out.put_slice(&event[span.end..]);
                 return;
             }
         }
-        let kind = inspect(event, &mut self.usage, &mut self.data_events);
+        let kind = inspect(
+            SseEvent {
+                bytes: event,
+                last_line,
+            },
+            &mut self.usage,
+            &mut self.data_events,
+        );
         if self.strip && kind != EventKind::UsageOnly {
             write_event(&mut self.out, event, &kind);
         }
@@ -105,22 +122,19 @@ impl OpenAiTap {
 }
 
 /// The `,"usage":null` that `include_usage` added to a chunk, found from the end: OpenAI writes
-/// `usage` as the last member, so in the common chunk the event's last line is a `data:` line
-/// ending in exactly `,"usage":null}`. That `}` is the JSON's last byte, so the member belongs to
-/// the top-level object (it cannot sit inside a string or a nested object). Anything else —
-/// other spacing, a usage object, `[DONE]`, comments after the data — takes the full scan.
-fn trailing_usage_null(event: &[u8]) -> Option<Range<usize>> {
+/// `usage` as the last member, so in the common chunk the event's last line (from `last_line`,
+/// which the split found) is a `data:` line ending in exactly `,"usage":null}`. That `}` is the
+/// JSON's last byte, so the member belongs to the top-level object (it cannot sit inside a
+/// string or a nested object). Anything else — other spacing, a usage object, `[DONE]`,
+/// comments after the data — takes the full scan.
+fn trailing_usage_null(event: &[u8], last_line: usize) -> Option<Range<usize>> {
     const TAIL: &[u8] = b",\"usage\":null}";
     let mut end = event.len();
-    while end > 0 && matches!(event[end - 1], b'\n' | b'\r') {
+    while end > last_line && matches!(event[end - 1], b'\n' | b'\r') {
         end -= 1;
     }
-    let line = &event[..end];
-    if !line.ends_with(TAIL) {
-        return None;
-    }
-    let line_start = memchr::memrchr2(b'\n', b'\r', line).map_or(0, |i| i + 1);
-    if !event[line_start..].starts_with(b"data:") {
+    let line = event.get(last_line..end)?;
+    if !line.ends_with(TAIL) || !line.starts_with(b"data:") {
         return None;
     }
     Some(end - TAIL.len()..end - 1)
@@ -136,8 +150,8 @@ enum EventKind {
 }
 
 /// Looks at one event once: counts it, taps usage, and says what strip mode must do with it.
-fn inspect(event: &[u8], usage: &mut Option<Usage>, data_events: &mut u64) -> EventKind {
-    let Some(payload) = data_payload(event) else {
+fn inspect(event: SseEvent<'_>, usage: &mut Option<Usage>, data_events: &mut u64) -> EventKind {
+    let (_, Some(payload)) = event.name_and_data() else {
         return EventKind::Other;
     };
     if &*payload == b"[DONE]" {
@@ -161,7 +175,7 @@ fn inspect(event: &[u8], usage: &mut Option<Usage>, data_events: &mut u64) -> Ev
             let Cow::Borrowed(p) = &payload else {
                 return EventKind::Other;
             };
-            let base = p.as_ptr() as usize - event.as_ptr() as usize;
+            let base = p.as_ptr() as usize - event.bytes.as_ptr() as usize;
             let mut start = key_at;
             while start > 0 && p[start - 1].is_ascii_whitespace() {
                 start -= 1;

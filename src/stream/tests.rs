@@ -310,6 +310,16 @@ fn trailing_usage_null_is_stripped_only_where_it_is_the_last_top_level_member() 
             "data: {\"a\":{\"x\":1,\"usage\":null},\"usage\":null}\n\n",
             "data: {\"a\":{\"x\":1,\"usage\":null}}\n\n",
         ),
+        // The stream's last event without its blank line (found at the end, not by the split).
+        (
+            "data: {\"id\":\"c\",\"usage\":null}\n",
+            "data: {\"id\":\"c\"}\n",
+        ),
+        // A comment after the data line: the full scan strips it all the same.
+        (
+            "data: {\"id\":\"c\",\"usage\":null}\n: x\n\n",
+            "data: {\"id\":\"c\"}\n: x\n\n",
+        ),
         // Not a data line at the end: left to the full scan, which leaves a comment alone.
         (
             ": {\"id\":\"c\",\"usage\":null}\n\n",

@@ -322,9 +322,18 @@ pub struct ErrorInfo {
 /// `:exception-type` when `exception` is set).
 #[derive(Debug, Clone, Copy)]
 pub struct RawEvent<'a> {
-    pub name: Option<&'a str>,
+    /// As it came (bytes: most decoders never look at it, so it is not checked as UTF-8 per
+    /// event); [`RawEvent::name_str`] reads it as text.
+    pub name: Option<&'a [u8]>,
     pub data: &'a [u8],
     pub exception: bool,
+}
+
+impl<'a> RawEvent<'a> {
+    /// The name as text (`None` when absent or not UTF-8).
+    pub fn name_str(&self) -> Option<&'a str> {
+        self.name.and_then(|n| std::str::from_utf8(n).ok())
+    }
 }
 
 /// Why a request or response could not be translated.

@@ -11,6 +11,7 @@ pub mod eventstream;
 pub mod gemini;
 pub mod ir;
 pub mod json;
+pub mod json_text;
 pub mod openai;
 
 use ir::{

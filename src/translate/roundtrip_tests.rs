@@ -263,7 +263,7 @@ fn reencode_stream(dialect: Dialect, events: &[StreamEvent]) -> Vec<StreamEvent>
         if let Some(data) = crate::sse::data_payload(e) {
             dec.event(
                 RawEvent {
-                    name: crate::sse::event_name(e),
+                    name: crate::sse::event_name(e).map(str::as_bytes),
                     data: &data,
                     exception: false,
                 },

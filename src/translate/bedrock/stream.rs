@@ -183,7 +183,7 @@ impl StreamDecode for StreamDecoder {
         if self.done {
             return;
         }
-        let name = raw.name.unwrap_or("");
+        let name = raw.name_str().unwrap_or("");
         if raw.exception {
             self.done = true;
             out.push(StreamEvent::Error(stream_exception(name, raw.data)));
@@ -337,7 +337,7 @@ pub fn feed_message(
     };
     decoder.event(
         RawEvent {
-            name,
+            name: name.map(str::as_bytes),
             data: &msg.payload,
             exception,
         },

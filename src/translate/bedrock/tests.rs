@@ -181,7 +181,7 @@ fn decodes_the_fixture_stream_through_raw_events() {
     while let Some(msg) = frames.next_message().unwrap() {
         dec.event(
             RawEvent {
-                name: msg.event_type.as_deref(),
+                name: msg.event_type.as_deref().map(str::as_bytes),
                 data: &msg.payload,
                 exception: false,
             },
@@ -216,7 +216,7 @@ fn stream_exceptions_map_to_kinds() {
         let mut out = Vec::new();
         dec.event(
             RawEvent {
-                name: Some(name),
+                name: Some(name.as_bytes()),
                 data: br#"{"message":"x"}"#,
                 exception: true,
             },

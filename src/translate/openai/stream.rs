@@ -238,7 +238,7 @@ impl StreamDecode for StreamDecoder {
             return;
         }
         let data = raw.data.trim_ascii();
-        if raw.name == Some("error") {
+        if raw.name == Some(&b"error"[..]) {
             let info = if data.is_empty() {
                 ErrorInfo {
                     status: 502,
@@ -422,7 +422,7 @@ impl StreamEncoder {
             Delta::Text(key, text) => {
                 out.push(b'{');
                 out.extend_from_slice(key);
-                write_json(out, text);
+                crate::translate::json_text::write_str(out, text);
                 out.push(b'}');
             }
             Delta::Other(delta) => write_json(out, &delta),

@@ -40,7 +40,7 @@ pub(super) struct OwnedEvent {
 impl OwnedEvent {
     pub fn raw(&self) -> RawEvent<'_> {
         RawEvent {
-            name: self.name.as_deref(),
+            name: self.name.as_deref().map(str::as_bytes),
             data: &self.data,
             exception: false,
         }
