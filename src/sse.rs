@@ -99,8 +99,8 @@ pub struct SseEvent<'a> {
 impl<'a> SseEvent<'a> {
     /// [`name_and_data`] of this event, read from where its last line starts for the common
     /// shapes (`data: X` alone, or `event: N` then `data: X`): the data is not searched again.
-    #[inline]
     /// The name is given as bytes (whoever needs it as text checks it then).
+    #[inline]
     pub fn name_and_data(&self) -> (Option<&'a [u8]>, Option<Cow<'a, [u8]>>) {
         let (head, last) = self.bytes.split_at(self.last_line.min(self.bytes.len()));
         if let Some(value) = last.strip_prefix(b"data:") {
@@ -192,7 +192,7 @@ impl SseSplitter {
         if self.carry.len() > MAX_PENDING {
             on_event(SseEvent {
                 bytes: &self.carry,
-                last_line: 0,
+                last_line: last_line_start(&self.carry),
             });
             self.carry.clear();
             self.resume = Resume::default();
@@ -392,6 +392,18 @@ mod tests {
         }
         assert!(s.pending() <= MAX_PENDING);
         assert!(handed > 0);
+        // A many-line event handed on unsplit still says where its last line starts.
+        let mut s = SseSplitter::new();
+        let line = b"data: {\"usage\":null}\n".repeat(MAX_PENDING / 20 + 1);
+        let mut seen = Vec::new();
+        for piece in [&line[..10], &line[10..]] {
+            s.push_each(piece, |e| {
+                seen.push((e.last_line, last_line_start(e.bytes)))
+            });
+        }
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, seen[0].1);
+        assert!(seen[0].0 > 0);
     }
 
     #[test]

@@ -68,9 +68,22 @@ impl Drain {
     }
 }
 
+impl Drop for Drain {
+    /// Dropped without `shutdown` (the serving future was dropped): the connections are told
+    /// to finish all the same, as the sender's drop wakes them and they poll the signal again.
+    fn drop(&mut self) {
+        self.started.store(true, Ordering::Release);
+    }
+}
+
 type Signal = Pin<Box<dyn Future<Output = watch::Receiver<()>> + Send>>;
 
 /// A connection that shuts down gracefully when the drain begins.
+///
+/// Must be the task's own future (spawned as is, not polled after other awaits or inside a
+/// `select!`): the signal is polled only until it has registered the task's waker, and tokio's
+/// cooperative budget, reset at the start of each task poll, is what guarantees that first
+/// poll registers instead of returning early.
 pub struct Watched<C> {
     conn: Pin<Box<C>>,
     signal: Signal,
@@ -170,6 +183,37 @@ mod tests {
             "{answer}"
         );
         assert!(answer.ends_with("done"), "{answer}");
+    }
+
+    /// Dropping the drain without `shutdown` (the serving future was dropped) still tells the
+    /// connections to finish, as hyper_util's graceful shutdown did.
+    #[tokio::test]
+    async fn dropping_the_drain_closes_idle_connections_too() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let drain = Drain::new();
+        let client = tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.unwrap();
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let svc = service_fn(|_req| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Empty::<
+                bytes::Bytes,
+            >::new()))
+        });
+        let served = tokio::spawn(
+            drain.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), svc)),
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(drain);
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("the connection outlived its dropped drain")
+            .unwrap()
+            .unwrap();
+        client.await.unwrap();
     }
 
     /// An idle keep-alive connection is closed at once when the drain begins.

@@ -444,10 +444,14 @@ impl Pipeline {
     fn take_translated(&mut self) -> Option<Bytes> {
         match &mut self.mode {
             Mode::Translate { out, out_hint, .. } if !out.is_empty() => {
-                // What the frame grew to, not what it used: encoders reserve room for the
-                // worst case of an event before writing it, so a hint of the used length
-                // would make every frame allocate and then reallocate.
-                *out_hint = out.capacity().clamp(256, 16 * 1024);
+                // Encoders reserve room for the worst case of an event before writing it, so
+                // a hint of the used length would make every frame allocate and then grow:
+                // the capacity the frame grew to, but no more than twice what it used (a large
+                // frame does not make every later one large).
+                *out_hint = out
+                    .capacity()
+                    .min(out.len().saturating_mul(2))
+                    .clamp(256, 16 * 1024);
                 Some(Bytes::from(std::mem::take(out)))
             }
             _ => None,

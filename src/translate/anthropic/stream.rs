@@ -111,13 +111,10 @@ fn plain_text_delta(data: &[u8]) -> Option<Cow<'_, str>> {
     const HEAD: &[u8] = br#"{"type":"content_block_delta","index":"#;
     const DELTA: &[u8] = br#","delta":{"type":"text_delta","text":""#;
     let rest = data.strip_prefix(HEAD)?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || digits > 9 {
-        return None;
-    }
-    let rest = rest[digits..].strip_prefix(DELTA)?;
+    let rest = &rest[json_index_len(rest)?..];
+    let rest = rest.strip_prefix(DELTA)?;
     let (text, used) = crate::translate::json_text::string_body(rest)?;
-    (rest[used..].trim_ascii_end() == b"}}").then_some(text)
+    (trim_json_ws_end(&rest[used..]) == b"}}").then_some(text)
 }
 
 /// A `ping` or a `content_block_stop`, exactly as Anthropic writes them: events that change
@@ -130,9 +127,23 @@ fn is_inert(data: &[u8]) -> bool {
     }
     data.strip_prefix(STOP)
         .and_then(|rest| rest.strip_suffix(b"}"))
-        .is_some_and(|digits| {
-            (1..=9).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit)
-        })
+        .is_some_and(|digits| json_index_len(digits) == Some(digits.len()))
+}
+
+/// Length of the block index that `s` starts with, when it is one as JSON writes it: 1 to 9
+/// digits, no leading zero (serde rejects `01`, so the fast paths must too).
+fn json_index_len(s: &[u8]) -> Option<usize> {
+    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    ((1..=9).contains(&digits) && (digits == 1 || s[0] != b'0')).then_some(digits)
+}
+
+/// `s` without trailing JSON whitespace (space, tab, CR, LF; not the form feed and vertical
+/// tab that `trim_ascii_end` also removes).
+fn trim_json_ws_end(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t' | b'\r' | b'\n'] = s {
+        s = rest;
+    }
+    s
 }
 
 /// What an upstream content block is, by its block index.
@@ -1162,7 +1173,7 @@ mod tests {
         );
         // Other shapes take the general parser: spacing, member order, extra members, other
         // delta types, trailing garbage, broken strings.
-        let others: [&[u8]; 7] = [
+        let others: [&[u8]; 9] = [
             br#"{"type": "content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}"#,
             br#"{"index":0,"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}"#,
             br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a","x":1}}"#,
@@ -1170,6 +1181,8 @@ mod tests {
             br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}x"#,
             br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a}}"#,
             br#"{"type":"content_block_delta","index":,"delta":{"type":"text_delta","text":"a"}}"#,
+            br#"{"type":"content_block_delta","index":00,"delta":{"type":"text_delta","text":"a"}}"#,
+            b"{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\"}}\x0c",
         ];
         for data in others {
             assert_eq!(
@@ -1204,6 +1217,7 @@ mod tests {
         assert!(is_inert(br#"{"type":"content_block_stop","index":10}"#));
         for data in [
             &br#"{"type":"content_block_stop","index":}"#[..],
+            br#"{"type":"content_block_stop","index":01}"#,
             br#"{"type":"content_block_stop","index":1,"x":2}"#,
             br#"{"type":"content_block_stop"}"#,
             br#"{"type":"pong"}"#,
