@@ -138,6 +138,7 @@ fn route_pick(c: &mut Criterion) {
         server: ServerSettings::default(),
         providers: vec![provider],
         models,
+        pricing: Vec::new(),
     };
     // A config that stops compiling must fail the bench, not silently drop this group.
     let snapshot = match compile(&config, &PoolCache::default(), &HealthRegistry::default()) {

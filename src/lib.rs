@@ -5,6 +5,7 @@ pub mod dialect;
 pub mod error;
 pub mod glob;
 pub mod http_headers;
+pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod reload;

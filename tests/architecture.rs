@@ -138,6 +138,7 @@ fn the_request_path_layers_point_down() {
         ("sse", &[][..]),
         ("usage", &["sse"][..]),
         ("glob", &[][..]),
+        ("pricing", &["usage", "glob"][..]),
         ("translate", &["sse", "usage"][..]),
         ("stream", &["sse", "usage", "translate"][..]),
     ] {

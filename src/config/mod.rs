@@ -179,6 +179,7 @@ pub fn zero_config(env: &dyn Fn(&str) -> Option<String>) -> (Config, Vec<String>
         server: ServerSettings::default(),
         providers,
         models: Vec::new(),
+        pricing: Vec::new(),
     };
     (config, found)
 }

@@ -26,6 +26,15 @@ pub struct Config {
     /// Providers in file order, keyed by the user-chosen id.
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
+    /// `pricing:` entries over the built-in price table, in file order.
+    pub pricing: Vec<PriceOverride>,
+}
+
+/// One `pricing:` entry: `vendor/model` or `provider-id/model` (the model part may be a glob).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceOverride {
+    pub key: String,
+    pub price: crate::pricing::Price,
 }
 
 /// Connection- and request-level limits of the listening side.

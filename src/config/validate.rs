@@ -69,6 +69,7 @@ pub(crate) struct FileConfig {
     server: ServerSettings,
     providers: IndexMap<String, ProviderFile>,
     models: Vec<ModelConfig>,
+    pricing: IndexMap<String, PriceEntry>,
 }
 
 /// A provider as written; the validation pass turns it into a [`ProviderConfig`].
@@ -174,6 +175,7 @@ pub(crate) fn validate(
     };
     let providers = c.providers(&file.providers);
     let models = c.models(&file.models, &file.providers, &providers);
+    let pricing = c.pricing(&file.pricing);
     let mut problems = c.problems;
     if !problems.is_empty() {
         // File order; problems at one place keep the order they were found in.
@@ -185,7 +187,24 @@ pub(crate) fn validate(
         server: file.server,
         providers,
         models,
+        pricing,
     })
+}
+
+/// One `pricing:` entry as written: USD per million tokens.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PriceEntry {
+    #[serde(deserialize_with = "v::price")]
+    input_per_mtok: f64,
+    #[serde(deserialize_with = "v::price")]
+    output_per_mtok: f64,
+    #[serde(default, deserialize_with = "v::opt_price")]
+    cache_read_per_mtok: Option<f64>,
+    #[serde(default, deserialize_with = "v::opt_price")]
+    cache_write_per_mtok: Option<f64>,
+    #[serde(default, deserialize_with = "v::opt_price")]
+    reasoning_per_mtok: Option<f64>,
 }
 
 struct Check<'a> {
@@ -231,6 +250,32 @@ impl Known<'_> {
 }
 
 impl Check<'_> {
+    /// `pricing:` entries, checked as the price table will take them.
+    fn pricing(&mut self, entries: &IndexMap<String, PriceEntry>) -> Vec<PriceOverride> {
+        let mut out = Vec::new();
+        for (key, e) in entries {
+            let path = child_path("pricing", key);
+            if self.failed(&path) {
+                continue;
+            }
+            let price = crate::pricing::Price {
+                input: e.input_per_mtok,
+                output: e.output_per_mtok,
+                cache_read: e.cache_read_per_mtok,
+                cache_write: e.cache_write_per_mtok,
+                reasoning: e.reasoning_per_mtok,
+            };
+            match crate::pricing::PriceTable::default().insert(key, price) {
+                Ok(()) => out.push(PriceOverride {
+                    key: key.clone(),
+                    price,
+                }),
+                Err(e) => self.problem(&path, e.to_string()),
+            }
+        }
+        out
+    }
+
     fn given(&self, path: &str) -> bool {
         self.seen.contains_key(path)
     }

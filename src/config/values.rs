@@ -165,6 +165,35 @@ pub(crate) fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error>
     d.deserialize_f64(V)
 }
 
+/// A price in USD per million tokens: a finite number ≥ 0.
+pub(crate) fn price<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = f64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a price in USD per million tokens (a number ≥ 0)")
+        }
+        fn visit_f64<E: de::Error>(self, p: f64) -> Result<f64, E> {
+            if p.is_finite() && p >= 0.0 {
+                Ok(p)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(p), &self))
+            }
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<f64, E> {
+            self.visit_f64(n as f64)
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<f64, E> {
+            self.visit_f64(n as f64)
+        }
+    }
+    d.deserialize_f64(V)
+}
+
+pub(crate) fn opt_price<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    price(d).map(Some)
+}
+
 /// A string that `check` turns into a value: `Err(None)` is "expected {expecting}, got ...",
 /// `Err(Some(message))` a message of its own.
 fn text<'de, D, T, F>(d: D, expecting: &'static str, check: F) -> Result<Option<T>, D::Error>

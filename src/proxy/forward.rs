@@ -168,6 +168,9 @@ async fn pass_through(
         call.served_header.clone(),
         false,
     );
+    if status.is_success() {
+        super::cost_header(&mut parts.headers, &settle, usage.as_ref());
+    }
     if call.ctx.failover && !status.is_success() {
         let info = crate::translate::decode_error(provider.dialect, status.as_u16(), None, &bytes);
         let answer = Response::from_parts(parts, GatewayBody::full(bytes));

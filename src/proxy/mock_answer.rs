@@ -110,6 +110,7 @@ pub(super) async fn answer_from_mock(
         )))
     } else {
         let usage = answer.usage;
+        super::cost_header(resp.headers_mut(), &settle, Some(&usage));
         let body = frames.into_iter().next().unwrap_or_default();
         settle.finish(200, Some(usage), false);
         GatewayBody::full(body)

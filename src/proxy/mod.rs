@@ -38,6 +38,7 @@ use settle::{InFlight, Settle};
 
 pub static X_FERROGATE_TARGET: HeaderName = HeaderName::from_static("x-ferrogate-target");
 pub static X_FERROGATE_OVERHEAD: HeaderName = HeaderName::from_static("x-ferrogate-overhead-us");
+pub static X_FERROGATE_COST: HeaderName = HeaderName::from_static("x-ferrogate-cost-usd");
 static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 static EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 
@@ -328,8 +329,9 @@ pub(crate) async fn attempt(
     headers: HeaderMap,
     request: &ClientRequest,
     fields: Option<&RequestFields<'_>>,
-    settle: Settle,
+    mut settle: Settle,
 ) -> Result<Response<GatewayBody>, Failure> {
+    settle.price = call.chosen.provider.prices.lookup(call.served_model);
     let endpoint = call.inbound.endpoint;
     let provider_dialect = call.chosen.provider.dialect;
     let is_mock = call.chosen.provider.kind == ProviderKind::Mock;
@@ -445,6 +447,18 @@ fn finish_head(
         &X_FERROGATE_OVERHEAD,
         HeaderValue::from(overhead.as_micros() as u64),
     );
+}
+
+/// `x-ferrogate-cost-usd` on a whole (non-stream) answer: what its usage cost at the serving
+/// model's price. Absent when the price or the usage is unknown (never a made-up 0).
+fn cost_header(headers: &mut HeaderMap, settle: &Settle, usage: Option<&crate::usage::Usage>) {
+    if let (Some(price), Some(usage)) = (settle.price, usage) {
+        let cost = price.cost(usage);
+        // Display writes the shortest decimal that reads back as the same number, no exponent.
+        if let Ok(v) = HeaderValue::from_str(&format!("{cost}")) {
+            headers.insert(&X_FERROGATE_COST, v);
+        }
+    }
 }
 
 /// Status line for a gateway-generated JSON response.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 
+use crate::pricing::Price;
 use crate::state::AppState;
 use crate::telemetry::metrics::RouteMetrics;
 use crate::telemetry::request_log::RequestRecord;
@@ -51,6 +52,8 @@ pub struct Settle {
     /// A hedged request runs two attempts, each with its own `Settle`; only the winner's
     /// records. `(token, mine)`: the token holds the winner's id once decided.
     pub race: Option<(Arc<std::sync::atomic::AtomicU8>, u8)>,
+    /// The serving model's price (set by the attempt); `None`: no known price.
+    pub price: Option<Price>,
 }
 
 impl Settle {
@@ -73,6 +76,7 @@ impl Settle {
             recorded: false,
             hold: None,
             race: None,
+            price: None,
         }
     }
 
@@ -107,8 +111,17 @@ impl Settle {
         let duration = self.started.elapsed();
         self.metrics.count_status(status);
         self.metrics.duration.record(duration.as_secs_f64());
+        let mut cost_usd = None;
         if let Some(u) = &usage {
             self.metrics.record_usage(u);
+            match self.price {
+                Some(price) => {
+                    let cost = price.cost(u);
+                    self.metrics.cost_usd.increment(cost);
+                    cost_usd = Some(cost);
+                }
+                None => self.metrics.unpriced.increment(1),
+            }
         }
         if let Some(hold) = self.hold.take() {
             hold.settle(usage.as_ref());
@@ -131,6 +144,7 @@ impl Settle {
             status,
             stream: self.stream,
             usage,
+            cost_usd,
             duration,
             overhead: self.overhead,
             client_cancelled,

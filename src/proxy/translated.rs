@@ -153,6 +153,9 @@ pub(super) async fn forward_translated(
         upstream_id,
         settle.overhead,
     );
+    if !call.stream {
+        super::cost_header(resp.headers_mut(), &settle, Some(&usage));
+    }
     settle.finish(200, Some(usage), false);
     Ok(resp)
 }

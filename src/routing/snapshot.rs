@@ -15,6 +15,7 @@ use crate::config::{
     ProviderConfig, ProviderKind, RetryConfig, ServerSettings, TimeoutOverrides, Timeouts,
 };
 use crate::glob;
+use crate::pricing::{PriceTable, ProviderPrices};
 use crate::providers::bedrock_sign::AwsCredentials;
 pub use crate::providers::Endpoint;
 use crate::resilience::limits::ConcurrencyLimit;
@@ -36,6 +37,8 @@ pub enum CompileError {
     Provider { provider: String, detail: String },
     #[error("models[{index}].targets: unknown provider {provider:?}")]
     UnknownProvider { index: usize, provider: String },
+    #[error("pricing.{key}: {detail}")]
+    Pricing { key: String, detail: String },
 }
 
 const OPENAI_ENDPOINTS: [Endpoint; 4] = [
@@ -62,6 +65,8 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// A provider, ready for the request path.
 pub struct ProviderRt {
     pub id: Arc<str>,
+    /// What this provider charges per model (its own `pricing:` entries, then its vendor's).
+    pub prices: ProviderPrices,
     pub kind: ProviderKind,
     /// The wire protocol the provider speaks (a mock's configured dialect).
     pub dialect: Dialect,
@@ -360,6 +365,12 @@ pub fn compile(
 ) -> Result<Snapshot, CompileError> {
     let mut providers: Vec<Arc<ProviderRt>> = Vec::new();
     let mut provider_index: HashMap<Arc<str>, usize> = HashMap::new();
+    let prices =
+        PriceTable::with_overrides(config.pricing.iter().map(|o| (o.key.as_str(), o.price)))
+            .map_err(|(key, e)| CompileError::Pricing {
+                key,
+                detail: e.to_string(),
+            })?;
     let builtin_mock = ProviderConfig {
         id: BUILTIN_MOCK.to_string(),
         kind: ProviderKind::Mock,
@@ -382,7 +393,7 @@ pub fn compile(
         .iter()
         .chain(needs_builtin.then_some(&builtin_mock));
     for p in all {
-        let rt = compile_provider(p, pools, health)?;
+        let rt = compile_provider(p, pools, health, &prices)?;
         provider_index.insert(Arc::clone(&rt.id), providers.len());
         providers.push(Arc::new(rt));
     }
@@ -506,10 +517,31 @@ fn compile_route(
     })
 }
 
+/// The vendor whose list prices a provider charges: its kind, or for an OpenAI-compatible
+/// provider the preset its base URL belongs to. `None` for a server of no known vendor (a
+/// self-hosted or custom endpoint) and for Azure (deployment names are the user's own): such a
+/// provider is priced only by `pricing:` entries for its id.
+fn vendor_of(p: &ProviderConfig) -> Option<&'static str> {
+    match p.kind {
+        ProviderKind::Anthropic => Some("anthropic"),
+        ProviderKind::Gemini => Some("gemini"),
+        ProviderKind::Bedrock => Some("bedrock"),
+        ProviderKind::Azure | ProviderKind::Mock => None,
+        ProviderKind::OpenAi => {
+            let base = p.base_url.as_deref()?.trim_end_matches('/');
+            crate::config::presets::PRESETS
+                .iter()
+                .find(|preset| preset.base_url == base)
+                .map(|preset| preset.id)
+        }
+    }
+}
+
 fn compile_provider(
     p: &ProviderConfig,
     pools: &PoolCache,
     health: &HealthRegistry,
+    prices: &PriceTable,
 ) -> Result<ProviderRt, CompileError> {
     let id: Arc<str> = Arc::from(p.id.as_str());
     let err = |detail: String| CompileError::BaseUrl {
@@ -646,6 +678,7 @@ fn compile_provider(
         mock: p.mock,
         health: health.get(&p.id),
         direct_metrics: Arc::new(RouteMetrics::new(Arc::clone(&direct_label), direct_label)),
+        prices: prices.for_provider(&p.id, vendor_of(p)),
         id,
     })
 }
@@ -724,7 +757,7 @@ mod tests {
                 tpm: None,
             },
         ];
-        let rt = compile_provider(&p, &pools, &health).unwrap();
+        let rt = compile_provider(&p, &pools, &health, PriceTable::builtin()).unwrap();
         let now = std::time::Instant::now();
         // Key a used up its rpm: usage-aware balancing (also the default when keys have
         // limits) picks b every time.
@@ -755,7 +788,7 @@ mod tests {
             let mut p = provider("p");
             p.kind = kind;
             p.base_url = Some(base.into());
-            compile_provider(&p, &pools, &health).unwrap()
+            compile_provider(&p, &pools, &health, PriceTable::builtin()).unwrap()
         };
         let ch = Endpoint::ChatCompletions;
         let a = mk(ProviderKind::Anthropic, "https://api.anthropic.com");
@@ -795,7 +828,7 @@ mod tests {
         az.kind = ProviderKind::Azure;
         az.base_url = Some("https://r.openai.azure.com".into());
         az.api_version = Some("2024-10-21".into());
-        let az = compile_provider(&az, &pools, &health).unwrap();
+        let az = compile_provider(&az, &pools, &health, PriceTable::builtin()).unwrap();
         assert_eq!(
             az.upstream_uri(ch, "gpt-4o", Some("prod-4o"), false).unwrap(),
             "https://r.openai.azure.com/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21"
@@ -835,6 +868,7 @@ mod tests {
                 model("gpt-4o*", "up", Some("short-glob")),
                 model("gpt-4o-m*", "up", Some("long-glob")),
             ],
+            pricing: Vec::new(),
         };
         compile(&config, &PoolCache::default(), &HealthRegistry::default()).unwrap()
     }

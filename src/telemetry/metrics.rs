@@ -15,6 +15,8 @@ pub const TOKENS: &str = "ferrogate_tokens_total";
 pub const IN_FLIGHT: &str = "ferrogate_requests_in_flight";
 pub const RELOADS: &str = "ferrogate_config_reloads_total";
 pub const LOG_DROPPED: &str = "ferrogate_request_log_dropped_total";
+pub const COST: &str = "ferrogate_cost_usd_total";
+pub const UNPRICED: &str = "ferrogate_unpriced_requests_total";
 
 /// Latency buckets in seconds: microseconds (gateway overhead) up to minutes (long streams).
 const SECONDS_BUCKETS: &[f64] = &[
@@ -71,6 +73,16 @@ fn describe() {
         LOG_DROPPED,
         "Request log records dropped because the log queue was full."
     );
+    metrics::describe_gauge!(
+        COST,
+        "Running total of what requests cost in USD at the configured prices, by model and \
+         target (a gauge only because counters are integers here; it never decreases)."
+    );
+    metrics::describe_counter!(
+        UNPRICED,
+        "Requests with usage whose served model has no known price (their cost is unknown, \
+         not 0), by model and target."
+    );
 }
 
 /// Periodic upkeep the exporter needs: histogram samples are kept raw until drained, so the
@@ -97,6 +109,8 @@ pub struct RouteMetrics {
     pub completion_tokens: Counter,
     pub cached_tokens: Counter,
     pub reasoning_tokens: Counter,
+    pub cost_usd: Gauge,
+    pub unpriced: Counter,
 }
 
 fn label(k: &'static str, v: &Arc<str>) -> Label {
@@ -121,6 +135,8 @@ impl RouteMetrics {
             completion_tokens: tokens("completion"),
             cached_tokens: tokens("cached"),
             reasoning_tokens: tokens("reasoning"),
+            cost_usd: metrics::gauge!(COST, vec![m.clone(), t.clone()]),
+            unpriced: metrics::counter!(UNPRICED, vec![m.clone(), t.clone()]),
             model,
             target,
         }

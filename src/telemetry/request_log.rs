@@ -28,6 +28,8 @@ pub struct RequestRecord {
     pub status: u16,
     pub stream: bool,
     pub usage: Option<Usage>,
+    /// What the usage cost at the configured prices; `None` with usage: no known price.
+    pub cost_usd: Option<f64>,
     pub duration: Duration,
     pub overhead: Duration,
     /// Set when the client went away before the response finished.
@@ -148,6 +150,16 @@ pub fn format_line(out: &mut Vec<u8>, r: &RequestRecord) {
         }
         None => out.extend_from_slice(b",\"usage\":\"none\""),
     }
+    if r.usage.is_some() {
+        // Unknown price: `null`, never 0. Display writes the shortest decimal that reads back
+        // as the same number, never an exponent, so it is valid JSON.
+        match r.cost_usd {
+            Some(cost) if cost.is_finite() => {
+                let _ = write!(out, ",\"cost_usd\":{cost}");
+            }
+            _ => out.extend_from_slice(b",\"cost_usd\":null"),
+        }
+    }
     out.extend_from_slice(b",\"duration_us\":");
     int(out, r.duration.as_micros() as u64);
     out.extend_from_slice(b",\"overhead_us\":");
@@ -209,6 +221,7 @@ mod tests {
                 estimated: true,
                 ..Usage::default()
             }),
+            cost_usd: Some(0.0000015),
             duration: Duration::from_micros(1500),
             overhead: Duration::from_micros(12),
             client_cancelled: true,
@@ -221,6 +234,7 @@ mod tests {
         assert_eq!(v["ts_ms"], 1234);
         assert_eq!(v["completion_tokens"], 7);
         assert_eq!(v["usage"], "estimated");
+        assert_eq!(v["cost_usd"], 0.0000015);
         assert_eq!(v["overhead_us"], 12);
         assert_eq!(v["client_cancelled"], true);
     }

@@ -1070,7 +1070,7 @@ fn anchors_aliases_and_merges_are_located_where_written() {
     // `defaults` is not a config key; anchors live inside the config's own values.
     assert_eq!(
         problems(yaml),
-        ["defaults: unknown field (expected one of: listen, server, providers, models)"]
+        ["defaults: unknown field (expected one of: listen, server, providers, models, pricing)"]
     );
     let yaml = "models:\n  - { name: a, targets: [{ provider: mock }], retry: &r { attempts: 0 } }\n  - { name: b, targets: [{ provider: mock }], retry: { <<: *r, backoff_max_ms: x } }\n";
     let err = parse_str(yaml, &|_| None).err();
@@ -1086,6 +1086,46 @@ fn anchors_aliases_and_merges_are_located_where_written() {
             "2:69: models[0].retry.attempts: expected a positive integer, got 0",
             "2:69: models[1].retry.attempts: expected a positive integer, got 0",
             "3:80: models[1].retry.backoff_max_ms: expected a non-negative integer, got \"x\"",
+        ]
+    );
+}
+
+#[test]
+fn pricing_entries_extend_the_builtin_table() {
+    let config = decoded(
+        r#"
+pricing:
+  "mock/*": { input_per_mtok: 1000, output_per_mtok: 2000 }
+  "openai/gpt-4o": { input_per_mtok: 2.5, output_per_mtok: 10, cache_read_per_mtok: 1.25 }
+"#,
+        &[],
+    );
+    assert_eq!(config.pricing.len(), 2);
+    assert_eq!(config.pricing[0].key, "mock/*");
+    assert_eq!(config.pricing[0].price.input, 1000.0);
+    assert_eq!(config.pricing[1].price.cache_read, Some(1.25));
+    assert_eq!(config.pricing[1].price.cache_write, None);
+}
+
+#[test]
+fn pricing_mistakes_are_named() {
+    assert_eq!(
+        problems(
+            r#"
+pricing:
+  gpt-4o: { input_per_mtok: 1, output_per_mtok: 2 }
+  "openai/o3": { input_per_mtok: -1, output_per_mtok: 2 }
+  "openai/o4": { input_per_mtok: 1, output_per_mtok: 2, cached_per_mtok: 1 }
+  "openai/o5": { input_per_mtok: 1 }
+  "openai/o6": { input_per_mtok: cheap, output_per_mtok: 2 }
+"#
+        ),
+        [
+            "pricing.gpt-4o: expected `vendor/model` or `provider/model` (a model glob like `openai/gpt-4o*` is fine), got \"gpt-4o\"",
+            "pricing.openai/o3.input_per_mtok: expected a price in USD per million tokens (a number ≥ 0), got -1",
+            "pricing.openai/o4.cached_per_mtok: unknown field (did you mean \"cache_read_per_mtok\"?)",
+            "pricing.openai/o5.output_per_mtok: missing required field",
+            "pricing.openai/o6.input_per_mtok: expected a price in USD per million tokens (a number ≥ 0), got \"cheap\"",
         ]
     );
 }
