@@ -4,6 +4,7 @@ pub mod config;
 pub mod dialect;
 pub mod error;
 pub mod glob;
+pub mod governance;
 pub mod http_headers;
 pub mod pricing;
 pub mod providers;

@@ -139,6 +139,7 @@ fn the_request_path_layers_point_down() {
         ("usage", &["sse"][..]),
         ("glob", &[][..]),
         ("pricing", &["usage", "glob"][..]),
+        ("governance", &[][..]),
         ("translate", &["sse", "usage"][..]),
         ("stream", &["sse", "usage", "translate"][..]),
     ] {

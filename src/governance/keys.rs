@@ -1,0 +1,232 @@
+//! Virtual keys: how they are made, stored and recognised.
+//!
+//! A key is `fg-` and 43 characters of base62 drawn from the OS's random source (256 bits). It
+//! is shown once, when created; only its SHA-256 digest is kept (a slow hash adds nothing for a
+//! key with 256 bits of entropy). A presented key is found by its digest and the digest is then
+//! compared in constant time.
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+/// What every virtual key starts with.
+pub const PREFIX: &str = "fg-";
+/// Base62 characters after the prefix: 43 × log2(62) ≈ 256 bits.
+const BODY_LEN: usize = 43;
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The header a client can always put its virtual key in, whatever its SDK uses for the
+/// provider key (needed with `auth: passthrough`, where `Authorization` carries the client's
+/// own provider key).
+pub static X_FERROGATE_KEY: http::HeaderName = http::HeaderName::from_static("x-ferrogate-key");
+
+/// The SHA-256 digest of a virtual key: what is stored, indexed and compared.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyDigest(pub [u8; 32]);
+
+impl std::fmt::Debug for KeyDigest {
+    /// A short prefix only: enough to tell digests apart in a log, useless to an attacker.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyDigest(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+impl KeyDigest {
+    pub fn of(key: &str) -> Self {
+        KeyDigest(Sha256::digest(key.as_bytes()).into())
+    }
+
+    /// Constant-time equality: the time taken does not depend on where the digests differ.
+    /// (Written out because it is three lines; the loop has no early exit and `black_box`
+    /// keeps the compiler from adding one.)
+    pub fn ct_eq(&self, other: &KeyDigest) -> bool {
+        let diff = self
+            .0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+/// Why a key could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random source failed: {0}")]
+pub struct RandomError(String);
+
+/// A new virtual key (to show once) and its digest (to store).
+pub fn generate() -> Result<(String, KeyDigest), RandomError> {
+    let mut key = String::with_capacity(PREFIX.len() + BODY_LEN);
+    key.push_str(PREFIX);
+    let mut buf = [0u8; 64];
+    while key.len() < PREFIX.len() + BODY_LEN {
+        getrandom::fill(&mut buf).map_err(|e| RandomError(e.to_string()))?;
+        // Rejection sampling keeps every character uniform: 248 = 4 × 62.
+        for &b in buf.iter().filter(|&&b| b < 248) {
+            if key.len() == PREFIX.len() + BODY_LEN {
+                break;
+            }
+            key.push(char::from(ALPHABET[usize::from(b % 62)]));
+        }
+    }
+    let digest = KeyDigest::of(&key);
+    Ok((key, digest))
+}
+
+/// Whether `s` has the shape of a virtual key (prefix, length, alphabet).
+pub fn looks_like_key(s: &str) -> bool {
+    s.strip_prefix(PREFIX).is_some_and(|body| {
+        body.len() == BODY_LEN && body.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// Where a request carried its virtual key, so the gateway can remove it before anything goes
+/// upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    XFerrogateKey,
+    /// `Authorization: Bearer …` (OpenAI SDKs, and most others).
+    Bearer,
+    /// `x-api-key` (Anthropic SDKs).
+    XApiKey,
+    /// `x-goog-api-key` (Gemini SDKs).
+    XGoogApiKey,
+    /// `api-key` (Azure OpenAI SDKs).
+    ApiKey,
+    /// `?key=` in the query (Gemini REST).
+    QueryKey,
+}
+
+/// The virtual key a request presents: `x-ferrogate-key` first (it is unambiguous), then the
+/// header each SDK puts its key in, then Gemini's `?key=`. A value in those places that is not
+/// shaped like a virtual key is not one (it may be the client's own provider key under
+/// `auth: passthrough`), so the next place is looked at.
+pub fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<(String, KeySource)> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let candidates = [
+        (header("x-ferrogate-key"), KeySource::XFerrogateKey),
+        (
+            header("authorization").and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+                    .map(str::trim)
+            }),
+            KeySource::Bearer,
+        ),
+        (header("x-api-key"), KeySource::XApiKey),
+        (header("x-goog-api-key"), KeySource::XGoogApiKey),
+        (header("api-key"), KeySource::ApiKey),
+    ];
+    for (value, source) in candidates {
+        if let Some(v) = value.filter(|v| looks_like_key(v)) {
+            return Some((v.to_owned(), source));
+        }
+    }
+    query?
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("key="))
+        .find(|v| looks_like_key(v))
+        .map(|v| (v.to_owned(), KeySource::QueryKey))
+}
+
+/// Whether the request carries something in a key position at all (a missing key and a wrong
+/// one get different messages).
+pub fn any_credential(headers: &HeaderMap, query: Option<&str>) -> bool {
+    [
+        "x-ferrogate-key",
+        "authorization",
+        "x-api-key",
+        "x-goog-api-key",
+        "api-key",
+    ]
+    .iter()
+    .any(|h| headers.contains_key(*h))
+        || query.is_some_and(|q| q.split('&').any(|p| p.starts_with("key=")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn keys_are_prefixed_base62_of_full_length_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let (key, digest) = generate().unwrap();
+            assert!(looks_like_key(&key), "{key}");
+            assert_eq!(key.len(), 46);
+            assert_eq!(KeyDigest::of(&key), digest);
+            assert!(seen.insert(key));
+        }
+        // Every character of the alphabet turns up: the draw is not stuck on a subset.
+        let chars: std::collections::HashSet<char> = seen
+            .iter()
+            .flat_map(|k| k[3..].chars().collect::<Vec<_>>())
+            .collect();
+        assert_eq!(chars.len(), 62);
+    }
+
+    #[test]
+    fn digests_compare_equal_only_when_equal_and_never_print_the_key() {
+        let a = KeyDigest::of("fg-a");
+        let b = KeyDigest::of("fg-b");
+        assert!(a.ct_eq(&a));
+        assert!(!a.ct_eq(&b));
+        let mut c = a;
+        c.0[31] ^= 1;
+        assert!(!a.ct_eq(&c));
+        let shown = format!("{a:?}");
+        assert!(shown.len() < 24 && !shown.contains("fg-"), "{shown}");
+    }
+
+    #[test]
+    fn the_key_is_found_wherever_each_sdk_puts_it() {
+        let (key, _) = generate().unwrap();
+        for (name, value, source) in [
+            ("x-ferrogate-key", key.clone(), KeySource::XFerrogateKey),
+            ("authorization", format!("Bearer {key}"), KeySource::Bearer),
+            ("x-api-key", key.clone(), KeySource::XApiKey),
+            ("x-goog-api-key", key.clone(), KeySource::XGoogApiKey),
+            ("api-key", key.clone(), KeySource::ApiKey),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_str(&value).unwrap());
+            assert_eq!(presented(&h, None), Some((key.clone(), source)), "{name}");
+            assert!(any_credential(&h, None));
+        }
+        let q = format!("alt=sse&key={key}");
+        assert_eq!(
+            presented(&HeaderMap::new(), Some(&q)),
+            Some((key.clone(), KeySource::QueryKey))
+        );
+    }
+
+    #[test]
+    fn a_provider_key_beside_the_virtual_key_is_not_taken_for_it() {
+        // auth: passthrough: the client's own OpenAI key in Authorization, the virtual key in
+        // x-ferrogate-key.
+        let (key, _) = generate().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer sk-proj-abc123"),
+        );
+        h.insert("x-ferrogate-key", HeaderValue::from_str(&key).unwrap());
+        assert_eq!(presented(&h, None), Some((key, KeySource::XFerrogateKey)));
+        // Only a provider key: a credential, but no virtual key.
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("sk-ant-xyz"));
+        assert_eq!(presented(&h, None), None);
+        assert!(any_credential(&h, None));
+        assert!(!any_credential(&HeaderMap::new(), Some("alt=sse")));
+    }
+}
