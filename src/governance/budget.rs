@@ -35,6 +35,8 @@ pub fn units(usd: f64) -> u64 {
 /// How long a budget's window lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Period {
+    /// Rate-limit windows (requests or tokens per minute); not a budget period.
+    Minute,
     Hour,
     Day,
     Week,
@@ -60,6 +62,7 @@ impl Period {
 
     fn seconds(self) -> Option<i64> {
         match self {
+            Period::Minute => Some(60),
             Period::Hour => Some(3600),
             Period::Day => Some(86_400),
             Period::Week => Some(7 * 86_400),
@@ -154,8 +157,13 @@ fn unpack(word: u64) -> (u64, u64) {
 
 impl Ledger {
     pub fn new(limit_usd: f64, window: Window) -> Self {
+        Self::counting(units(limit_usd), window)
+    }
+
+    /// A ledger of plain counts (requests, tokens) rather than USD.
+    pub fn counting(limit: u64, window: Window) -> Self {
         Ledger {
-            limit: units(limit_usd),
+            limit: limit.min(MAX_UNITS),
             window,
             state: AtomicU64::new(0),
         }
