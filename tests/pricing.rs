@@ -18,6 +18,16 @@ async fn start(pricing: &str) -> (MockUpstream, Gateway) {
     (up, gw)
 }
 
+/// A non-stream chat request for `model`, tagged with `id` (to find its request log line).
+async fn chat(gw: &Gateway, model: &str, id: &str) -> Reply {
+    post_with(
+        &gw.chat_url(),
+        chat_body(model, None),
+        &[("x-request-id", id)],
+    )
+    .await
+}
+
 fn cost_header(reply: &Reply) -> Option<f64> {
     reply
         .header("x-ferrogate-cost-usd")
@@ -49,12 +59,7 @@ async fn a_whole_answer_carries_its_cost_and_the_metric_and_log_add_it_up() {
     )
     .await;
     up.push(Behavior::json_fixture(200, "openai-chat-nonstream.json"));
-    let reply = post_with(
-        &gw.chat_url(),
-        chat_body("gpt-4o-mini", None),
-        &[("x-request-id", "priced-1")],
-    )
-    .await;
+    let reply = chat(&gw, "gpt-4o-mini", "priced-1").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let usage = &reply.json()["usage"];
     let (input, output) = (
@@ -88,12 +93,7 @@ async fn a_model_without_a_price_is_served_with_an_unknown_cost_never_zero() {
         start("  \"up/upstream-model-x\": { input_per_mtok: 1, output_per_mtok: 1 }\n").await;
     up.push(Behavior::json_fixture(200, "openai-chat-nonstream.json"));
     // `claude-*` forwards the client's model name, which nothing prices for `up`.
-    let reply = post_with(
-        &gw.chat_url(),
-        chat_body("claude-unpriced", None),
-        &[("x-request-id", "unpriced-1")],
-    )
-    .await;
+    let reply = chat(&gw, "claude-unpriced", "unpriced-1").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("x-ferrogate-cost-usd"), None);
     let unpriced = gw

@@ -185,43 +185,13 @@ mod tests {
         assert!(answer.ends_with("done"), "{answer}");
     }
 
-    /// Dropping the drain without `shutdown` (the serving future was dropped) still tells the
-    /// connections to finish, as hyper_util's graceful shutdown did.
-    #[tokio::test]
-    async fn dropping_the_drain_closes_idle_connections_too() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let drain = Drain::new();
-        let client = tokio::spawn(async move {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf).await.unwrap();
-        });
-        let (stream, _) = listener.accept().await.unwrap();
-        let svc = service_fn(|_req| async {
-            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Empty::<
-                bytes::Bytes,
-            >::new()))
-        });
-        let served = tokio::spawn(
-            drain.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), svc)),
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        drop(drain);
-        tokio::time::timeout(Duration::from_secs(5), served)
-            .await
-            .expect("the connection outlived its dropped drain")
-            .unwrap()
-            .unwrap();
-        client.await.unwrap();
-    }
+    type Served = tokio::task::JoinHandle<Result<(), hyper::Error>>;
 
-    /// An idle keep-alive connection is closed at once when the drain begins.
-    #[tokio::test]
-    async fn an_idle_connection_is_closed_when_the_drain_begins() {
+    /// One accepted keep-alive connection that sends no request, watched by `drain`: the
+    /// serving task, and the client's task (the number of bytes it read until closed).
+    async fn idle_connection(drain: &Drain) -> (Served, tokio::task::JoinHandle<usize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let drain = Drain::new();
         let client = tokio::spawn(async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             let mut buf = Vec::new();
@@ -238,6 +208,29 @@ mod tests {
             drain.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), svc)),
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+        (served, client)
+    }
+
+    /// Dropping the drain without `shutdown` (the serving future was dropped) still tells the
+    /// connections to finish, as hyper_util's graceful shutdown did.
+    #[tokio::test]
+    async fn dropping_the_drain_closes_idle_connections_too() {
+        let drain = Drain::new();
+        let (served, client) = idle_connection(&drain).await;
+        drop(drain);
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("the connection outlived its dropped drain")
+            .unwrap()
+            .unwrap();
+        assert_eq!(client.await.unwrap(), 0);
+    }
+
+    /// An idle keep-alive connection is closed at once when the drain begins.
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_when_the_drain_begins() {
+        let drain = Drain::new();
+        let (served, client) = idle_connection(&drain).await;
         tokio::time::timeout(Duration::from_secs(5), drain.shutdown())
             .await
             .expect("an idle connection kept the drain waiting");
