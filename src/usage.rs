@@ -19,6 +19,14 @@ pub struct Usage {
     pub estimated: bool,
 }
 
+impl Usage {
+    /// No token counted at all: what a decoder defaults to when the provider reported no
+    /// usage. Nothing can be priced from it (a cost of 0 would be made up).
+    pub fn counts_nothing(&self) -> bool {
+        self.input == 0 && self.output == 0
+    }
+}
+
 #[derive(Deserialize)]
 struct OpenAiUsage {
     #[serde(default)]

@@ -73,7 +73,7 @@ async fn a_whole_answer_carries_its_cost_and_the_metric_and_log_add_it_up() {
 
     let metric = gw
         .wait_metric(
-            "ferrogate_cost_usd_total",
+            "ferrogate_cost_usd",
             &[("model", "gpt-4o-mini")],
             expected,
             Duration::from_secs(5),
@@ -91,7 +91,12 @@ async fn a_whole_answer_carries_its_cost_and_the_metric_and_log_add_it_up() {
 async fn a_model_without_a_price_is_served_with_an_unknown_cost_never_zero() {
     let (up, gw) =
         start("  \"up/upstream-model-x\": { input_per_mtok: 1, output_per_mtok: 1 }\n").await;
-    up.push(Behavior::json_fixture(200, "openai-chat-nonstream.json"));
+    // An upstream that is itself a gateway states its own cost: not passed on as this one's.
+    let mut answer = Behavior::json_fixture(200, "openai-chat-nonstream.json");
+    answer
+        .headers
+        .push(("x-ferrogate-cost-usd".into(), "0.5".into()));
+    up.push(answer);
     // `claude-*` forwards the client's model name, which nothing prices for `up`.
     let reply = chat(&gw, "claude-unpriced", "unpriced-1").await;
     assert_eq!(reply.status, 200, "{}", reply.text());

@@ -147,6 +147,14 @@ fn tag_of(index: i64) -> u64 {
     (index as u64) & 0xffff
 }
 
+/// Whether window tag `a` is one or two windows after `b` (tags wrap at 2¹⁶): a caller whose
+/// clock reading is a little older than another's must never move the word back to its window
+/// and wipe out the newer one. Only a small lead counts, so the word left by a key idle for a
+/// long time is never taken for a newer window.
+fn later(a: u64, b: u64) -> bool {
+    matches!(a.wrapping_sub(b) & 0xffff, 1 | 2)
+}
+
 fn pack(tag: u64, amount: u64) -> u64 {
     (tag << AMOUNT_BITS) | amount.min(AMOUNT_MASK)
 }
@@ -173,7 +181,8 @@ impl Ledger {
     pub fn used(&self, now: i64) -> u64 {
         let (index, _) = self.window.at(now);
         let (tag, amount) = unpack(self.state.load(Ordering::Acquire));
-        if tag == tag_of(index) {
+        let mine = tag_of(index);
+        if tag == mine || later(tag, mine) {
             amount
         } else {
             0
@@ -187,11 +196,17 @@ impl Ledger {
     /// Holds `units` if they fit in what the current window has left.
     pub fn reserve(&self, now: i64, units: u64) -> Result<Reservation, Exceeded> {
         let (index, resets_at) = self.window.at(now);
-        let tag = tag_of(index);
+        let mine = tag_of(index);
         let mut cur = self.state.load(Ordering::Acquire);
         loop {
             let (cur_tag, amount) = unpack(cur);
-            let used = if cur_tag == tag { amount } else { 0 };
+            // A newer window already started (another caller read the clock later): this
+            // request counts against it.
+            let (tag, used) = if cur_tag == mine || (amount > 0 && later(cur_tag, mine)) {
+                (cur_tag, amount)
+            } else {
+                (mine, 0)
+            };
             let remaining = self.limit.saturating_sub(used);
             if units > remaining {
                 return Err(Exceeded {
@@ -217,15 +232,17 @@ impl Ledger {
     /// limit: the work was done.
     pub fn settle(&self, now: i64, r: Reservation, actual: u64) {
         let (index, _) = self.window.at(now);
-        let tag = tag_of(index);
+        let mine = tag_of(index);
         let mut cur = self.state.load(Ordering::Acquire);
         loop {
             let (cur_tag, amount) = unpack(cur);
-            let next = if cur_tag == tag {
-                let held = if r.tag == tag { r.units } else { 0 };
-                pack(tag, amount.saturating_sub(held).saturating_add(actual))
+            let next = if cur_tag == mine || (amount > 0 && later(cur_tag, mine)) {
+                // The stored window is current (or newer than this caller's clock reading):
+                // release the reservation if it was made in it, and charge the real cost.
+                let held = if r.tag == cur_tag { r.units } else { 0 };
+                pack(cur_tag, amount.saturating_sub(held).saturating_add(actual))
             } else {
-                pack(tag, actual)
+                pack(mine, actual)
             };
             match self
                 .state

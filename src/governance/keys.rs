@@ -114,10 +114,11 @@ pub fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<(String, Ke
     let candidates = [
         (header("x-ferrogate-key"), KeySource::XFerrogateKey),
         (
+            // The scheme is case-insensitive (RFC 9110).
             header("authorization").and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-                    .map(str::trim)
+                v.get(..7)
+                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                    .map(|_| v[7..].trim())
             }),
             KeySource::Bearer,
         ),
@@ -194,6 +195,7 @@ mod tests {
         for (name, value, source) in [
             ("x-ferrogate-key", key.clone(), KeySource::XFerrogateKey),
             ("authorization", format!("Bearer {key}"), KeySource::Bearer),
+            ("authorization", format!("BEARER {key}"), KeySource::Bearer),
             ("x-api-key", key.clone(), KeySource::XApiKey),
             ("x-goog-api-key", key.clone(), KeySource::XGoogApiKey),
             ("api-key", key.clone(), KeySource::ApiKey),

@@ -95,8 +95,9 @@ impl Limits {
         }
         if let Some(tpm) = &self.tpm {
             // A request larger than the whole limit could never pass: it is reserved as the
-            // whole minute instead, so it runs alone rather than never.
-            match tpm.reserve(now, tokens.min(tpm.limit())) {
+            // whole minute instead, so it runs alone rather than never. At least one token is
+            // reserved, so a full minute (or a limit of 0) refuses even a zero estimate.
+            match tpm.reserve(now, tokens.clamp(1, tpm.limit().max(1))) {
                 Ok(r) => admission.tokens = Some(r),
                 Err(e) => {
                     // Give back what this request already holds.
@@ -129,9 +130,9 @@ impl Limits {
         if let (Some(tpm), Some(r)) = (&self.tpm, admission.tokens.take()) {
             tpm.settle(now, r, tokens);
         }
-        if let (Some(rpm), Some(r)) = (&self.rpm, admission.request.take()) {
-            rpm.settle(now, r, 1);
-        }
+        // The request count stays in the minute the request was admitted in (settling it
+        // would count a request that ends in the next minute there too).
+        let _ = admission.request.take();
         // The concurrency slot is released when `admission` drops.
     }
 }
@@ -202,6 +203,22 @@ mod tests {
         let l = limits(None, Some(1000), None);
         assert!(l.admit(NOW, 5000).is_ok());
         assert!(l.admit(NOW, 1).is_err());
+        // A full minute refuses a zero estimate too, and a limit of 0 refuses everything.
+        assert!(l.admit(NOW, 0).is_err());
+        assert!(limits(None, Some(0), None).admit(NOW, 0).is_err());
+    }
+
+    #[test]
+    fn a_request_that_ends_in_the_next_minute_counts_once() {
+        let l = limits(Some(2), None, None);
+        let (a, _) = l.admit(NOW + 59, 0).unwrap();
+        l.finish(NOW + 61, a, 0);
+        let (_b, rem) = l.admit(NOW + 61, 0).unwrap();
+        assert_eq!(
+            rem.requests,
+            Some((2, 1)),
+            "the first request counted in its own minute"
+        );
     }
 
     #[test]

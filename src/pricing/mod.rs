@@ -93,28 +93,29 @@ impl Models {
     }
 }
 
-/// Prices by `vendor/model` (or `provider-id/model`).
+/// Prices by `vendor/model` (or `provider-id/model`), in two layers: the config's `pricing:`
+/// entries, then the built-in table. Any config entry that matches wins over every built-in
+/// one (an override `anthropic/claude-*` is not shadowed by the built-in, longer
+/// `claude-sonnet-4-5*`).
 #[derive(Debug, Default, Clone)]
 pub struct PriceTable {
-    by_prefix: HashMap<String, Arc<Models>>,
+    config: HashMap<String, Arc<Models>>,
+    builtin: HashMap<String, Arc<Models>>,
 }
 
-/// The prices one configured provider can charge: its own `provider-id/…` entries first, then
-/// its vendor's. Resolved once per provider when the routing snapshot is compiled, so a
-/// request's lookup is one or two hash lookups (and a glob scan only on a miss).
+/// The prices one configured provider can charge, in order: the config's entries for its id,
+/// the config's for its vendor, the built-in ones for its vendor. Resolved once per provider
+/// when the routing snapshot is compiled, so a request's lookup is a few hash lookups (and a
+/// glob scan only on a miss); a provider with nothing priced checks three empty slots.
 #[derive(Debug, Default, Clone)]
 pub struct ProviderPrices {
-    own: Option<Arc<Models>>,
-    vendor: Option<Arc<Models>>,
+    layers: [Option<Arc<Models>>; 3],
 }
 
 impl ProviderPrices {
     /// The price of `model` (the name sent upstream), if any entry gives one.
     pub fn lookup(&self, model: &str) -> Option<Price> {
-        self.own
-            .as_ref()
-            .and_then(|m| m.lookup(model))
-            .or_else(|| self.vendor.as_ref().and_then(|m| m.lookup(model)))
+        self.layers.iter().flatten().find_map(|m| m.lookup(model))
     }
 }
 
@@ -133,22 +134,21 @@ impl PriceTable {
         &BUILTIN
     }
 
-    /// Adds or replaces the price of `key` (`vendor/model`, the model part may be a glob).
+    /// Adds or replaces a config price for `key` (`vendor/model` or `provider-id/model`, the
+    /// model part may be a glob).
     pub fn insert(&mut self, key: &str, price: Price) -> Result<(), KeyError> {
-        let (prefix, model) = split_key(key)?;
-        if !price.is_valid() {
-            return Err(KeyError::Negative);
-        }
-        Arc::make_mut(self.by_prefix.entry(prefix.to_owned()).or_default()).insert(model, price);
-        Ok(())
+        insert_into(&mut self.config, key, price)
     }
 
     /// The entries that apply to provider `provider_id` of vendor `vendor` (`None` when the
     /// provider is no known vendor's, e.g. a self-hosted OpenAI-compatible server).
     pub fn for_provider(&self, provider_id: &str, vendor: Option<&str>) -> ProviderPrices {
         ProviderPrices {
-            own: self.by_prefix.get(provider_id).cloned(),
-            vendor: vendor.and_then(|v| self.by_prefix.get(v)).cloned(),
+            layers: [
+                self.config.get(provider_id).cloned(),
+                vendor.and_then(|v| self.config.get(v)).cloned(),
+                vendor.and_then(|v| self.builtin.get(v)).cloned(),
+            ],
         }
     }
 
@@ -168,6 +168,19 @@ impl PriceTable {
         }
         Ok(table)
     }
+}
+
+fn insert_into(
+    layer: &mut HashMap<String, Arc<Models>>,
+    key: &str,
+    price: Price,
+) -> Result<(), KeyError> {
+    let (prefix, model) = split_key(key)?;
+    if !price.is_valid() {
+        return Err(KeyError::Negative);
+    }
+    Arc::make_mut(layer.entry(prefix.to_owned()).or_default()).insert(model, price);
+    Ok(())
 }
 
 fn split_key(key: &str) -> Result<(&str, &str), KeyError> {
@@ -204,7 +217,7 @@ static BUILTIN_FILE: LazyLock<DataFile> = LazyLock::new(|| {
 static BUILTIN: LazyLock<PriceTable> = LazyLock::new(|| {
     let mut table = PriceTable::default();
     for (key, price) in &BUILTIN_FILE.prices {
-        if let Err(e) = table.insert(key, *price) {
+        if let Err(e) = insert_into(&mut table.builtin, key, *price) {
             panic!("data/pricing.json: {key}: {e}");
         }
     }

@@ -145,6 +145,26 @@ fn overrides_replace_builtin_prices_and_a_provider_entry_beats_the_vendor() {
         7.0
     );
     assert_eq!(t.lookup("m", "mock", "anything").unwrap().output, 2000.0);
+    // Any config entry beats every built-in one, even a shorter pattern.
+    let t = PriceTable::with_overrides([
+        ("anthropic/claude-*", cheap),
+        (
+            "openai/gpt-4o*",
+            Price {
+                input: 9.0,
+                ..cheap
+            },
+        ),
+    ])
+    .unwrap();
+    assert_eq!(
+        t.lookup("a", "anthropic", "claude-sonnet-4-5-20250929"),
+        Some(cheap)
+    );
+    assert_eq!(t.lookup("o", "openai", "gpt-4o").unwrap().input, 9.0);
+    assert_eq!(t.lookup("o", "openai", "gpt-4o-mini").unwrap().input, 9.0);
+    // Models the overrides do not match keep their built-in price.
+    assert_eq!(t.lookup("o", "openai", "gpt-4.1").unwrap().input, 2.0);
     // The built-in table itself is untouched.
     assert_eq!(
         PriceTable::builtin()

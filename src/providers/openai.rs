@@ -84,8 +84,12 @@ pub(crate) fn with_query(base: &Uri, query: &str) -> Result<Uri, GatewayError> {
 /// sets framing itself), the gateway's request id replaces the provider's, which is kept under
 /// `x-upstream-request-id`.
 pub fn response_headers(headers: &mut HeaderMap, request_id: &HeaderValue, body_changed: bool) {
+    // `x-ferrogate-*` is this gateway's namespace: an upstream's (a chained gateway's cost,
+    // target or attempts) must not pass as this one's.
     remove_headers(headers, |n| {
-        is_hop_by_hop(n) || (body_changed && n == header::CONTENT_LENGTH)
+        is_hop_by_hop(n)
+            || (body_changed && n == header::CONTENT_LENGTH)
+            || n.as_str().starts_with("x-ferrogate-")
     });
     if let Some(theirs) = headers.insert(X_REQUEST_ID.clone(), request_id.clone()) {
         if theirs != request_id {

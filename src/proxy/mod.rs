@@ -452,7 +452,7 @@ fn finish_head(
 /// `x-ferrogate-cost-usd` on a whole (non-stream) answer: what its usage cost at the serving
 /// model's price. Absent when the price or the usage is unknown (never a made-up 0).
 fn cost_header(headers: &mut HeaderMap, settle: &Settle, usage: Option<&crate::usage::Usage>) {
-    if let (Some(price), Some(usage)) = (settle.price, usage) {
+    if let (Some(price), Some(usage)) = (settle.price, usage.filter(|u| !u.counts_nothing())) {
         let cost = price.cost(usage);
         // Display writes the shortest decimal that reads back as the same number, no exponent.
         if let Ok(v) = HeaderValue::from_str(&format!("{cost}")) {

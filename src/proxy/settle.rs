@@ -112,7 +112,7 @@ impl Settle {
         self.metrics.count_status(status);
         self.metrics.duration.record(duration.as_secs_f64());
         let mut cost_usd = None;
-        if let Some(u) = &usage {
+        if let Some(u) = usage.as_ref().filter(|u| !u.counts_nothing()) {
             self.metrics.record_usage(u);
             match self.price {
                 Some(price) => {

@@ -526,7 +526,9 @@ fn vendor_of(p: &ProviderConfig) -> Option<&'static str> {
         ProviderKind::Anthropic => Some("anthropic"),
         ProviderKind::Gemini => Some("gemini"),
         ProviderKind::Bedrock => Some("bedrock"),
-        ProviderKind::Azure | ProviderKind::Mock => None,
+        // Answered by the gateway itself: the built-in table prices it at 0.
+        ProviderKind::Mock => Some("mock"),
+        ProviderKind::Azure => None,
         ProviderKind::OpenAi => {
             let base = p.base_url.as_deref()?.trim_end_matches('/');
             crate::config::presets::PRESETS

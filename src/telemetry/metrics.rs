@@ -15,7 +15,7 @@ pub const TOKENS: &str = "ferrogate_tokens_total";
 pub const IN_FLIGHT: &str = "ferrogate_requests_in_flight";
 pub const RELOADS: &str = "ferrogate_config_reloads_total";
 pub const LOG_DROPPED: &str = "ferrogate_request_log_dropped_total";
-pub const COST: &str = "ferrogate_cost_usd_total";
+pub const COST: &str = "ferrogate_cost_usd";
 pub const UNPRICED: &str = "ferrogate_unpriced_requests_total";
 
 /// Latency buckets in seconds: microseconds (gateway overhead) up to minutes (long streams).

@@ -127,3 +127,43 @@ fn concurrent_reservations_never_exceed_the_limit() {
     }
     assert_eq!(ledger.used(NOW), units(2.5));
 }
+
+#[test]
+fn a_late_clock_reading_never_wipes_out_a_newer_window() {
+    let ledger = Ledger::new(1.0, calendar(Period::Hour));
+    let end_of_hour = NOW + 1799; // 15:59:59
+    let next_hour = NOW + 1801; // 16:00:01
+    let r1 = ledger.reserve(end_of_hour, units(0.1)).unwrap();
+    let _r2 = ledger.reserve(next_hour, units(0.9)).unwrap();
+    // Settled with the older reading: hour 16 keeps its 0.9 and gains the real cost.
+    ledger.settle(end_of_hour, r1, units(0.05));
+    assert_eq!(ledger.used(next_hour), units(0.95));
+    // A reservation with the older reading counts against hour 16 too.
+    assert!(ledger.reserve(end_of_hour, units(0.1)).is_err());
+    assert!(ledger.reserve(end_of_hour, units(0.05)).is_ok());
+    assert_eq!(ledger.used(next_hour), units(1.0));
+}
+
+#[test]
+fn window_tags_compare_as_serial_numbers() {
+    assert!(later(1, 0));
+    assert!(later(2, 0));
+    assert!(!later(0, 1));
+    assert!(later(0, 0xffff), "after the wrap");
+    assert!(!later(5, 5));
+    // Far ahead is an old word from long ago, not a newer window.
+    assert!(!later(40_000, 0));
+}
+
+#[test]
+fn a_key_idle_for_weeks_starts_a_fresh_minute() {
+    let ledger = Ledger::counting(5, calendar(Period::Minute));
+    for _ in 0..5 {
+        let _ = ledger.reserve(NOW, 1).unwrap();
+    }
+    assert!(ledger.reserve(NOW, 1).is_err());
+    // 30 days later (43,200 minutes: more than half the tag space away).
+    let later_on = NOW + 30 * 86_400;
+    assert_eq!(ledger.used(later_on), 0);
+    assert!(ledger.reserve(later_on, 5).is_ok());
+}
