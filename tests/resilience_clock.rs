@@ -282,8 +282,12 @@ async fn breaker_cooldown_in_virtual_time() {
         json!({"error": {"message": "boom", "type": "server_error", "param": null, "code": null}})
             .to_string(),
     ));
+    // The mock upstream closes a connection idle for 30 s (hyper's header-read timeout), the
+    // very moment the probe below reuses it; a request written into a connection the server is
+    // closing is lost, so (as with any HTTP client) the pool must let idle connections go
+    // before the server does. Without `idle_ms` this test failed about one run in eight.
     let provider = format!(
-        "  a: {{ kind: openai, base_url: \"{}\", keys: [\"k\"], breaker: {{ consecutive_failures: 1, cooldown_ms: 30000 }} }}\n",
+        "  a: {{ kind: openai, base_url: \"{}\", keys: [\"k\"], timeouts: {{ idle_ms: 20000 }}, breaker: {{ consecutive_failures: 1, cooldown_ms: 30000 }} }}\n",
         up.base_url()
     );
     let svc = Service::start(
