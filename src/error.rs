@@ -81,6 +81,28 @@ pub enum GatewayError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// Governance: no virtual key, or one that is unknown, revoked or expired. The message
+    /// never names another key's data.
+    #[error("{message}")]
+    Unauthenticated { message: String },
+    /// Governance: the key (or its team or customer) may not use this model or provider; the
+    /// message says which.
+    #[error("{message}")]
+    Forbidden { message: String, code: &'static str },
+    /// Governance: a requests, tokens or concurrency limit refuses the request for now.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Duration,
+    },
+    /// Governance: the budget has no room for the request. 402, not 429: SDKs retry 429 and
+    /// would hammer an exhausted budget.
+    #[error("{message}")]
+    BudgetExceeded {
+        message: String,
+        /// When the budget's window resets (`None` for a budget that never does).
+        retry_after: Option<Duration>,
+    },
 }
 
 impl From<crate::translate::ir::TranslateError> for GatewayError {
@@ -128,6 +150,10 @@ impl GatewayError {
             } => S::TOO_MANY_REQUESTS,
             GatewayError::NoTargetAvailable { .. } => S::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => S::INTERNAL_SERVER_ERROR,
+            GatewayError::Unauthenticated { .. } => S::UNAUTHORIZED,
+            GatewayError::Forbidden { .. } => S::FORBIDDEN,
+            GatewayError::RateLimited { .. } => S::TOO_MANY_REQUESTS,
+            GatewayError::BudgetExceeded { .. } => S::PAYMENT_REQUIRED,
         }
     }
 
@@ -139,7 +165,11 @@ impl GatewayError {
             | GatewayError::ModelNotFound { .. }
             | GatewayError::NoEndpoint { .. }
             | GatewayError::PayloadTooLarge { .. }
-            | GatewayError::BodyReadTimeout(_) => Blame::Downstream,
+            | GatewayError::BodyReadTimeout(_)
+            | GatewayError::Unauthenticated { .. }
+            | GatewayError::Forbidden { .. }
+            | GatewayError::RateLimited { .. }
+            | GatewayError::BudgetExceeded { .. } => Blame::Downstream,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
@@ -167,6 +197,10 @@ impl GatewayError {
             GatewayError::UpstreamStatus { .. } => ("upstream_error", "upstream_error_status"),
             GatewayError::NoTargetAvailable { .. } => ("server_error", "no_target_available"),
             GatewayError::Internal(_) => ("server_error", "internal_error"),
+            GatewayError::Unauthenticated { .. } => ("authentication_error", "invalid_api_key"),
+            GatewayError::Forbidden { code, .. } => ("permission_error", code),
+            GatewayError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
+            GatewayError::BudgetExceeded { .. } => ("budget_exceeded", "budget_exceeded"),
         }
     }
 
@@ -182,7 +216,9 @@ impl GatewayError {
     /// Seconds a client should wait before retrying, when the gateway knows.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            GatewayError::NoTargetAvailable { retry_after, .. } => Some(*retry_after),
+            GatewayError::NoTargetAvailable { retry_after, .. }
+            | GatewayError::RateLimited { retry_after, .. } => Some(*retry_after),
+            GatewayError::BudgetExceeded { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -206,6 +242,10 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::Internal(_) => K::Server,
+            GatewayError::Unauthenticated { .. } => K::Authentication,
+            GatewayError::Forbidden { .. } => K::Permission,
+            GatewayError::RateLimited { .. } => K::RateLimit,
+            GatewayError::BudgetExceeded { .. } => K::Billing,
         };
         crate::translate::ir::ErrorInfo {
             status: self.status().as_u16(),

@@ -83,3 +83,98 @@ pub fn openai(err: &GatewayError, request_id: Option<&HeaderValue>) -> Response<
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn body_json(resp: &Response<GatewayBody>) -> serde_json::Value {
+        match resp.body() {
+            GatewayBody::Full(Some(b)) => serde_json::from_slice(b).unwrap(),
+            _ => panic!("not a whole body"),
+        }
+    }
+
+    /// The governance refusals in every client dialect: the status each SDK turns into its own
+    /// exception (401 AuthenticationError, 403 PermissionDeniedError, 429 RateLimitError, 402
+    /// APIStatusError), the dialect's error type, the message intact, and `retry-after` when
+    /// waiting helps.
+    #[test]
+    fn governance_refusals_speak_every_dialect() {
+        let cases = [
+            (
+                GatewayError::Unauthenticated {
+                    message: "missing virtual key".into(),
+                },
+                401,
+                [
+                    "authentication_error",
+                    "authentication_error",
+                    "UNAUTHENTICATED",
+                ],
+                None,
+            ),
+            (
+                GatewayError::Forbidden {
+                    message: "model `gpt-4o` is not allowed for this key".into(),
+                    code: "model_not_allowed",
+                },
+                403,
+                ["permission_error", "permission_error", "PERMISSION_DENIED"],
+                None,
+            ),
+            (
+                GatewayError::RateLimited {
+                    message: "600 requests per minute".into(),
+                    retry_after: Duration::from_secs(12),
+                },
+                429,
+                ["rate_limit_error", "rate_limit_error", "RESOURCE_EXHAUSTED"],
+                Some("12"),
+            ),
+            (
+                GatewayError::BudgetExceeded {
+                    message: "budget of $10.00 per day used up".into(),
+                    retry_after: Some(Duration::from_secs(3600)),
+                },
+                402,
+                ["budget_exceeded", "billing_error", "FAILED_PRECONDITION"],
+                Some("3600"),
+            ),
+        ];
+        for (err, status, types, retry_after) in cases {
+            for (dialect, expected_type) in [Dialect::OpenAi, Dialect::Anthropic, Dialect::Gemini]
+                .into_iter()
+                .zip(types)
+            {
+                let resp = for_dialect(dialect, &err, None);
+                assert_eq!(resp.status().as_u16(), status, "{err:?} {dialect:?}");
+                let v = body_json(&resp);
+                let (kind, message) = match dialect {
+                    Dialect::Gemini => (&v["error"]["status"], &v["error"]["message"]),
+                    _ => (&v["error"]["type"], &v["error"]["message"]),
+                };
+                assert_eq!(kind, expected_type, "{dialect:?}: {v}");
+                assert_eq!(message.as_str(), Some(err.to_string().as_str()), "{v}");
+                assert_eq!(
+                    resp.headers()
+                        .get(header::RETRY_AFTER)
+                        .map(|h| h.to_str().unwrap()),
+                    retry_after,
+                    "{err:?} {dialect:?}"
+                );
+            }
+        }
+        // A total budget never resets: no retry-after.
+        let resp = for_dialect(
+            Dialect::OpenAi,
+            &GatewayError::BudgetExceeded {
+                message: "total budget used up".into(),
+                retry_after: None,
+            },
+            None,
+        );
+        assert!(resp.headers().get(header::RETRY_AFTER).is_none());
+    }
+}
