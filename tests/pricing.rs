@@ -171,3 +171,49 @@ async fn the_builtin_mock_provider_is_priced_through_its_id() {
     assert!(expected > 0.0);
     assert!((got - expected).abs() < 1e-12, "{got} != {expected}");
 }
+
+/// Translated answers are costed from the usage the provider reported; an answer without usage
+/// has no cost at all (the decoder's zero usage is not priced as 0).
+#[tokio::test]
+async fn a_translated_answer_is_costed_and_one_without_usage_is_not() {
+    let (up, gw) =
+        start("  \"up/upstream-model-x\": { input_per_mtok: 2.5, output_per_mtok: 10 }\n").await;
+    let anthropic = |id: &'static str| {
+        let url = gw.url("/v1/messages");
+        async move {
+            post_with(
+                &url,
+                serde_json::json!({
+                    "model": "gpt-4o-mini",
+                    "max_tokens": 100,
+                    "messages": [{"role": "user", "content": "hi"}]
+                })
+                .to_string(),
+                &[("anthropic-version", "2023-06-01"), ("x-request-id", id)],
+            )
+            .await
+        }
+    };
+    up.push(Behavior::json_fixture(200, "openai-chat-nonstream.json"));
+    let reply = anthropic("translated-1").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json()["usage"]["output_tokens"],
+        363,
+        "{}",
+        reply.text()
+    );
+    let got = cost_header(&reply).expect("x-ferrogate-cost-usd");
+    let expected = (16.0 * 2.5 + 363.0 * 10.0) / 1e6;
+    assert!((got - expected).abs() < 1e-12, "{got} != {expected}");
+
+    let mut answer: serde_json::Value =
+        serde_json::from_slice(&fixture("openai-chat-nonstream.json")).unwrap();
+    answer.as_object_mut().unwrap().remove("usage");
+    up.push(Behavior::json(200, answer.to_string()));
+    let reply = anthropic("translated-2").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-ferrogate-cost-usd"), None);
+    let line = log_line(&gw, "translated-2").await;
+    assert!(line["cost_usd"].is_null(), "{line}");
+}
