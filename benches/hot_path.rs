@@ -139,6 +139,7 @@ fn route_pick(c: &mut Criterion) {
         providers: vec![provider],
         models,
         pricing: Vec::new(),
+        governance: None,
     };
     // A config that stops compiling must fail the bench, not silently drop this group.
     let snapshot = match compile(&config, &PoolCache::default(), &HealthRegistry::default()) {

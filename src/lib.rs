@@ -1,5 +1,6 @@
 //! ferrogate: a single-binary LLM gateway. See ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod config;
 pub mod dialect;
 pub mod error;

@@ -45,12 +45,35 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Manage virtual keys of a running gateway through its admin API (master key from
+    /// FERROGATE_MASTER_KEY).
+    #[command(subcommand)]
+    Keys(ferrogate::admin::client::KeysCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Keys(cmd) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("ferrogate: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(ferrogate::admin::client::run(cmd)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ferrogate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve {
             config,
             listen,
@@ -144,7 +167,19 @@ fn serve(
             .build()?
     };
     runtime.block_on(async move {
-        let state = AppState::new(&config, path.clone()).context("compiling the configuration")?;
+        let governor = match &config.governance {
+            Some(g) => Some(
+                ferrogate::governance::Governor::start(g)
+                    .await
+                    .context("opening the governance store")?,
+            ),
+            None => None,
+        };
+        if let Some(g) = &governor {
+            g.spawn_tasks();
+        }
+        let state = AppState::new(&config, path.clone(), governor.clone())
+            .context("compiling the configuration")?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
@@ -168,6 +203,10 @@ fn serve(
             Drained::DeadlinePassed => {
                 tracing::warn!("drain deadline passed with requests still running")
             }
+        }
+        // Every settled request's spend reaches the store before the process ends.
+        if let Some(g) = governor {
+            g.shutdown().await;
         }
         Ok(())
     })

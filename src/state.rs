@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
+use crate::governance::Governor;
 use crate::routing::health::HealthRegistry;
 use crate::routing::{compile, CompileError, Snapshot};
 use crate::telemetry::metrics::GlobalMetrics;
@@ -26,10 +27,17 @@ pub struct AppState {
     pub health: HealthRegistry,
     /// The file to reload from; `None` in zero-config mode.
     pub config_path: Option<PathBuf>,
+    /// Virtual keys, limits and budgets; `None` when the config has no `governance:`.
+    pub governor: Option<Arc<Governor>>,
 }
 
 impl AppState {
-    pub fn new(config: &Config, config_path: Option<PathBuf>) -> Result<Arc<Self>, CompileError> {
+    /// `governor` is started by the caller (it opens a store) when `config.governance` is set.
+    pub fn new(
+        config: &Config,
+        config_path: Option<PathBuf>,
+        governor: Option<Arc<Governor>>,
+    ) -> Result<Arc<Self>, CompileError> {
         let prometheus = crate::telemetry::metrics::install();
         crate::telemetry::clock::init();
         let metrics = GlobalMetrics::new();
@@ -49,14 +57,36 @@ impl AppState {
             pools,
             health,
             config_path,
+            governor,
         }))
     }
 
     /// Compiles `config` and swaps it in; in-flight requests finish on the snapshot they hold.
     pub fn apply(&self, config: &Config) -> Result<(), CompileError> {
+        // Turning governance on or off, or moving its store, needs a restart: a reload that
+        // silently left requests ungoverned would be worse than one refused.
+        let restart = match (&self.governor, &config.governance) {
+            (None, None) => None,
+            (Some(_), None) => Some("removing `governance`"),
+            (None, Some(_)) => Some("adding `governance`"),
+            (Some(g), Some(c)) if g.store_url() != &c.store => Some("changing `governance.store`"),
+            (Some(_), Some(_)) => None,
+        };
+        if let Some(what) = restart {
+            return Err(CompileError::Restart { what });
+        }
         let snapshot = compile(config, &self.pools, &self.health)?;
         self.snapshot.store(Arc::new(snapshot));
         self.log.set_enabled(config.server.request_log);
+        if let (Some(g), Some(c)) = (&self.governor, &config.governance) {
+            let (g, c) = (Arc::clone(g), c.clone());
+            // Declared keys and the master key: rebuilt off the reload path (it reads the store).
+            tokio::spawn(async move {
+                if let Err(e) = g.apply(&c).await {
+                    tracing::error!(error = %e, "governance: applying the reloaded keys failed");
+                }
+            });
+        }
         Ok(())
     }
 }

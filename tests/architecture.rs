@@ -139,7 +139,10 @@ fn the_request_path_layers_point_down() {
         ("usage", &["sse"][..]),
         ("glob", &[][..]),
         ("pricing", &["usage", "glob"][..]),
-        ("governance", &[][..]),
+        (
+            "governance",
+            &["config", "error", "glob", "pricing", "usage"][..],
+        ),
         ("translate", &["sse", "usage"][..]),
         ("stream", &["sse", "usage", "translate"][..]),
     ] {

@@ -17,6 +17,7 @@ macro_rules! default_listen {
 }
 
 pub mod env;
+pub mod governance;
 pub mod presets;
 mod suggest;
 pub mod types;
@@ -180,6 +181,7 @@ pub fn zero_config(env: &dyn Fn(&str) -> Option<String>) -> (Config, Vec<String>
         providers,
         models: Vec::new(),
         pricing: Vec::new(),
+        governance: None,
     };
     (config, found)
 }

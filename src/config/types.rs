@@ -28,6 +28,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     /// `pricing:` entries over the built-in price table, in file order.
     pub pricing: Vec<PriceOverride>,
+    /// Virtual keys, budgets and limits; `None` (the default) governs nothing.
+    pub governance: Option<super::governance::GovernanceConfig>,
 }
 
 /// One `pricing:` entry: `vendor/model` or `provider-id/model` (the model part may be a glob).

@@ -70,6 +70,7 @@ pub(crate) struct FileConfig {
     providers: IndexMap<String, ProviderFile>,
     models: Vec<ModelConfig>,
     pricing: IndexMap<String, PriceEntry>,
+    governance: Option<super::governance::GovernanceFile>,
 }
 
 /// A provider as written; the validation pass turns it into a [`ProviderConfig`].
@@ -176,6 +177,7 @@ pub(crate) fn validate(
     let providers = c.providers(&file.providers);
     let models = c.models(&file.models, &file.providers, &providers);
     let pricing = c.pricing(&file.pricing);
+    let governance = file.governance.and_then(|g| c.governance(g));
     let mut problems = c.problems;
     if !problems.is_empty() {
         // File order; problems at one place keep the order they were found in.
@@ -188,6 +190,7 @@ pub(crate) fn validate(
         providers,
         models,
         pricing,
+        governance,
     })
 }
 
@@ -246,6 +249,103 @@ impl Known<'_> {
     fn unknown_provider(&self, provider: &str, within: &str) -> String {
         let what = format!("unknown provider {provider:?}{within}");
         unknown(what, provider, &self.ids().collect::<Vec<_>>(), "known")
+    }
+}
+
+impl Check<'_> {
+    /// The `governance:` section: a master key, a store, keys with unique names and
+    /// values shaped like virtual keys.
+    fn governance(
+        &mut self,
+        g: super::governance::GovernanceFile,
+    ) -> Option<super::governance::GovernanceConfig> {
+        use super::governance::*;
+        let master_key = match g.master_key {
+            Some(Secret(k)) if !k.trim().is_empty() => k,
+            _ => {
+                if !self.failed("governance.master_key") {
+                    self.problem(
+                        "governance.master_key",
+                        "is required when governance is on (it guards /admin/v1); e.g. \"${FERROGATE_MASTER_KEY}\"",
+                    );
+                }
+                String::new()
+            }
+        };
+        let store = match StoreUrl::parse(
+            g.store.as_deref().unwrap_or("sqlite:ferrogate.db"),
+            self.base_dir,
+        ) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.problem("governance.store", e);
+                None
+            }
+        };
+        if g.redis.is_some() {
+            self.problem(
+                "governance.redis",
+                "shared Redis counters are not available in this version yet; leave `redis` out (one instance enforces budgets and limits exactly)",
+            );
+        }
+        let flush = g.flush_interval_ms.unwrap_or(DEFAULT_FLUSH_INTERVAL_MS);
+        if flush > MAX_FLUSH_INTERVAL_MS {
+            self.problem(
+                "governance.flush_interval_ms",
+                format!(
+                    "must be at most {MAX_FLUSH_INTERVAL_MS} (a crash loses up to this much spend)"
+                ),
+            );
+        }
+        let mut keys = Vec::new();
+        let mut names = HashSet::new();
+        for (i, k) in g.keys.into_iter().enumerate() {
+            let path = format!("governance.keys[{i}]");
+            if self.failed(&path) {
+                continue;
+            }
+            if k.name.trim().is_empty() {
+                self.problem(&format!("{path}.name"), "is required");
+            } else if !names.insert(k.name.clone()) {
+                self.problem(
+                    &format!("{path}.name"),
+                    format!("{:?} is declared twice", k.name),
+                );
+            }
+            let value = k.value.0;
+            if !is_virtual_key_shape(&value) && !self.failed(&format!("{path}.value")) {
+                self.problem(
+                    &format!("{path}.value"),
+                    "must be a virtual key: `fg-` and 20 to 128 letters, digits, `-` or `_` (`ferrogate keys create` makes one)",
+                );
+            }
+            let policy = AccessPolicy {
+                models: k.models,
+                providers: k.providers,
+                budget: k.budget,
+                limits: k.limits,
+                expires_at: k.expires_at,
+            };
+            for (field, message) in policy.problems() {
+                self.problem(&format!("{path}.{field}"), message);
+            }
+            keys.push(DeclaredKey {
+                name: k.name,
+                value,
+                policy,
+            });
+        }
+        Some(GovernanceConfig {
+            master_key,
+            store: store?,
+            redis: g.redis,
+            flush_interval: std::time::Duration::from_millis(flush),
+            sync_interval: std::time::Duration::from_millis(
+                g.sync_interval_ms.unwrap_or(DEFAULT_SYNC_INTERVAL_MS),
+            ),
+            default_output_tokens: g.default_output_tokens.unwrap_or(DEFAULT_OUTPUT_ALLOWANCE),
+            keys,
+        })
     }
 }
 

@@ -32,6 +32,25 @@ pub fn units(usd: f64) -> u64 {
     }
 }
 
+/// USD → budget units, rounded to the nearest (a real cost, charged exactly as the spend
+/// rows record it).
+pub fn units_nearest(usd: f64) -> u64 {
+    if usd.is_nan() || usd <= 0.0 {
+        return 0;
+    }
+    let u = (usd * UNITS_PER_USD).round();
+    if u >= MAX_UNITS as f64 {
+        MAX_UNITS
+    } else {
+        u as u64
+    }
+}
+
+/// The first second of a calendar month (UTC).
+pub fn month_start(year: i64, month: u32) -> i64 {
+    days_from_civil(year, month, 1) * 86_400
+}
+
 /// How long a budget's window lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Period {
@@ -82,6 +101,11 @@ pub struct Window {
 }
 
 impl Window {
+    /// The length of a window; `None` for calendar months and total budgets.
+    pub fn period_seconds(&self) -> Option<i64> {
+        self.period.seconds()
+    }
+
     /// The index of the window `now` (Unix seconds) falls in, and when that window ends
     /// (`None` for a total budget).
     pub fn at(&self, now: i64) -> (i64, Option<i64>) {
@@ -191,6 +215,15 @@ impl Ledger {
 
     pub fn limit(&self) -> u64 {
         self.limit
+    }
+
+    /// Starts the window `now` falls in with `units` already spent (restored from the store,
+    /// or carried over from counters made for an older setting). Only before the ledger is
+    /// shared: it overwrites.
+    pub fn preload(&self, now: i64, units: u64) {
+        let (index, _) = self.window.at(now);
+        self.state
+            .store(pack(tag_of(index), units), Ordering::Release);
     }
 
     /// Holds `units` if they fit in what the current window has left.

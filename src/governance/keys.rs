@@ -77,10 +77,19 @@ pub fn generate() -> Result<(String, KeyDigest), RandomError> {
 }
 
 /// Whether `s` has the shape of a virtual key (prefix, length, alphabet).
+/// Generated keys have this shape; keys declared in the config file may be any
+/// `fg-` value of 20 to 128 `[A-Za-z0-9_-]` (the config check enforces it).
 pub fn looks_like_key(s: &str) -> bool {
-    s.strip_prefix(PREFIX).is_some_and(|body| {
-        body.len() == BODY_LEN && body.bytes().all(|b| b.is_ascii_alphanumeric())
-    })
+    crate::config::governance::is_virtual_key_shape(s)
+}
+
+/// `query` without the `key=` pairs that carry a virtual key.
+pub fn without_key_param(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.strip_prefix("key=").is_some_and(looks_like_key))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Where a request carried its virtual key, so the gateway can remove it before anything goes

@@ -137,6 +137,19 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// Gives back everything an admission took: the request is refused by another level and
+    /// counts for nothing.
+    pub fn cancel(&self, now: i64, mut admission: Admission) {
+        if let (Some(rpm), Some(r)) = (&self.rpm, admission.request.take()) {
+            rpm.settle(now, r, 0);
+        }
+        if let (Some(tpm), Some(r)) = (&self.tpm, admission.tokens.take()) {
+            tpm.settle(now, r, 0);
+        }
+    }
+}
+
 /// What an admitted request holds: its requests-per-minute and tokens-per-minute reservations
 /// and its concurrency slot (released on drop, so a request that panics or is cancelled
 /// gives it back).

@@ -8,6 +8,7 @@ mod count_tokens;
 pub mod error_response;
 mod exchange;
 mod forward;
+mod govern;
 mod mock_answer;
 pub mod outbound;
 mod read_body;
@@ -27,6 +28,7 @@ use hyper::body::Incoming;
 use crate::config::ProviderKind;
 use crate::dialect::openai::{self as wire, RequestFields};
 use crate::error::GatewayError;
+use crate::governance::{self, gate::RateHeaders};
 use crate::providers::openai;
 use crate::providers::Endpoint;
 use crate::routing::snapshot::{ProviderRt, Resolved, Snapshot};
@@ -55,7 +57,17 @@ pub async fn handle(
 ) -> Response<GatewayBody> {
     let request_id = request_id(req.headers());
     let in_flight = InFlight::enter(state);
-    match route_and_forward(in_flight, req, &inbound, started, &request_id).await {
+    let mut rate = RateHeaders::default();
+    let mut resp = match route_and_forward(
+        in_flight,
+        req,
+        &inbound,
+        started,
+        &request_id,
+        &mut rate,
+    )
+    .await
+    {
         Ok(resp) => resp,
         Err(failure) => {
             let status = failure.error.status();
@@ -79,7 +91,11 @@ pub async fn handle(
             }
             resp
         }
+    };
+    if !rate.is_empty() {
+        rate.write(resp.headers_mut());
     }
+    resp
 }
 
 pub(crate) struct Failure {
@@ -193,12 +209,16 @@ fn choose(
     snapshot: &Snapshot,
     model: &str,
     resolved: Option<Resolved<'_>>,
+    principal: Option<&governance::table::Principal>,
 ) -> Result<Chosen, GatewayError> {
     match resolved {
         Some(Resolved::Route(route)) => {
-            let t = route
-                .pick()
-                .ok_or_else(|| GatewayError::Internal("route without targets".into()))?;
+            let t = match principal {
+                None => route.pick(),
+                // Only among the targets the key may use (`govern::admit` checked one exists).
+                Some(p) => route.pick_where(|t| govern::admits(p, model, t)),
+            }
+            .ok_or_else(|| GatewayError::Internal("route without targets".into()))?;
             Ok(Chosen {
                 provider: Arc::clone(&t.provider),
                 upstream_model: t.model.clone(),
@@ -250,10 +270,16 @@ async fn route_and_forward(
     inbound: &Inbound,
     started: Instant,
     request_id: &HeaderValue,
+    rate: &mut RateHeaders,
 ) -> Result<Response<GatewayBody>, Failure> {
     let state = Arc::clone(in_flight.state());
     let snapshot = state.snapshot.load_full();
-    let (parts, incoming) = req.into_parts();
+    let (mut parts, incoming) = req.into_parts();
+    // The key first: an unknown client gets nothing read or routed.
+    let principal = match &state.governor {
+        Some(g) => Some(govern::identify(g, &mut parts)?),
+        None => None,
+    };
     let body = read_body::read_body(incoming, &parts.headers, &snapshot).await?;
     let mut request = ClientRequest {
         headers: parts.headers,
@@ -278,12 +304,27 @@ async fn route_and_forward(
     }
     // Resolved once: the resilience check and the single-attempt pick share it.
     let resolved = snapshot.resolve(model);
+    let ticket = match (&state.governor, &principal, &resolved) {
+        (Some(g), Some(p), Some(r)) => Some(govern::admit(
+            g,
+            p,
+            model,
+            r,
+            &snapshot,
+            &request.body,
+            rate,
+        )?),
+        _ => None,
+    };
     if let Some(Resolved::Route(route)) = &resolved {
         let overridden = resilient::has_overrides(&request.headers);
         if route.resilient || overridden {
             let route = Arc::clone(route);
+            let mut plan = resilient::Plan::new(route, &request.headers, overridden);
+            plan.principal = principal;
+            plan.ticket = ticket;
             return resilient::run(
-                resilient::Plan::new(route, &request.headers, overridden),
+                plan,
                 &snapshot,
                 in_flight,
                 &request,
@@ -297,10 +338,10 @@ async fn route_and_forward(
             .await;
         }
     }
-    let chosen = choose(&snapshot, model, resolved)?;
+    let chosen = choose(&snapshot, model, resolved, principal.as_deref())?;
     drop(snapshot);
 
-    let settle = Settle::new(
+    let mut settle = Settle::new(
         in_flight,
         Arc::clone(&chosen.metrics),
         request_id.clone(),
@@ -308,6 +349,7 @@ async fn route_and_forward(
         stream,
         started,
     );
+    settle.ticket = ticket;
     let call = Call::new(&chosen, inbound, model, stream, AttemptCtx::default());
     let headers = std::mem::take(&mut request.headers);
     attempt(&call, headers, &request, fields.as_ref(), settle).await

@@ -106,6 +106,10 @@ impl Overrides {
 pub struct Plan {
     route: Arc<Route>,
     overrides: Overrides,
+    /// A governed key: targets it may not use are skipped (never called), fallbacks included.
+    pub principal: Option<Arc<crate::governance::table::Principal>>,
+    /// Its limits and budget reservations, charged by the settle.
+    pub ticket: Option<Arc<crate::governance::gate::Ticket>>,
 }
 
 impl Plan {
@@ -117,7 +121,12 @@ impl Plan {
         } else {
             Overrides::default()
         };
-        Plan { route, overrides }
+        Plan {
+            route,
+            overrides,
+            principal: None,
+            ticket: None,
+        }
     }
 }
 
@@ -233,14 +242,16 @@ pub(super) async fn run(
     request_id: &HeaderValue,
 ) -> Result<Response<GatewayBody>, Failure> {
     let first_route = Arc::clone(&plan.route);
-    let mut settle = Some(Settle::new(
+    let mut first_settle = Settle::new(
         in_flight,
         Arc::clone(&first_route.targets[0].metrics),
         request_id.clone(),
         endpoint_label(inbound),
         stream,
         started,
-    ));
+    );
+    first_settle.ticket = plan.ticket.clone();
+    let mut settle = Some(first_settle);
     let deadline_len = plan.overrides.total.or(first_route.deadline);
     let deadline = deadline_len.map(|d| started + d);
 
@@ -280,6 +291,15 @@ pub(super) async fn run(
         let mut tried = [false; MAX_TARGETS];
         // Targets whose breaker refused this request (kept out of a second round).
         let mut blocked = [false; MAX_TARGETS];
+        if let Some(p) = &plan.principal {
+            // Targets the key may not use are out from the start, as if refused.
+            for (i, t) in route.targets.iter().take(MAX_TARGETS).enumerate() {
+                if !super::govern::admits(p, &name, t) {
+                    blocked[i] = true;
+                    tried[i] = true;
+                }
+            }
+        }
         let mut retries_here: u32 = 0;
         let budget = route.retry.attempts.max(1);
         let mut next = Next::Retry;
@@ -718,6 +738,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
     settle.race = Some((Arc::clone(&token), 1));
     let request_id = settle.request_id.clone();
     let endpoint = settle.endpoint;
+    let ticket = settle.ticket.clone();
     let mut busy = tried;
     busy[primary_idx] = true;
 
@@ -827,6 +848,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
                     started,
                 );
                 twin_settle.race = Some((Arc::clone(&token), id));
+                twin_settle.ticket = ticket.clone();
                 twin_settle.hold = Some(TargetHold::new(
                     Arc::clone(&target.state),
                     permit,

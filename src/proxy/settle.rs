@@ -54,6 +54,9 @@ pub struct Settle {
     pub race: Option<(Arc<std::sync::atomic::AtomicU8>, u8)>,
     /// The serving model's price (set by the attempt); `None`: no known price.
     pub price: Option<Price>,
+    /// A governed request's hold on its key's limits and budgets: charged here with the real
+    /// usage, released when the last settle of the request is gone.
+    pub ticket: Option<Arc<crate::governance::gate::Ticket>>,
 }
 
 impl Settle {
@@ -77,6 +80,7 @@ impl Settle {
             hold: None,
             race: None,
             price: None,
+            ticket: None,
         }
     }
 
@@ -113,6 +117,9 @@ impl Settle {
         self.metrics.duration.record(duration.as_secs_f64());
         let mut cost_usd = None;
         if let Some(u) = usage.as_ref().filter(|u| !u.counts_nothing()) {
+            if let Some(t) = &self.ticket {
+                t.charge(&self.metrics.model, &self.metrics.target, u, self.price);
+            }
             self.metrics.record_usage(u);
             match self.price {
                 Some(price) => {

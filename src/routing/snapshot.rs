@@ -39,6 +39,8 @@ pub enum CompileError {
     UnknownProvider { index: usize, provider: String },
     #[error("pricing.{key}: {detail}")]
     Pricing { key: String, detail: String },
+    #[error("{what} needs a restart; the running configuration is kept")]
+    Restart { what: &'static str },
 }
 
 const OPENAI_ENDPOINTS: [Endpoint; 4] = [
@@ -284,6 +286,27 @@ impl Route {
 
     pub fn pick(&self) -> Option<&TargetRt> {
         pick::weighted(&self.targets, self.total_weight, |t| t.weight).map(|i| &self.targets[i])
+    }
+
+    /// A weighted pick among the targets `admit` accepts (a governed key's allowlists).
+    pub fn pick_where(&self, admit: impl Fn(&TargetRt) -> bool) -> Option<&TargetRt> {
+        let total: u32 = self
+            .targets
+            .iter()
+            .filter(|t| admit(t))
+            .map(|t| t.weight)
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut r = fastrand::u32(..total);
+        for t in self.targets.iter().filter(|t| admit(t)) {
+            if r < t.weight {
+                return Some(t);
+            }
+            r -= t.weight;
+        }
+        None
     }
 }
 
@@ -871,6 +894,7 @@ mod tests {
                 model("gpt-4o-m*", "up", Some("long-glob")),
             ],
             pricing: Vec::new(),
+            governance: None,
         };
         compile(&config, &PoolCache::default(), &HealthRegistry::default()).unwrap()
     }

@@ -6,6 +6,9 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use http_body_util::BodyExt;
+
+use crate::admin;
 use crate::error::GatewayError;
 use crate::providers::Endpoint;
 use crate::proxy::error_response;
@@ -90,6 +93,9 @@ pub async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<
         }
         return proxy::handle(&state, req, inbound, started).await;
     }
+    if path.starts_with("/admin/") {
+        return admin(&state, req).await;
+    }
     let anthropic_shape =
         path.starts_with("/anthropic/") || req.headers().contains_key("anthropic-version");
     let short = path
@@ -121,7 +127,6 @@ pub async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<
             }
         }
         (&Method::GET, "/metrics", _) => metrics(&state),
-        (&Method::GET, "/admin/health", _) => admin_health(&state),
         _ => {
             let dialect = if anthropic_shape {
                 Dialect::Anthropic
@@ -139,6 +144,66 @@ pub async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<
                 None,
             )
         }
+    }
+}
+
+/// `/admin/health` and, with governance on, the admin API; both behind the master key when
+/// governance is on.
+async fn admin(state: &Arc<AppState>, req: Request<Incoming>) -> Response<GatewayBody> {
+    let to_response = |r: admin::Reply| json_response(r.status, r.body);
+    let path = req.uri().path();
+    match (&state.governor, path) {
+        (None, "/admin/health") if req.method() == Method::GET => admin_health(state),
+        (Some(g), "/admin/health") if req.method() == Method::GET => {
+            match admin::authorize(g, req.headers()) {
+                Ok(_) => admin_health(state),
+                Err(r) => to_response(r),
+            }
+        }
+        (Some(g), p) if p.starts_with("/admin/v1/") => {
+            let (parts, body) = req.into_parts();
+            // Authorized before the body is read.
+            if let Err(r) = admin::authorize(g, &parts.headers) {
+                return to_response(r);
+            }
+            let body = match http_body_util::Limited::new(body, admin::MAX_BODY)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return error_response::for_dialect(
+                        Dialect::OpenAi,
+                        &GatewayError::bad_request(
+                            format!(
+                                "the admin request body is over {} bytes or broken",
+                                admin::MAX_BODY
+                            ),
+                            None,
+                        ),
+                        None,
+                    )
+                }
+            };
+            let r = admin::handle(
+                g,
+                &parts.method,
+                parts.uri.path(),
+                parts.uri.query(),
+                &parts.headers,
+                &body,
+            )
+            .await;
+            to_response(r)
+        }
+        _ => error_response::for_dialect(
+            Dialect::OpenAi,
+            &GatewayError::NoEndpoint {
+                method: req.method().to_string(),
+                path: path.to_string(),
+            },
+            None,
+        ),
     }
 }
 

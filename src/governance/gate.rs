@@ -1,0 +1,588 @@
+//! The request path's part of governance: find the key, check every level's rules, take its
+//! rate limits and reserve its budgets — all in memory (a digest, a hash lookup, a few atomic
+//! compare-and-swaps) — and, when the request ends, charge what it really cost and queue the
+//! spend for the store.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Uri};
+
+use super::budget::{self, Reservation};
+use super::entity::Level;
+use super::keys::{self, KeyDigest, KeySource};
+use super::rate::{Admission, LimitKind, Remaining};
+use super::spend::{SpendQueue, SpendRow};
+use super::table::{Counters, Node, Principal, Table};
+use crate::config::governance::format_time;
+use crate::error::GatewayError;
+use crate::pricing::Price;
+use crate::usage::Usage;
+
+/// Unix seconds now.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Finds the request's virtual key and removes it from the request (it never travels
+/// upstream); refuses a missing, unknown, revoked or expired key.
+pub fn identify(
+    table: &Table,
+    headers: &mut HeaderMap,
+    uri: &mut Uri,
+    now: i64,
+) -> Result<Arc<Principal>, GatewayError> {
+    let Some((value, source)) = keys::presented(headers, uri.query()) else {
+        let message = if keys::any_credential(headers, uri.query()) {
+            "Invalid API key: this gateway takes ferrogate virtual keys (`fg-…`); with \
+             `auth: passthrough` send yours in `x-ferrogate-key`."
+        } else {
+            "Missing API key: send a ferrogate virtual key as `Authorization: Bearer fg-…` \
+             (or in the header your SDK uses for its key, or `x-ferrogate-key`)."
+        };
+        return Err(unauthenticated(message));
+    };
+    remove_key(headers, uri, source);
+    let digest = KeyDigest::of(&value);
+    drop(value);
+    let principal = table
+        .find(&digest)
+        .ok_or_else(|| unauthenticated("Invalid API key."))?;
+    if let Some(level) = principal.missing_parent {
+        return Err(unauthenticated(&format!(
+            "This key's {} no longer exists.",
+            level.as_str()
+        )));
+    }
+    for node in principal.levels() {
+        let whose = match node.level {
+            Level::Key => "This key".to_string(),
+            l => format!("This key's {}", l.as_str()),
+        };
+        if node.revoked {
+            return Err(unauthenticated(&format!("{whose} has been revoked.")));
+        }
+        if node.expires_at.is_some_and(|t| t <= now) {
+            return Err(unauthenticated(&format!("{whose} has expired.")));
+        }
+    }
+    Ok(Arc::clone(principal))
+}
+
+fn unauthenticated(message: &str) -> GatewayError {
+    GatewayError::Unauthenticated {
+        message: message.to_string(),
+    }
+}
+
+/// Takes the virtual key out of where it came.
+fn remove_key(headers: &mut HeaderMap, uri: &mut Uri, source: KeySource) {
+    let name = match source {
+        KeySource::XFerrogateKey => "x-ferrogate-key",
+        KeySource::Bearer => "authorization",
+        KeySource::XApiKey => "x-api-key",
+        KeySource::XGoogApiKey => "x-goog-api-key",
+        KeySource::ApiKey => "api-key",
+        KeySource::QueryKey => {
+            if let Some(q) = uri.query() {
+                let kept = keys::without_key_param(q);
+                let path = uri.path();
+                let pq = if kept.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}?{kept}")
+                };
+                let mut parts = uri.clone().into_parts();
+                if let Ok(pq) = pq.parse() {
+                    parts.path_and_query = Some(pq);
+                    if let Ok(u) = Uri::from_parts(parts) {
+                        *uri = u;
+                    }
+                }
+            }
+            return;
+        }
+    };
+    headers.remove(name);
+}
+
+/// Whether every level admits a target: `Err` says which rule refuses it.
+pub fn check_target(
+    p: &Principal,
+    model: &str,
+    provider: &str,
+    served: &str,
+) -> Result<(), GatewayError> {
+    for node in p.levels() {
+        let whose = whose(node);
+        if !node.admits_model(model, provider, served) {
+            return Err(GatewayError::Forbidden {
+                message: format!("Model `{model}` is not allowed for {whose}."),
+                code: "model_not_allowed",
+            });
+        }
+        if !node.admits_provider(provider) {
+            return Err(GatewayError::Forbidden {
+                message: format!(
+                    "Provider `{provider}` (serving `{model}`) is not allowed for {whose}."
+                ),
+                code: "provider_not_allowed",
+            });
+        }
+    }
+    Ok(())
+}
+
+fn whose(node: &Node) -> String {
+    match node.level {
+        Level::Key => "this key".to_string(),
+        l => format!("this key's {} `{}`", l.as_str(), node.name),
+    }
+}
+
+/// What a request is expected to use, for the reservations.
+#[derive(Debug, Clone, Copy)]
+pub struct Estimate {
+    /// Input tokens, estimated from the body.
+    pub input: u64,
+    /// The most it may generate (`max_tokens` and its kin, or the default allowance).
+    pub output: u64,
+}
+
+impl Estimate {
+    pub fn tokens(&self) -> u64 {
+        self.input.saturating_add(self.output)
+    }
+}
+
+/// The tightest requests and tokens limits over the levels, for `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub requests: Option<(u64, u64)>,
+    pub tokens: Option<(u64, u64)>,
+}
+
+impl RateHeaders {
+    fn tighten(&mut self, r: Remaining) {
+        fn min(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<(u64, u64)> {
+            match (a, b) {
+                (Some(x), Some(y)) => Some(if y.1 < x.1 { y } else { x }),
+                (x, None) => x,
+                (None, y) => y,
+            }
+        }
+        self.requests = min(self.requests, r.requests);
+        self.tokens = min(self.tokens, r.tokens);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_none() && self.tokens.is_none()
+    }
+
+    /// Writes `x-ratelimit-{limit,remaining}-{requests,tokens}`.
+    pub fn write(&self, headers: &mut HeaderMap) {
+        static NAMES: [[http::HeaderName; 2]; 2] = [
+            [
+                http::HeaderName::from_static("x-ratelimit-limit-requests"),
+                http::HeaderName::from_static("x-ratelimit-remaining-requests"),
+            ],
+            [
+                http::HeaderName::from_static("x-ratelimit-limit-tokens"),
+                http::HeaderName::from_static("x-ratelimit-remaining-tokens"),
+            ],
+        ];
+        for (names, value) in NAMES.iter().zip([self.requests, self.tokens]) {
+            if let Some((limit, remaining)) = value {
+                headers.insert(names[0].clone(), HeaderValue::from(limit));
+                headers.insert(names[1].clone(), HeaderValue::from(remaining));
+            }
+        }
+    }
+}
+
+/// What one level holds for a request until it ends.
+struct Hold {
+    counters: Arc<Counters>,
+    admission: Option<Admission>,
+    reservation: Option<Reservation>,
+}
+
+/// An admitted request's holds on its key, team and customer. Each attempt that used tokens is
+/// charged (`charge`); when the last reference goes, every reservation is replaced by what was
+/// charged and every limit is corrected to the real tokens.
+pub struct Ticket {
+    principal: Arc<Principal>,
+    holds: Vec<Hold>,
+    estimate: Estimate,
+    charged_units: AtomicU64,
+    charged_tokens: AtomicU64,
+    any_usage: AtomicBool,
+    spend: Arc<SpendQueue>,
+    /// Refused after some levels admitted it: those give back everything.
+    refused: bool,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("key", &self.principal.key.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes every level's limits and reserves every level's budget for a request expected to
+/// use `est`, at `price` (the dearest target it may be served by; `None`: unpriced).
+pub fn admit(
+    p: &Arc<Principal>,
+    est: Estimate,
+    price: Option<Price>,
+    model: &str,
+    spend: &Arc<SpendQueue>,
+    now: i64,
+) -> Result<(Ticket, RateHeaders), (GatewayError, RateHeaders)> {
+    let mut headers = RateHeaders::default();
+    let mut ticket = Ticket {
+        principal: Arc::clone(p),
+        holds: Vec::with_capacity(3),
+        estimate: est,
+        charged_units: AtomicU64::new(0),
+        charged_tokens: AtomicU64::new(0),
+        any_usage: AtomicBool::new(false),
+        spend: Arc::clone(spend),
+        refused: false,
+    };
+    let worst = match (price, p.has_budget()) {
+        (Some(price), _) => {
+            let usage = Usage {
+                input: est.input,
+                output: est.output,
+                ..Usage::default()
+            };
+            budget::units(price.cost(&usage))
+        }
+        (None, false) => 0,
+        (None, true) => {
+            return Err((
+                GatewayError::Forbidden {
+                    message: format!(
+                        "Model `{model}` has no known price, and this key has a budget: \
+                         give it a price under `pricing:` in the gateway's config."
+                    ),
+                    code: "model_not_priced",
+                },
+                headers,
+            ))
+        }
+    };
+    for node in p.levels() {
+        let c = &node.counters;
+        let admission = if c.has_limits() {
+            match c.limits.admit(now, est.tokens()) {
+                Ok((a, remaining)) => {
+                    headers.tighten(remaining);
+                    Some(a)
+                }
+                Err(limited) => {
+                    let (what, remaining) = match limited.kind {
+                        LimitKind::Requests => ("requests per minute", &mut headers.requests),
+                        LimitKind::Tokens => ("tokens per minute", &mut headers.tokens),
+                        LimitKind::Concurrency => ("concurrent requests", &mut headers.requests),
+                    };
+                    if limited.kind != LimitKind::Concurrency {
+                        *remaining = Some((limited.limit, 0));
+                    }
+                    ticket.refused = true;
+                    let message = format!(
+                        "Rate limit reached for {}: {} {what}. Try again in {} s.",
+                        whose(node),
+                        limited.limit,
+                        limited.retry_after
+                    );
+                    return Err((
+                        GatewayError::RateLimited {
+                            message,
+                            retry_after: Duration::from_secs(limited.retry_after),
+                        },
+                        headers,
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        let reservation = match &c.budget {
+            Some(ledger) => match ledger.reserve(now, worst) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    // Give back this level's limits; earlier levels are released when
+                    // `ticket` drops, as a request that used nothing.
+                    if let Some(a) = admission {
+                        c.limits.cancel(now, a);
+                    }
+                    ticket.refused = true;
+                    let resets = e
+                        .resets_at
+                        .map(|t| format!(" It resets at {}.", format_time(t)));
+                    let message = format!(
+                        "Budget exceeded for {}: the request may cost up to ${:.6}, more than \
+                         the budget has left.{}",
+                        whose(node),
+                        worst as f64 / budget::UNITS_PER_USD,
+                        resets.as_deref().unwrap_or(" It does not reset.")
+                    );
+                    return Err((
+                        GatewayError::BudgetExceeded {
+                            message,
+                            retry_after: e.resets_at.map(|t| {
+                                Duration::from_secs(u64::try_from(t - now).unwrap_or(0).max(1))
+                            }),
+                        },
+                        headers,
+                    ));
+                }
+            },
+            None => None,
+        };
+        ticket.holds.push(Hold {
+            counters: Arc::clone(c),
+            admission,
+            reservation,
+        });
+    }
+    Ok((ticket, headers))
+}
+
+impl Ticket {
+    /// Charges one attempt: `usage` at `price` (`None`: unpriced, charged nothing but counted),
+    /// and queues its spend row. `model` is the route's model name, `target` its
+    /// `provider/model` label.
+    pub fn charge(&self, model: &str, target: &str, usage: &Usage, price: Option<Price>) {
+        let units = price.map_or(0, |p| budget::units_nearest(p.cost(usage)));
+        self.charged_units.fetch_add(units, Ordering::AcqRel);
+        self.charged_tokens
+            .fetch_add(usage.input + usage.output, Ordering::AcqRel);
+        self.any_usage.store(true, Ordering::Release);
+        let provider = target.split('/').next().unwrap_or(target);
+        let p = &self.principal;
+        self.spend.push(SpendRow {
+            hour: now_unix().div_euclid(3600) * 3600,
+            key_id: Arc::clone(&p.key.id),
+            team_id: p.team.as_ref().map(|n| Arc::clone(&n.id)),
+            customer_id: p.customer.as_ref().map(|n| Arc::clone(&n.id)),
+            model: Arc::from(model),
+            provider: Arc::from(provider),
+            requests: 1,
+            input_tokens: usage.input,
+            output_tokens: usage.output,
+            cached_tokens: usage.cache_read,
+            units,
+            unpriced: u64::from(price.is_none()),
+        });
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let now = now_unix();
+        let units = *self.charged_units.get_mut();
+        // Limits count the real tokens; a request that reported none keeps its estimate.
+        let tokens = if *self.any_usage.get_mut() {
+            *self.charged_tokens.get_mut()
+        } else {
+            self.estimate.tokens()
+        };
+        let refused = self.refused;
+        for hold in &mut self.holds {
+            if let (Some(ledger), Some(r)) = (&hold.counters.budget, hold.reservation.take()) {
+                ledger.settle(now, r, if refused { 0 } else { units });
+            }
+            if let Some(a) = hold.admission.take() {
+                if refused {
+                    hold.counters.limits.cancel(now, a);
+                } else {
+                    hold.counters.limits.finish(now, a, tokens);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::governance::{AccessPolicy, BudgetConfig, BudgetPeriod, LimitConfig};
+    use crate::governance::entity::{Entity, Origin};
+
+    /// 2026-12-07 15:30:00 UTC.
+    const NOW: i64 = 1_796_657_400;
+    const KEY: &str = "fg-test0123456789abcdefghijklmnop";
+
+    fn entity(id: &str, level: Level, policy: AccessPolicy) -> Entity {
+        Entity {
+            id: id.into(),
+            level,
+            name: id.into(),
+            digest: (level == Level::Key).then(|| KeyDigest::of(KEY)),
+            hint: None,
+            team_id: None,
+            customer_id: None,
+            policy,
+            metadata: serde_json::Value::Null,
+            created_at: NOW - 100,
+            updated_at: NOW - 100,
+            revoked_at: None,
+            origin: Origin::Admin,
+        }
+    }
+
+    fn table(entities: Vec<Entity>) -> Table {
+        Table::build(entities, &dashmap::DashMap::new(), &Default::default(), NOW)
+    }
+
+    fn price() -> Price {
+        Price {
+            input: 1000.0,
+            output: 2000.0,
+            cache_read: None,
+            cache_write: None,
+            reasoning: None,
+        }
+    }
+
+    fn headers(name: &str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn the_key_is_found_and_taken_out_of_the_request() {
+        let t = table(vec![entity("k", Level::Key, AccessPolicy::default())]);
+        let mut h = headers("authorization", &format!("Bearer {KEY}"));
+        let mut uri: Uri = "/v1/chat/completions".parse().unwrap();
+        let p = identify(&t, &mut h, &mut uri, NOW).unwrap();
+        assert_eq!(&*p.key.id, "k");
+        assert!(h.get("authorization").is_none());
+        let mut uri: Uri = format!("/v1beta/models/m:generateContent?alt=sse&key={KEY}")
+            .parse()
+            .unwrap();
+        identify(&t, &mut HeaderMap::new(), &mut uri, NOW).unwrap();
+        assert_eq!(uri.query(), Some("alt=sse"));
+        let mut none = HeaderMap::new();
+        let e = identify(&t, &mut none, &mut uri, NOW).unwrap_err();
+        assert!(e.to_string().contains("Missing"), "{e}");
+    }
+
+    #[test]
+    fn revoked_and_expired_levels_refuse_the_key() {
+        let mut team = entity("t", Level::Team, AccessPolicy::default());
+        team.revoked_at = Some(NOW - 1);
+        let mut key = entity("k", Level::Key, AccessPolicy::default());
+        key.team_id = Some("t".into());
+        let t = table(vec![key.clone(), team]);
+        let mut uri: Uri = "/".parse().unwrap();
+        let e = identify(&t, &mut headers("x-api-key", KEY), &mut uri, NOW).unwrap_err();
+        assert!(e.to_string().contains("team has been revoked"), "{e}");
+        key.team_id = None;
+        key.policy.expires_at = Some(NOW);
+        let t = table(vec![key]);
+        let e = identify(&t, &mut headers("x-api-key", KEY), &mut uri, NOW).unwrap_err();
+        assert!(e.to_string().contains("expired"), "{e}");
+    }
+
+    #[test]
+    fn a_refusal_at_the_team_gives_back_what_the_key_took() {
+        let limits = LimitConfig {
+            rpm: Some(5),
+            ..LimitConfig::default()
+        };
+        let mut key = entity(
+            "k",
+            Level::Key,
+            AccessPolicy {
+                limits,
+                ..AccessPolicy::default()
+            },
+        );
+        key.team_id = Some("t".into());
+        let team = entity(
+            "t",
+            Level::Team,
+            AccessPolicy {
+                budget: Some(BudgetConfig {
+                    usd: 0.0,
+                    period: BudgetPeriod::Day,
+                    calendar_aligned: true,
+                }),
+                ..AccessPolicy::default()
+            },
+        );
+        let t = table(vec![key, team]);
+        let mut uri: Uri = "/".parse().unwrap();
+        let p = identify(&t, &mut headers("x-api-key", KEY), &mut uri, NOW).unwrap();
+        let q = Arc::new(SpendQueue::default());
+        let est = Estimate {
+            input: 10,
+            output: 10,
+        };
+        let (e, rate) = admit(&p, est, Some(price()), "m", &q, NOW).unwrap_err();
+        assert!(matches!(e, GatewayError::BudgetExceeded { .. }), "{e}");
+        assert!(e.to_string().contains("team"), "{e}");
+        assert_eq!(rate.requests, Some((5, 4)));
+        // The key's request-per-minute slot came back.
+        let (_, rate) = admit(&p, est, Some(price()), "m", &q, NOW)
+            .err()
+            .map(|(_, r)| ((), r))
+            .unwrap();
+        assert_eq!(rate.requests, Some((5, 4)));
+    }
+
+    #[test]
+    fn the_ticket_settles_the_real_cost_and_queues_its_spend() {
+        let key = entity(
+            "k",
+            Level::Key,
+            AccessPolicy {
+                budget: Some(BudgetConfig {
+                    usd: 1.0,
+                    period: BudgetPeriod::Total,
+                    calendar_aligned: true,
+                }),
+                ..AccessPolicy::default()
+            },
+        );
+        let t = table(vec![key]);
+        let mut uri: Uri = "/".parse().unwrap();
+        let p = identify(&t, &mut headers("x-ferrogate-key", KEY), &mut uri, NOW).unwrap();
+        let q = Arc::new(SpendQueue::default());
+        let est = Estimate {
+            input: 100,
+            output: 100,
+        };
+        let ledger = p.key.counters.budget.as_ref().unwrap();
+        let (ticket, _) = admit(&p, est, Some(price()), "m", &q, NOW).unwrap();
+        // Reserved: 100 × 1000 + 100 × 2000 per million = 0.3 USD.
+        assert_eq!(ledger.used(NOW), 30_000_000);
+        let usage = Usage {
+            input: 10,
+            output: 5,
+            ..Usage::default()
+        };
+        ticket.charge("m", "fake/x", &usage, Some(price()));
+        drop(ticket);
+        // Charged: 10 × 1000 + 5 × 2000 per million = 0.02 USD.
+        assert_eq!(ledger.used(NOW), 2_000_000);
+        let rows = q.drain();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].units, &*rows[0].provider), (2_000_000, "fake"));
+        // A budget with no price for the model: refused, not served at 0.
+        let (e, _) = admit(&p, est, None, "m", &q, NOW).unwrap_err();
+        assert!(e.to_string().contains("no known price"), "{e}");
+    }
+}
