@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod mock_upstream;
 pub mod proc;
 pub mod python;
+pub mod stores;
 pub mod tls;
 
 pub use config::{oai, Cfg, CLIENT_KEY, KEY_1, KEY_2};
