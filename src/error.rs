@@ -103,6 +103,10 @@ pub enum GatewayError {
         /// When the budget's window resets (`None` for a budget that never does).
         retry_after: Option<Duration>,
     },
+    /// Governance's shared counters (Redis) cannot be reached: refused rather than let through
+    /// unmetered (limits and budgets are guarantees).
+    #[error("{0}")]
+    GovernanceUnavailable(String),
 }
 
 impl From<crate::translate::ir::TranslateError> for GatewayError {
@@ -154,6 +158,7 @@ impl GatewayError {
             GatewayError::Forbidden { .. } => S::FORBIDDEN,
             GatewayError::RateLimited { .. } => S::TOO_MANY_REQUESTS,
             GatewayError::BudgetExceeded { .. } => S::PAYMENT_REQUIRED,
+            GatewayError::GovernanceUnavailable(_) => S::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -175,7 +180,7 @@ impl GatewayError {
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamStatus { .. }
             | GatewayError::NoTargetAvailable { .. } => Blame::Upstream,
-            GatewayError::Internal(_) => Blame::Internal,
+            GatewayError::Internal(_) | GatewayError::GovernanceUnavailable(_) => Blame::Internal,
         }
     }
 
@@ -201,6 +206,7 @@ impl GatewayError {
             GatewayError::Forbidden { code, .. } => ("permission_error", code),
             GatewayError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
             GatewayError::BudgetExceeded { .. } => ("budget_exceeded", "budget_exceeded"),
+            GatewayError::GovernanceUnavailable(_) => ("server_error", "governance_unavailable"),
         }
     }
 
@@ -242,6 +248,7 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::Internal(_) => K::Server,
+            GatewayError::GovernanceUnavailable(_) => K::Overloaded,
             GatewayError::Unauthenticated { .. } => K::Authentication,
             GatewayError::Forbidden { .. } => K::Permission,
             GatewayError::RateLimited { .. } => K::RateLimit,

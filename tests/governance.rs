@@ -10,6 +10,7 @@ mod common;
 /// A fresh SQLite file in a directory of the test's own.
 struct Store {
     url: String,
+    extra: String,
     _dir: tempfile::TempDir,
 }
 
@@ -17,6 +18,7 @@ async fn new_store() -> Store {
     let dir = tempfile::tempdir().expect("tempdir");
     Store {
         url: format!("sqlite:{}", dir.path().join("gov.db").display()),
+        extra: String::new(),
         _dir: dir,
     }
 }

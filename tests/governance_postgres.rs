@@ -7,6 +7,7 @@ mod common;
 
 struct Store {
     url: String,
+    extra: String,
     _server: common::stores::Postgres,
 }
 
@@ -16,6 +17,7 @@ async fn new_store() -> Store {
         .expect("start PostgreSQL");
     Store {
         url: server.url(),
+        extra: String::new(),
         _server: server,
     }
 }

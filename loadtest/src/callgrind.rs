@@ -15,13 +15,17 @@ use serde::Serialize;
 use crate::client::{execute, Conn, Target};
 use crate::procs::{mock_spec, spawn, SpawnSpec, Spawned};
 use crate::resilience::{FaultArgs, FaultyMocks};
-use crate::run::{gateway_config_with, gateway_spec, parse_scenarios, Resilience};
+use crate::run::{
+    gateway_config_with, gateway_spec, governed_config, governed_headers, parse_scenarios,
+    Resilience, GOVERNED,
+};
 use crate::signals;
 use crate::workload::Scenario;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct CallgrindArgs {
-    /// Subjects to measure, comma-separated: bare, ferrogate.
+    /// Subjects to measure, comma-separated: bare, ferrogate, ferrogate-governed (ferrogate
+    /// with governance on: a virtual key with a budget and rpm/tpm limits).
     #[arg(long, default_value = "bare,ferrogate")]
     pub subjects: String,
     /// ferrogate binary (run as `serve --config F --listen A --workers 1`).
@@ -145,7 +149,10 @@ fn measure(
     dir: &Path,
     prefix: &str,
 ) -> anyhow::Result<u64> {
-    let target = Target::new(subject.addr, scenario)?;
+    let mut target = Target::new(subject.addr, scenario)?;
+    if subject.name == GOVERNED {
+        target = target.with_headers(&governed_headers())?;
+    }
     let rt = crate::util::current_thread_runtime()?;
     rt.block_on(async {
         let mut conn = Conn::connect(subject.addr).await?;
@@ -206,7 +213,10 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
     };
     let resilience = Resilience::for_scenarios(&scenarios, faulty.as_ref().map(|f| f.addrs()));
     let config = dir.join("ferrogate.yaml");
-    fs::write(&config, gateway_config_with(mock.addr, &resilience))?;
+    let base = gateway_config_with(mock.addr, &resilience);
+    fs::write(&config, &base)?;
+    let governed = dir.join("ferrogate-governed.yaml");
+    fs::write(&governed, governed_config(&base, &dir))?;
 
     let mut results: Vec<CallgrindResult> = Vec::new();
     for name in &names {
@@ -240,7 +250,7 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
                 &args.ferrogate,
                 args.gateway_cmd.as_deref(),
                 name,
-                &config,
+                if name == GOVERNED { &governed } else { &config },
                 mock.addr,
                 None,
                 &args.gateway_env,
@@ -355,6 +365,21 @@ fn render(
             }
             md.push('\n');
         }
+    }
+    // Governance's own cost: the same route with governance on and off.
+    if names.iter().any(|n| n == GOVERNED) && names.iter().any(|n| n == "ferrogate") {
+        let _ = write!(md, "| **{GOVERNED} ÷ ferrogate** |");
+        for &sc in scenarios {
+            let r = get(GOVERNED, sc)
+                .zip(get("ferrogate", sc))
+                .map(|(g, b)| g / b);
+            let _ = write!(
+                md,
+                " {} |",
+                r.map(|v| format!("{v:.3}×")).unwrap_or_else(|| "–".into())
+            );
+        }
+        md.push('\n');
     }
     // Translated scenarios against the gateway's own pass-through of each dialect.
     let rows: Vec<(Scenario, Scenario, f64, f64)> = names

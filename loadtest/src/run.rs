@@ -154,6 +154,39 @@ pub fn gateway_config_with(upstream: SocketAddr, resilience: &Resilience) -> Str
     )
 }
 
+/// The subject that is ferrogate with governance on (a key with a budget and rpm/tpm limits).
+pub const GOVERNED: &str = "ferrogate-governed";
+/// The virtual key the governed subject declares and the load client sends.
+pub const GOVERNED_KEY: &str = "fg-loadtest0governed0key0000000000000000000000";
+
+/// `config` plus a `governance:` section (SQLite store in `dir`) with one declared key that
+/// has a budget and requests/tokens-per-minute limits far above what a run uses, and prices
+/// for the mock providers (a budget needs a price).
+pub fn governed_config(config: &str, dir: &std::path::Path) -> String {
+    format!(
+        concat!(
+            "{config}",
+            "pricing:\n",
+            "  \"up/*\": {{ input_per_mtok: 1, output_per_mtok: 2 }}\n",
+            "  \"anth/*\": {{ input_per_mtok: 1, output_per_mtok: 2 }}\n",
+            "governance:\n",
+            "  master_key: \"loadtest-master-key\"\n",
+            "  store: \"sqlite:{db}\"\n",
+            "  keys:\n",
+            "    - {{ name: load, value: \"{key}\", budget: {{ usd: 1000000, period: 1d }}, ",
+            "limits: {{ rpm: 100000000, tpm: 100000000000 }} }}\n"
+        ),
+        config = config,
+        db = dir.join("governance.db").display(),
+        key = GOVERNED_KEY,
+    )
+}
+
+/// The header the governed subject's requests carry.
+pub fn governed_headers() -> Vec<(String, String)> {
+    vec![("authorization".into(), format!("Bearer {GOVERNED_KEY}"))]
+}
+
 /// Parses `KEY=VALUE`.
 pub fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {

@@ -116,7 +116,7 @@ pub async fn handle(
             _ => return not_allowed(),
         },
         (Some(l), Some(id)) => match *method {
-            Method::GET => get(g, l, id),
+            Method::GET => get(g, l, id).await,
             Method::PATCH => patch(g, l, id, body, &actor).await,
             Method::DELETE => g
                 .revoke(l, id, &actor)
@@ -152,6 +152,15 @@ fn admin_error(e: &AdminError) -> Reply {
         AdminError::Invalid(m) => bad_request(m),
         AdminError::Conflict(m) => {
             error(StatusCode::CONFLICT, "invalid_request_error", "conflict", m)
+        }
+        AdminError::Shared(e) => {
+            tracing::error!(error = %e, "admin: Redis failure");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "counters_unavailable",
+                "The shared counters (Redis) cannot be reached.",
+            )
         }
         AdminError::Store(e) => {
             tracing::error!(error = %e, "admin: store failure");
@@ -190,11 +199,12 @@ fn list(g: &Governor, level: Level) -> Reply {
     reply(StatusCode::OK, &json!({"object": "list", "data": data}))
 }
 
-fn get(g: &Governor, level: Level, id: &str) -> Result<Reply, AdminError> {
+async fn get(g: &Governor, level: Level, id: &str) -> Result<Reply, AdminError> {
     let e = g.get(level, id)?;
     let mut v = e.to_json();
     let spend = g
         .period_spend(id)
+        .await?
         .map(|(usd, start)| json!({"usd": usd, "period_start": format_time(start)}));
     if let Some(obj) = v.as_object_mut() {
         obj.insert("spend".into(), spend.unwrap_or(Value::Null));

@@ -282,11 +282,13 @@ impl Check<'_> {
                 None
             }
         };
-        if g.redis.is_some() {
-            self.problem(
-                "governance.redis",
-                "shared Redis counters are not available in this version yet; leave `redis` out (one instance enforces budgets and limits exactly)",
-            );
+        if let Some(url) = &g.redis {
+            if !url.starts_with("redis://") {
+                self.problem(
+                    "governance.redis",
+                    "expected a `redis://host:port` URL (TLS to Redis is not supported yet)",
+                );
+            }
         }
         let flush = g.flush_interval_ms.unwrap_or(DEFAULT_FLUSH_INTERVAL_MS);
         if flush > MAX_FLUSH_INTERVAL_MS {

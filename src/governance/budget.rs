@@ -217,6 +217,10 @@ impl Ledger {
         self.limit
     }
 
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+
     /// Starts the window `now` falls in with `units` already spent (restored from the store,
     /// or carried over from counters made for an older setting). Only before the ledger is
     /// shared: it overwrites.

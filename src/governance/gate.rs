@@ -13,6 +13,7 @@ use super::budget::{self, Reservation};
 use super::entity::Level;
 use super::keys::{self, KeyDigest, KeySource};
 use super::rate::{Admission, LimitKind, Remaining};
+use super::shared::{SettleOp, Shared, SharedLevel, SharedRefusal};
 use super::spend::{SpendQueue, SpendRow};
 use super::table::{Counters, Node, Principal, Table};
 use crate::config::governance::format_time;
@@ -223,6 +224,8 @@ pub struct Ticket {
     spend: Arc<SpendQueue>,
     /// Refused after some levels admitted it: those give back everything.
     refused: bool,
+    /// With Redis: what the request holds there (corrected by the settle task on drop).
+    shared: Option<(Arc<Shared>, Vec<SharedLevel>)>,
 }
 
 impl std::fmt::Debug for Ticket {
@@ -230,6 +233,140 @@ impl std::fmt::Debug for Ticket {
         f.debug_struct("Ticket")
             .field("key", &self.principal.key.id)
             .finish_non_exhaustive()
+    }
+}
+
+/// The most a request may cost, in budget units; a budgeted key needs a price.
+fn worst_units(
+    p: &Principal,
+    est: Estimate,
+    price: Option<Price>,
+    model: &str,
+) -> Result<u64, GatewayError> {
+    match (price, p.has_budget()) {
+        (Some(price), _) => {
+            let usage = Usage {
+                input: est.input,
+                output: est.output,
+                ..Usage::default()
+            };
+            Ok(budget::units(price.cost(&usage)))
+        }
+        (None, false) => Ok(0),
+        (None, true) => Err(GatewayError::Forbidden {
+            message: format!(
+                "Model `{model}` has no known price, and this key has a budget: \
+                 give it a price under `pricing:` in the gateway's config."
+            ),
+            code: "model_not_priced",
+        }),
+    }
+}
+
+/// The same as [`admit`], with the limits and budgets kept in Redis (several instances): one
+/// round trip, all levels at once.
+pub async fn admit_shared(
+    shared: &Arc<Shared>,
+    p: &Arc<Principal>,
+    est: Estimate,
+    price: Option<Price>,
+    model: &str,
+    spend: &Arc<SpendQueue>,
+    now: i64,
+) -> Result<(Ticket, RateHeaders), (GatewayError, RateHeaders)> {
+    let mut headers = RateHeaders::default();
+    let worst = worst_units(p, est, price, model).map_err(|e| (e, headers))?;
+    let outcome = shared
+        .admit(p, est.tokens(), worst, now)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "governance: admission failed");
+            (
+                GatewayError::GovernanceUnavailable(
+                    "The gateway cannot reach its shared rate-limit and budget counters; try again shortly."
+                        .into(),
+                ),
+                headers,
+            )
+        })?;
+    let levels: Vec<&Arc<Node>> = p.levels().collect();
+    let node = |i: usize| levels.get(i).copied().unwrap_or(&p.key);
+    let to_minute = u64::try_from(60 - now.rem_euclid(60)).unwrap_or(60);
+    match outcome {
+        Ok((held, left)) => {
+            for [(rl, rleft), (tl, tleft)] in left {
+                let pair =
+                    |l: i64, r: i64| (l >= 0).then(|| (l as u64, u64::try_from(r).unwrap_or(0)));
+                headers.tighten(Remaining {
+                    requests: pair(rl, rleft),
+                    tokens: pair(tl, tleft),
+                });
+            }
+            let ticket = Ticket {
+                principal: Arc::clone(p),
+                holds: Vec::new(),
+                estimate: est,
+                charged_units: AtomicU64::new(0),
+                charged_tokens: AtomicU64::new(0),
+                any_usage: AtomicBool::new(false),
+                spend: Arc::clone(spend),
+                refused: false,
+                shared: Some((Arc::clone(shared), held)),
+            };
+            Ok((ticket, headers))
+        }
+        Err(refusal) => {
+            let (i, what, limit, retry) = match refusal {
+                SharedRefusal::Requests(i) => {
+                    let l = node(i).counters.limit_config().rpm.unwrap_or(0);
+                    headers.requests = Some((l, 0));
+                    (i, "requests per minute", l, to_minute)
+                }
+                SharedRefusal::Tokens(i) => {
+                    let l = node(i).counters.limit_config().tpm.unwrap_or(0);
+                    headers.tokens = Some((l, 0));
+                    (i, "tokens per minute", l, to_minute)
+                }
+                SharedRefusal::Concurrency(i) => {
+                    let l = node(i).counters.limit_config().concurrency.unwrap_or(0);
+                    (i, "concurrent requests", l, 1)
+                }
+                SharedRefusal::Budget(i) => {
+                    let n = node(i);
+                    let ends = n
+                        .counters
+                        .budget
+                        .as_ref()
+                        .and_then(|l| l.window().at(now).1);
+                    return Err((budget_refusal(n, worst, ends, now), headers));
+                }
+            };
+            Err((
+                GatewayError::RateLimited {
+                    message: format!(
+                        "Rate limit reached for {}: {limit} {what}. Try again in {retry} s.",
+                        whose(node(i))
+                    ),
+                    retry_after: Duration::from_secs(retry),
+                },
+                headers,
+            ))
+        }
+    }
+}
+
+fn budget_refusal(node: &Node, worst: u64, resets_at: Option<i64>, now: i64) -> GatewayError {
+    let resets = resets_at.map(|t| format!(" It resets at {}.", format_time(t)));
+    GatewayError::BudgetExceeded {
+        message: format!(
+            "Budget exceeded for {}: the request may cost up to ${:.6}, more than the budget \
+             has left.{}",
+            whose(node),
+            worst as f64 / budget::UNITS_PER_USD,
+            resets.as_deref().unwrap_or(" It does not reset.")
+        ),
+        retry_after: resets_at
+            .map(|t| Duration::from_secs(u64::try_from(t - now).unwrap_or(0).max(1))),
     }
 }
 
@@ -253,30 +390,9 @@ pub fn admit(
         any_usage: AtomicBool::new(false),
         spend: Arc::clone(spend),
         refused: false,
+        shared: None,
     };
-    let worst = match (price, p.has_budget()) {
-        (Some(price), _) => {
-            let usage = Usage {
-                input: est.input,
-                output: est.output,
-                ..Usage::default()
-            };
-            budget::units(price.cost(&usage))
-        }
-        (None, false) => 0,
-        (None, true) => {
-            return Err((
-                GatewayError::Forbidden {
-                    message: format!(
-                        "Model `{model}` has no known price, and this key has a budget: \
-                         give it a price under `pricing:` in the gateway's config."
-                    ),
-                    code: "model_not_priced",
-                },
-                headers,
-            ))
-        }
-    };
+    let worst = worst_units(p, est, price, model).map_err(|e| (e, headers))?;
     for node in p.levels() {
         let c = &node.counters;
         let admission = if c.has_limits() {
@@ -394,6 +510,21 @@ impl Drop for Ticket {
         } else {
             self.estimate.tokens()
         };
+        if let Some((shared, levels)) = self.shared.take() {
+            let mut ops = Vec::new();
+            for l in levels {
+                if let Some((k, reserved)) = l.budget {
+                    ops.push(SettleOp::IncrBy(k, units as i64 - reserved as i64));
+                }
+                if let Some((k, reserved)) = l.tokens {
+                    ops.push(SettleOp::IncrBy(k, tokens as i64 - reserved as i64));
+                }
+                if let Some((k, member)) = l.slot {
+                    ops.push(SettleOp::Release(k, member));
+                }
+            }
+            shared.settle(ops);
+        }
         let refused = self.refused;
         for hold in &mut self.holds {
             if let (Some(ledger), Some(r)) = (&hold.counters.budget, hold.reservation.take()) {

@@ -22,6 +22,7 @@ pub mod entity;
 pub mod gate;
 pub mod keys;
 pub mod rate;
+pub mod shared;
 pub mod spend;
 pub mod store;
 pub mod table;
@@ -63,6 +64,8 @@ pub struct Governor {
     revision: AtomicI64,
     /// One rebuild at a time (admin changes, sync, reload); never taken by a request.
     rebuild: tokio::sync::Mutex<()>,
+    /// Limits and budgets in Redis, shared with other instances; `None`: in this process.
+    pub shared: Option<Arc<shared::Shared>>,
 }
 
 /// Why an admin operation failed.
@@ -78,6 +81,17 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Random(#[from] keys::RandomError),
+    #[error(transparent)]
+    Shared(#[from] shared::SharedError),
+}
+
+/// Why governance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Shared(#[from] shared::SharedError),
 }
 
 /// A create request for a key, team or customer (admin API and CLI).
@@ -138,8 +152,12 @@ fn some_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64
 
 impl Governor {
     /// Opens the store, loads the keys and builds the first table.
-    pub async fn start(cfg: &GovernanceConfig) -> Result<Arc<Governor>, StoreError> {
+    pub async fn start(cfg: &GovernanceConfig) -> Result<Arc<Governor>, StartError> {
         let store = Store::open(&cfg.store).await?;
+        let shared = match &cfg.redis {
+            Some(url) => Some(shared::Shared::connect(url).await?),
+            None => None,
+        };
         let g = Arc::new(Governor {
             table: ArcSwap::from_pointee(Table::default()),
             counters: DashMap::new(),
@@ -151,6 +169,7 @@ impl Governor {
             sync_interval: cfg.sync_interval,
             revision: AtomicI64::new(-1),
             rebuild: tokio::sync::Mutex::new(()),
+            shared,
         });
         g.rebuild().await?;
         Ok(g)
@@ -221,6 +240,9 @@ impl Governor {
 
     /// Flushes and closes the store (on shutdown, after the last request settled).
     pub async fn shutdown(&self) {
+        if let Some(s) = &self.shared {
+            s.drain(Duration::from_secs(5)).await;
+        }
         if let Err(e) = self.flush().await {
             tracing::error!(error = %e, "governance: the last spend could not be written");
         }
@@ -229,6 +251,9 @@ impl Governor {
 
     /// Starts the spend writer and the key sync.
     pub fn spawn_tasks(self: &Arc<Self>) {
+        if let Some(s) = &self.shared {
+            s.spawn_settler();
+        }
         let g = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(g.flush_interval);
@@ -289,15 +314,27 @@ impl Governor {
 
     /// The current period's spend (spent and held by requests in flight) and when the period
     /// began: `None` when the entity has no budget.
-    pub fn period_spend(&self, id: &str) -> Option<(f64, i64)> {
-        let table = self.table.load();
-        let e = table.entities.get(id)?;
-        let b = e.policy.budget?;
-        let node = table.nodes.get(id)?;
-        let ledger = node.counters.budget.as_ref()?;
-        let now = gate::now_unix();
-        let start = table::window_start(&table::window_of(&b, e.created_at), now);
-        Some((ledger.used(now) as f64 / budget::UNITS_PER_USD, start))
+    pub async fn period_spend(&self, id: &str) -> Result<Option<(f64, i64)>, AdminError> {
+        let (used, start) = {
+            let table = self.table.load();
+            let found = table.entities.get(id).and_then(|e| {
+                let b = e.policy.budget?;
+                let ledger = table.nodes.get(id)?.counters.budget.as_ref()?;
+                let now = gate::now_unix();
+                let w = table::window_of(&b, e.created_at);
+                Some((ledger.used(now), w, now))
+            });
+            let Some((local, w, now)) = found else {
+                return Ok(None);
+            };
+            let used = match &self.shared {
+                // Redis holds the window once any instance used it; before that, the store's.
+                Some(s) => s.budget_used(id, &w, now).await?.unwrap_or(local),
+                None => local,
+            };
+            (used, table::window_start(&w, now))
+        };
+        Ok(Some((used as f64 / budget::UNITS_PER_USD, start)))
     }
 
     /// Creates a key, team or customer; for a key, returns its value (shown this once).

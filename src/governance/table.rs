@@ -26,6 +26,11 @@ impl Counters {
     pub fn has_limits(&self) -> bool {
         !self.made_for.1.is_empty()
     }
+
+    /// The rate limits these counters were made for.
+    pub fn limit_config(&self) -> &LimitConfig {
+        &self.made_for.1
+    }
 }
 
 /// The window a budget counts in. Rolling windows run from the hour the entity was created

@@ -39,7 +39,7 @@ pub(crate) fn admits(p: &Principal, model: &str, t: &TargetRt) -> bool {
 
 /// Checks the targets `model` resolved to, then takes the key's limits and reserves its
 /// budgets. `rate` gets the `x-ratelimit-*` values (also when refused).
-pub(crate) fn admit(
+pub(crate) async fn admit(
     g: &Governor,
     p: &Arc<Principal>,
     model: &str,
@@ -120,7 +120,12 @@ pub(crate) fn admit(
         return Err(first_refusal
             .unwrap_or_else(|| GatewayError::Internal("a route without targets".into())));
     };
-    match gate::admit(p, est, price, model, &g.spend, gate::now_unix()) {
+    let now = gate::now_unix();
+    let admitted = match &g.shared {
+        Some(shared) => gate::admit_shared(shared, p, est, price, model, &g.spend, now).await,
+        None => gate::admit(p, est, price, model, &g.spend, now),
+    };
+    match admitted {
         Ok((ticket, headers)) => {
             *rate = headers;
             Ok(Arc::new(ticket))

@@ -305,15 +305,9 @@ async fn route_and_forward(
     // Resolved once: the resilience check and the single-attempt pick share it.
     let resolved = snapshot.resolve(model);
     let ticket = match (&state.governor, &principal, &resolved) {
-        (Some(g), Some(p), Some(r)) => Some(govern::admit(
-            g,
-            p,
-            model,
-            r,
-            &snapshot,
-            &request.body,
-            rate,
-        )?),
+        (Some(g), Some(p), Some(r)) => {
+            Some(govern::admit(g, p, model, r, &snapshot, &request.body, rate).await?)
+        }
         _ => None,
     };
     if let Some(Resolved::Route(route)) = &resolved {

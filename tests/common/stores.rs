@@ -172,3 +172,87 @@ impl Drop for Postgres {
             .status();
     }
 }
+
+/// A Redis server of this test's own (no persistence), stopped by its PID when dropped.
+pub struct Redis {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed (apt-get install redis-server)");
+        let redis = Redis {
+            child,
+            _dir: dir,
+            port,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if redis.ping() {
+                return redis;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not answer on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    /// `INFO commandstats`: calls per command (lower-case names).
+    pub fn command_calls(&self) -> std::collections::HashMap<String, u64> {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let mut conn = client.get_connection().expect("connect to redis");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut conn)
+            .expect("INFO");
+        info.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("cmdstat_")?;
+                let (name, stats) = rest.split_once(':')?;
+                let calls = stats.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+                Some((name.to_string(), calls.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

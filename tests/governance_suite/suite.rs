@@ -1,7 +1,7 @@
 // The governance test suite, run against each store: tests/governance.rs (SQLite, the
-// embedded default) and tests/governance_postgres.rs (a PostgreSQL server of each test's
-// own) include it, each defining `Store` (with `url`, the `governance.store` value) and
-// `new_store()`.
+// embedded default), tests/governance_postgres.rs (a PostgreSQL server of each test's
+// own) and tests/governance_redis.rs (PostgreSQL and Redis) include it, each defining `Store`
+// (`url`: the `governance.store` value; `extra`: more `governance:` lines) and `new_store()`.
 
 use std::time::Duration;
 
@@ -23,8 +23,8 @@ async fn start(gov: &str, extra: &str) -> (MockUpstream, Gateway, Store) {
 /// `governance:` with the master key and this test's store.
 fn governance(store: &Store) -> String {
     format!(
-        "governance:\n  master_key: \"{MASTER}\"\n  store: \"{}\"\n",
-        store.url
+        "governance:\n  master_key: \"{MASTER}\"\n  store: \"{}\"\n{}",
+        store.url, store.extra
     )
 }
 

@@ -1,0 +1,351 @@
+//! Limits and budgets shared by several instances, in Redis: one Lua script checks every level
+//! of a request (key, team, customer: requests and tokens per minute, requests in flight, the
+//! budget's window) and, only if all admit it, takes them all — atomically, in one round trip
+//! before the upstream call. What a request really used is settled afterwards by a background
+//! task that sends the corrections in pipelines, so the response path never waits on Redis.
+//!
+//! Keys: `fg:{id}:rpm:{minute}`, `fg:{id}:tpm:{minute}` (expire after two minutes),
+//! `fg:{id}:inflight` (a sorted set of request ids scored by when their slot lapses, so an
+//! instance that dies cannot hold slots for ever), `fg:{id}:usd:{period}:{window}` (10⁻⁸ USD,
+//! expires a minute after its window ends; started from the store's spend of the window when
+//! Redis has none yet).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_queue::SegQueue;
+use redis::aio::ConnectionManager;
+
+use super::budget::{Period, Window};
+use super::table::Principal;
+
+/// Round trips to Redis, by `phase`: one per request before its upstream call (`admit`), and
+/// the settle task's pipelines (`settle`).
+const ROUND_TRIPS: &str = "ferrogate_governance_redis_round_trips_total";
+
+/// A slot in flight lapses after this long even if its release never arrives (a killed
+/// instance): the longest a request may hold one.
+pub const SLOT_LEASE_SECS: i64 = 600;
+
+const ADMIT: &str = r#"
+local now = tonumber(ARGV[1])
+local member = ARGV[2]
+local lease = tonumber(ARGV[3])
+local n = #KEYS / 4
+local function num(k) return tonumber(redis.call('GET', k) or '0') end
+local function want(tokens, tpm) return math.max(1, math.min(tokens, math.max(tpm, 1))) end
+for i = 0, n - 1 do
+  local a, k = 4 + i * 8, i * 4
+  local rpm, tpm, tokens, conc = tonumber(ARGV[a]), tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
+  local blim, units, binit = tonumber(ARGV[a+4]), tonumber(ARGV[a+5]), tonumber(ARGV[a+6])
+  if conc >= 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k+3], '-inf', now)
+    if redis.call('ZCARD', KEYS[k+3]) >= conc then return {i, 3, 0} end
+  end
+  if rpm >= 0 and num(KEYS[k+1]) + 1 > rpm then return {i, 1, 0} end
+  if tpm >= 0 and num(KEYS[k+2]) + want(tokens, tpm) > tpm then return {i, 2, 0} end
+  if blim >= 0 then
+    local v = redis.call('GET', KEYS[k+4])
+    local used = v and tonumber(v) or binit
+    if used + units > blim then return {i, 4, blim - used} end
+  end
+end
+local out = {-1, 0, 0}
+for i = 0, n - 1 do
+  local a, k = 4 + i * 8, i * 4
+  local rpm, tpm, tokens, conc = tonumber(ARGV[a]), tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
+  local blim, units, binit, bttl = tonumber(ARGV[a+4]), tonumber(ARGV[a+5]), tonumber(ARGV[a+6]), tonumber(ARGV[a+7])
+  if rpm >= 0 then
+    local v = redis.call('INCR', KEYS[k+1])
+    redis.call('EXPIRE', KEYS[k+1], 120)
+    table.insert(out, rpm) table.insert(out, rpm - v)
+  else
+    table.insert(out, -1) table.insert(out, -1)
+  end
+  if tpm >= 0 then
+    local v = redis.call('INCRBY', KEYS[k+2], want(tokens, tpm))
+    redis.call('EXPIRE', KEYS[k+2], 120)
+    table.insert(out, tpm) table.insert(out, tpm - v)
+  else
+    table.insert(out, -1) table.insert(out, -1)
+  end
+  if conc >= 0 then
+    redis.call('ZADD', KEYS[k+3], now + lease, member)
+    redis.call('EXPIRE', KEYS[k+3], lease)
+  end
+  if blim >= 0 then
+    redis.call('SET', KEYS[k+4], binit, 'NX')
+    redis.call('INCRBY', KEYS[k+4], units)
+    if bttl > 0 then redis.call('EXPIRE', KEYS[k+4], bttl) end
+  end
+end
+return out
+"#;
+
+/// A correction sent after a request ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleOp {
+    /// Add (or take back) this much: a reservation replaced by the real amount.
+    IncrBy(String, i64),
+    /// Release a slot in flight.
+    Release(String, String),
+}
+
+/// The Redis side of governance.
+pub struct Shared {
+    conn: ConnectionManager,
+    admit: redis::Script,
+    pending: SegQueue<SettleOp>,
+    wake: tokio::sync::Notify,
+}
+
+/// What one level of an admitted request holds in Redis.
+#[derive(Debug)]
+pub struct SharedLevel {
+    /// The tokens-per-minute key and what was reserved there.
+    pub tokens: Option<(String, u64)>,
+    /// The in-flight set and this request's member.
+    pub slot: Option<(String, String)>,
+    /// The budget key and the units reserved.
+    pub budget: Option<(String, u64)>,
+}
+
+/// Why a request was refused, by level index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedRefusal {
+    Requests(usize),
+    Tokens(usize),
+    Concurrency(usize),
+    Budget(usize),
+}
+
+/// An admitted request: what it holds, and the tightest limits left per level
+/// (`[(rpm limit, left), (tpm limit, left)]`, `-1` where none applies).
+pub type Admitted = (Vec<SharedLevel>, Vec<[(i64, i64); 2]>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("the shared governance counters (Redis): {0}")]
+pub struct SharedError(#[from] redis::RedisError);
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn add_op(pipe: &mut redis::Pipeline, op: &SettleOp) {
+    match op {
+        SettleOp::IncrBy(k, d) => pipe.cmd("INCRBY").arg(k).arg(*d).ignore(),
+        SettleOp::Release(k, m) => pipe.cmd("ZREM").arg(k).arg(m).ignore(),
+    };
+}
+
+fn window_tag(w: &Window) -> &'static str {
+    match w.period {
+        Period::Minute => "1m",
+        Period::Hour => "1h",
+        Period::Day => "1d",
+        Period::Week => "7d",
+        Period::Days30 => "30d",
+        Period::Month => "1mo",
+        Period::Total => "total",
+    }
+}
+
+impl Shared {
+    pub async fn connect(url: &str) -> Result<Arc<Shared>, SharedError> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client).await?;
+        let shared = Arc::new(Shared {
+            conn,
+            admit: redis::Script::new(ADMIT),
+            pending: SegQueue::new(),
+            wake: tokio::sync::Notify::new(),
+        });
+        // Load the script now, so the first request's EVALSHA finds it.
+        let mut c = shared.conn.clone();
+        shared.admit.prepare_invoke().load_async(&mut c).await?;
+        Ok(shared)
+    }
+
+    /// Takes every level's limits and budget for a request expected to use `tokens` tokens
+    /// and cost at most `units`: one round trip, which also carries the corrections queued
+    /// since the settle task last ran (so a request never finds a budget still holding the
+    /// reservation of one that already ended).
+    pub async fn admit(
+        &self,
+        p: &Principal,
+        tokens: u64,
+        units: u64,
+        now: i64,
+    ) -> Result<Result<Admitted, SharedRefusal>, SharedError> {
+        let member = format!("{:016x}", fastrand::u64(..));
+        let minute = now.div_euclid(60);
+        let mut keys: Vec<String> = Vec::with_capacity(12);
+        let mut argv: Vec<i64> = Vec::with_capacity(24);
+        let mut levels = Vec::with_capacity(3);
+        for node in p.levels() {
+            let c = &node.counters;
+            let l = c.limit_config();
+            let id = &node.id;
+            let budget = c.budget.as_ref().map(|ledger| {
+                let w = ledger.window();
+                let (index, end) = w.at(now);
+                let key = format!("fg:{id}:usd:{}:{index}", window_tag(w));
+                // What the store says this window spent, when Redis does not know yet.
+                let initial = ledger.used(now);
+                let ttl = end.map_or(0, |e| (e - now).max(0) + 60);
+                (key, ledger.limit(), initial, ttl)
+            });
+            let tpm_key = format!("fg:{id}:tpm:{minute}");
+            let slot_key = format!("fg:{id}:inflight");
+            keys.push(format!("fg:{id}:rpm:{minute}"));
+            keys.push(tpm_key.clone());
+            keys.push(slot_key.clone());
+            keys.push(
+                budget
+                    .as_ref()
+                    .map_or_else(|| "fg:-".to_string(), |b| b.0.clone()),
+            );
+            let opt = |v: Option<u64>| v.map_or(-1, clamp);
+            argv.extend([
+                opt(l.rpm),
+                opt(l.tpm),
+                clamp(tokens),
+                opt(l.concurrency),
+                opt(budget.as_ref().map(|b| b.1)),
+                clamp(units),
+                budget.as_ref().map_or(0, |b| clamp(b.2)),
+                budget.as_ref().map_or(0, |b| b.3),
+            ]);
+            levels.push(SharedLevel {
+                tokens: l.tpm.map(|tpm| (tpm_key, tokens.clamp(1, tpm.max(1)))),
+                slot: l.concurrency.map(|_| (slot_key, member.clone())),
+                budget: budget.map(|b| (b.0, units)),
+            });
+        }
+        let script = |cmd: &str, first: &str| {
+            let mut c = redis::cmd(cmd);
+            c.arg(first)
+                .arg(keys.len())
+                .arg(&keys)
+                .arg(now)
+                .arg(&member)
+                .arg(SLOT_LEASE_SECS)
+                .arg(&argv);
+            c
+        };
+        let mut pipe = redis::pipe();
+        let mut carried = Vec::new();
+        while let Some(op) = self.pending.pop() {
+            add_op(&mut pipe, &op);
+            carried.push(op);
+        }
+        pipe.add_command(script("EVALSHA", self.admit.get_hash()));
+        let mut conn = self.conn.clone();
+        // Looked up per use: this is made before the metrics recorder is installed.
+        metrics::counter!(ROUND_TRIPS, "phase" => "admit").increment(1);
+        let out: Vec<i64> = match pipe.query_async::<(Vec<i64>,)>(&mut conn).await {
+            Ok((out,)) => out,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis restarted and lost the script (the corrections did go through).
+                self.admit.prepare_invoke().load_async(&mut conn).await?;
+                script("EVALSHA", self.admit.get_hash())
+                    .query_async(&mut conn)
+                    .await?
+            }
+            Err(e) => {
+                // The corrections may not have been applied: the settle task retries them.
+                self.settle(carried);
+                return Err(e.into());
+            }
+        };
+        let level = |i: i64| usize::try_from(i).unwrap_or(0);
+        match out.as_slice() {
+            [-1, _, _, rest @ ..] => {
+                let left = rest
+                    .chunks_exact(4)
+                    .map(|c| [(c[0], c[1]), (c[2], c[3])])
+                    .collect();
+                Ok(Ok((levels, left)))
+            }
+            [i, 1, ..] => Ok(Err(SharedRefusal::Requests(level(*i)))),
+            [i, 2, ..] => Ok(Err(SharedRefusal::Tokens(level(*i)))),
+            [i, 3, ..] => Ok(Err(SharedRefusal::Concurrency(level(*i)))),
+            [i, _, ..] => Ok(Err(SharedRefusal::Budget(level(*i)))),
+            _ => Err(SharedError(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "a short answer from the admission script",
+            )))),
+        }
+    }
+
+    /// Queues corrections for the settle task (never waits).
+    pub fn settle(&self, ops: impl IntoIterator<Item = SettleOp>) {
+        for op in ops {
+            self.pending.push(op);
+        }
+        self.wake.notify_one();
+    }
+
+    /// The current window's spend of a budget (admin API).
+    pub async fn budget_used(
+        &self,
+        id: &str,
+        w: &Window,
+        now: i64,
+    ) -> Result<Option<u64>, SharedError> {
+        let (index, _) = w.at(now);
+        let mut conn = self.conn.clone();
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(format!("fg:{id}:usd:{}:{index}", window_tag(w)))
+            .query_async(&mut conn)
+            .await?;
+        Ok(v)
+    }
+
+    /// Sends queued corrections in pipelines until the process ends; on an error, waits and
+    /// tries the same batch again (a correction lost would hold budget until its window ends).
+    pub fn spawn_settler(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                if me.pending.is_empty() {
+                    me.wake.notified().await;
+                }
+                let mut batch = Vec::new();
+                while let Some(op) = me.pending.pop() {
+                    batch.push(op);
+                    if batch.len() == 512 {
+                        break;
+                    }
+                }
+                while let Err(e) = me.send(&batch).await {
+                    tracing::warn!(error = %e, "governance: settling in Redis failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+    }
+
+    async fn send(&self, batch: &[SettleOp]) -> Result<(), SharedError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for op in batch {
+            add_op(&mut pipe, op);
+        }
+        let mut conn = self.conn.clone();
+        metrics::counter!(ROUND_TRIPS, "phase" => "settle").increment(1);
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Waits until every queued correction is sent (shutdown), at most `limit`.
+    pub async fn drain(&self, limit: Duration) {
+        let until = tokio::time::Instant::now() + limit;
+        while !self.pending.is_empty() && tokio::time::Instant::now() < until {
+            self.wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
