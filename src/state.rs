@@ -70,6 +70,12 @@ impl AppState {
             (Some(_), None) => Some("removing `governance`"),
             (None, Some(_)) => Some("adding `governance`"),
             (Some(g), Some(c)) if g.store_url() != &c.store => Some("changing `governance.store`"),
+            (Some(g), Some(c)) if g.redis_url() != c.redis.as_deref() => {
+                Some("changing `governance.redis`")
+            }
+            (Some(g), Some(c)) if g.fixed_intervals() != (c.flush_interval, c.sync_interval) => {
+                Some("changing `governance.flush_interval_ms` or `sync_interval_ms`")
+            }
             (Some(_), Some(_)) => None,
         };
         if let Some(what) = restart {

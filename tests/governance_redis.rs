@@ -159,11 +159,13 @@ async fn limits_and_revocations_are_shared_and_each_request_takes_one_round_trip
     assert_eq!(codes, [200, 200, 200, 200, 429, 429]);
     // One round trip per request before its upstream call, counted by each instance…
     assert_eq!(trips(&a).await - a0 + trips(&b).await - b0, 6.0);
-    // …and by Redis: one script call each, nothing sent to Redis outside a script but the
-    // corrections (INCRBY / ZREM, in pipelines after the answers).
+    // …and by Redis: one admission script call each, plus one settle script call for each of
+    // the four admitted (sent after their answers, each deleting its admission's marker once).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let after = store.redis.command_calls();
     let calls = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
-    assert_eq!(calls("evalsha"), 6, "{after:?}");
+    assert_eq!(calls("evalsha"), 6 + 4, "{after:?}");
+    assert_eq!(calls("del"), 4, "{after:?}");
     assert_eq!(calls("eval") + calls("script|load"), 0, "{after:?}");
     // Revoked on a, refused on b within a second.
     admin(&a, "DELETE", &format!("/admin/v1/keys/{id}"), None).await;

@@ -18,11 +18,29 @@ const FIELDS: [&[u8]; 4] = [
     b"\"maxOutputTokens\"",
 ];
 
-/// The output-token limit the body asks for, if it names one.
+/// The output-token limit the body asks for, if it names one. Every match counts and the
+/// largest wins: a nested object with one of these names (a tool's schema) can only make the
+/// reservation larger, never smaller than the request's own limit.
 pub fn max_output_tokens(body: &[u8]) -> Option<u64> {
     FIELDS
         .iter()
-        .find_map(|f| memmem::find_iter(body, f).find_map(|at| number_after(&body[at + f.len()..])))
+        .flat_map(|f| {
+            memmem::find_iter(body, f).filter_map(|at| number_after(&body[at + f.len()..]))
+        })
+        .max()
+}
+
+/// How many answers the request asks for (OpenAI `n`, Gemini `candidateCount`; at least 1,
+/// the largest if several match, at most 128).
+pub fn choices(body: &[u8]) -> u64 {
+    [&b"\"n\""[..], b"\"candidateCount\""]
+        .iter()
+        .flat_map(|f| {
+            memmem::find_iter(body, f).filter_map(|at| number_after(&body[at + f.len()..]))
+        })
+        .max()
+        .unwrap_or(1)
+        .clamp(1, 128)
 }
 
 /// `  : 123` → 123.
@@ -74,6 +92,14 @@ mod tests {
     }
 
     #[test]
+    fn several_answers_multiply_the_output() {
+        assert_eq!(choices(br#"{"model":"m","n":8}"#), 8);
+        assert_eq!(choices(br#"{"generationConfig":{"candidateCount":2}}"#), 2);
+        assert_eq!(choices(br#"{"model":"m"}"#), 1);
+        assert_eq!(choices(br#"{"n":0}"#), 1);
+    }
+
+    #[test]
     fn text_that_mentions_a_field_is_not_read() {
         // Inside a string the quotes are escaped, so the name never matches there.
         let body = br#"{"messages":[{"content":"set \"max_tokens\":5 please"}]}"#;
@@ -82,6 +108,9 @@ mod tests {
         let body =
             br#"{"tools":[{"properties":{"max_tokens":{"type":"integer"}}}],"max_tokens":42}"#;
         assert_eq!(max_output_tokens(body), Some(42));
+        // A nested smaller limit never lowers the request's own.
+        let body = br#"{"tools":[{"input_schema":{"max_tokens":1}}],"max_tokens":64000}"#;
+        assert_eq!(max_output_tokens(body), Some(64000));
         assert_eq!(max_output_tokens(br#"{"max_tokens":null}"#), None);
         assert_eq!(max_output_tokens(br#"{"max_tokens":99999999999999}"#), None);
     }

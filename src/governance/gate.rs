@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, Uri};
 
 use super::budget::{self, Reservation};
 use super::entity::Level;
-use super::keys::{self, KeyDigest, KeySource};
+use super::keys::{self, KeyDigest};
 use super::rate::{Admission, LimitKind, Remaining};
 use super::shared::{SettleOp, Shared, SharedLevel, SharedRefusal};
 use super::spend::{SpendQueue, SpendRow};
@@ -36,7 +36,7 @@ pub fn identify(
     uri: &mut Uri,
     now: i64,
 ) -> Result<Arc<Principal>, GatewayError> {
-    let Some((value, source)) = keys::presented(headers, uri.query()) else {
+    let Some((value, _)) = keys::presented(headers, uri.query()) else {
         let message = if keys::any_credential(headers, uri.query()) {
             "Invalid API key: this gateway takes ferrogate virtual keys (`fg-…`); with \
              `auth: passthrough` send yours in `x-ferrogate-key`."
@@ -46,7 +46,7 @@ pub fn identify(
         };
         return Err(unauthenticated(message));
     };
-    remove_key(headers, uri, source);
+    remove_key(headers, uri);
     let digest = KeyDigest::of(&value);
     drop(value);
     let principal = table
@@ -79,35 +79,44 @@ fn unauthenticated(message: &str) -> GatewayError {
     }
 }
 
-/// Takes the virtual key out of where it came.
-fn remove_key(headers: &mut HeaderMap, uri: &mut Uri, source: KeySource) {
-    let name = match source {
-        KeySource::XFerrogateKey => "x-ferrogate-key",
-        KeySource::Bearer => "authorization",
-        KeySource::XApiKey => "x-api-key",
-        KeySource::XGoogApiKey => "x-goog-api-key",
-        KeySource::ApiKey => "api-key",
-        KeySource::QueryKey => {
-            if let Some(q) = uri.query() {
-                let kept = keys::without_key_param(q);
-                let path = uri.path();
-                let pq = if kept.is_empty() {
-                    path.to_string()
-                } else {
-                    format!("{path}?{kept}")
+/// Takes every virtual key out of the request, wherever it is (not only where the key was
+/// found: an SDK may repeat it in its own header, and with `auth: passthrough` the client's
+/// headers go upstream).
+fn remove_key(headers: &mut HeaderMap, uri: &mut Uri) {
+    for name in keys::KEY_HEADERS {
+        let shaped = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                let v = v.trim();
+                let v = match v.get(..7) {
+                    Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => v[7..].trim(),
+                    _ => v,
                 };
-                let mut parts = uri.clone().into_parts();
-                if let Ok(pq) = pq.parse() {
-                    parts.path_and_query = Some(pq);
-                    if let Ok(u) = Uri::from_parts(parts) {
-                        *uri = u;
-                    }
-                }
-            }
-            return;
+                keys::looks_like_key(v)
+            });
+        if shaped {
+            headers.remove(name);
         }
+    }
+    let Some(q) = uri.query() else { return };
+    let kept = keys::without_key_param(q);
+    if kept.len() == q.len() {
+        return;
+    }
+    let path = uri.path();
+    let pq = if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{kept}")
     };
-    headers.remove(name);
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = pq.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(u) = Uri::from_parts(parts) {
+            *uri = u;
+        }
+    }
 }
 
 /// Whether every level admits a target: `Err` says which rule refuses it.
@@ -224,8 +233,9 @@ pub struct Ticket {
     spend: Arc<SpendQueue>,
     /// Refused after some levels admitted it: those give back everything.
     refused: bool,
-    /// With Redis: what the request holds there (corrected by the settle task on drop).
-    shared: Option<(Arc<Shared>, Vec<SharedLevel>)>,
+    /// With Redis: the admission's id and what the request holds there (corrected by the
+    /// settle task on drop).
+    shared: Option<(Arc<Shared>, String, Vec<SharedLevel>)>,
 }
 
 impl std::fmt::Debug for Ticket {
@@ -245,12 +255,12 @@ fn worst_units(
 ) -> Result<u64, GatewayError> {
     match (price, p.has_budget()) {
         (Some(price), _) => {
-            let usage = Usage {
-                input: est.input,
-                output: est.output,
-                ..Usage::default()
-            };
-            Ok(budget::units(price.cost(&usage)))
+            // Input at the dearer of the plain and cache-write rates, output at the dearer of
+            // plain and reasoning: the most this estimate can cost.
+            let input = price.input.max(price.cache_write.unwrap_or(0.0));
+            let output = price.output.max(price.reasoning.unwrap_or(0.0));
+            let usd = (est.input as f64 * input + est.output as f64 * output) / 1_000_000.0;
+            Ok(budget::units(usd))
         }
         (None, false) => Ok(0),
         (None, true) => Err(GatewayError::Forbidden {
@@ -293,7 +303,7 @@ pub async fn admit_shared(
     let node = |i: usize| levels.get(i).copied().unwrap_or(&p.key);
     let to_minute = u64::try_from(60 - now.rem_euclid(60)).unwrap_or(60);
     match outcome {
-        Ok((held, left)) => {
+        Ok((member, held, left)) => {
             for [(rl, rleft), (tl, tleft)] in left {
                 let pair =
                     |l: i64, r: i64| (l >= 0).then(|| (l as u64, u64::try_from(r).unwrap_or(0)));
@@ -311,7 +321,7 @@ pub async fn admit_shared(
                 any_usage: AtomicBool::new(false),
                 spend: Arc::clone(spend),
                 refused: false,
-                shared: Some((Arc::clone(shared), held)),
+                shared: Some((Arc::clone(shared), member, held)),
             };
             Ok((ticket, headers))
         }
@@ -475,21 +485,20 @@ impl Ticket {
     /// Charges one attempt: `usage` at `price` (`None`: unpriced, charged nothing but counted),
     /// and queues its spend row. `model` is the route's model name, `target` its
     /// `provider/model` label.
-    pub fn charge(&self, model: &str, target: &str, usage: &Usage, price: Option<Price>) {
+    pub fn charge(&self, model: &Arc<str>, target: &Arc<str>, usage: &Usage, price: Option<Price>) {
         let units = price.map_or(0, |p| budget::units_nearest(p.cost(usage)));
         self.charged_units.fetch_add(units, Ordering::AcqRel);
         self.charged_tokens
             .fetch_add(usage.input + usage.output, Ordering::AcqRel);
         self.any_usage.store(true, Ordering::Release);
-        let provider = target.split('/').next().unwrap_or(target);
         let p = &self.principal;
         self.spend.push(SpendRow {
             hour: now_unix().div_euclid(3600) * 3600,
             key_id: Arc::clone(&p.key.id),
             team_id: p.team.as_ref().map(|n| Arc::clone(&n.id)),
             customer_id: p.customer.as_ref().map(|n| Arc::clone(&n.id)),
-            model: Arc::from(model),
-            provider: Arc::from(provider),
+            model: Arc::clone(model),
+            target: Arc::clone(target),
             requests: 1,
             input_tokens: usage.input,
             output_tokens: usage.output,
@@ -497,6 +506,20 @@ impl Ticket {
             units,
             unpriced: u64::from(price.is_none()),
         });
+    }
+}
+
+impl Ticket {
+    /// Charges an attempt whose usage is unknown because it was cut short (the client left,
+    /// or a deadline passed) after it may have reached the provider: its estimated input,
+    /// which the provider bills once it read the prompt.
+    pub fn charge_cut_short(&self, model: &Arc<str>, target: &Arc<str>, price: Option<Price>) {
+        let usage = Usage {
+            input: self.estimate.input,
+            estimated: true,
+            ..Usage::default()
+        };
+        self.charge(model, target, &usage, price);
     }
 }
 
@@ -510,20 +533,24 @@ impl Drop for Ticket {
         } else {
             self.estimate.tokens()
         };
-        if let Some((shared, levels)) = self.shared.take() {
-            let mut ops = Vec::new();
+        if let Some((shared, member, levels)) = self.shared.take() {
+            let mut op = SettleOp {
+                member,
+                incr: Vec::new(),
+                slots: Vec::new(),
+            };
             for l in levels {
                 if let Some((k, reserved)) = l.budget {
-                    ops.push(SettleOp::IncrBy(k, units as i64 - reserved as i64));
+                    op.incr.push((k, units as i64 - reserved as i64));
                 }
                 if let Some((k, reserved)) = l.tokens {
-                    ops.push(SettleOp::IncrBy(k, tokens as i64 - reserved as i64));
+                    op.incr.push((k, tokens as i64 - reserved as i64));
                 }
-                if let Some((k, member)) = l.slot {
-                    ops.push(SettleOp::Release(k, member));
+                if let Some((k, _)) = l.slot {
+                    op.slots.push(k);
                 }
             }
-            shared.settle(ops);
+            shared.settle([op]);
         }
         let refused = self.refused;
         for hold in &mut self.holds {
@@ -705,13 +732,20 @@ mod tests {
             output: 5,
             ..Usage::default()
         };
-        ticket.charge("m", "fake/x", &usage, Some(price()));
+        ticket.charge(&Arc::from("m"), &Arc::from("fake/x"), &usage, Some(price()));
         drop(ticket);
         // Charged: 10 × 1000 + 5 × 2000 per million = 0.02 USD.
         assert_eq!(ledger.used(NOW), 2_000_000);
         let rows = q.drain();
         assert_eq!(rows.len(), 1);
-        assert_eq!((rows[0].units, &*rows[0].provider), (2_000_000, "fake"));
+        assert_eq!((rows[0].units, rows[0].provider()), (2_000_000, "fake"));
+        // An attempt cut short with nothing counted is charged its estimated input.
+        let (ticket, _) = admit(&p, est, Some(price()), "m", &q, NOW).unwrap();
+        ticket.charge_cut_short(&Arc::from("m"), &Arc::from("fake/x"), Some(price()));
+        drop(ticket);
+        // 0.02 before, plus 100 input tokens at 1000 per million.
+        assert_eq!(ledger.used(NOW), 2_000_000 + 10_000_000);
+        assert_eq!(q.drain()[0].input_tokens, 100);
         // A budget with no price for the model: refused, not served at 0.
         let (e, _) = admit(&p, est, None, "m", &q, NOW).unwrap_err();
         assert!(e.to_string().contains("no known price"), "{e}");

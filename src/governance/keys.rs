@@ -92,6 +92,15 @@ pub fn without_key_param(query: &str) -> String {
         .join("&")
 }
 
+/// The headers a virtual key may come in.
+pub const KEY_HEADERS: [&str; 5] = [
+    "x-ferrogate-key",
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+];
+
 /// Where a request carried its virtual key, so the gateway can remove it before anything goes
 /// upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,6 +57,7 @@ pub struct Governor {
     pub spend: Arc<SpendQueue>,
     store: Store,
     store_url: StoreUrl,
+    redis_url: Option<String>,
     declared: ArcSwap<Declared>,
     flush_interval: Duration,
     sync_interval: Duration,
@@ -134,7 +135,8 @@ pub struct PatchRequest {
     pub providers: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "some")]
     pub budget: Option<Option<crate::config::governance::BudgetConfig>>,
-    pub limits: Option<crate::config::governance::LimitConfig>,
+    #[serde(default, deserialize_with = "some")]
+    pub limits: Option<Option<crate::config::governance::LimitConfig>>,
     #[serde(default, deserialize_with = "some_time")]
     pub expires_at: Option<Option<i64>>,
 }
@@ -164,6 +166,7 @@ impl Governor {
             spend: Arc::new(SpendQueue::default()),
             store,
             store_url: cfg.store.clone(),
+            redis_url: cfg.redis.clone(),
             declared: ArcSwap::from_pointee(declared(cfg)),
             flush_interval: cfg.flush_interval,
             sync_interval: cfg.sync_interval,
@@ -177,6 +180,15 @@ impl Governor {
 
     pub fn store_url(&self) -> &StoreUrl {
         &self.store_url
+    }
+
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref()
+    }
+
+    /// The settings fixed at start (a reload that changes them is refused).
+    pub fn fixed_intervals(&self) -> (Duration, Duration) {
+        (self.flush_interval, self.sync_interval)
     }
 
     /// The current table (the request path's view).
@@ -203,16 +215,25 @@ impl Governor {
     /// first time, and swaps in a new table.
     pub async fn rebuild(&self) -> Result<(), StoreError> {
         let _one = self.rebuild.lock().await;
+        // Spend still queued counts for the windows read below.
+        self.flush().await?;
         let revision = self.store.revision().await?;
         let mut entities = self.store.entities().await?;
         entities.extend(self.declared.load().keys.iter().cloned());
         let now = gate::now_unix();
         let mut spent = HashMap::new();
         for e in &entities {
-            let (Some(b), false) = (&e.policy.budget, self.counters.contains_key(&e.id)) else {
-                continue;
-            };
+            let Some(b) = &e.policy.budget else { continue };
             let w = table::window_of(b, e.created_at);
+            // Counters that already count this window carry their amount over; a new entity,
+            // or a budget whose period changed, starts from what the store has for the window.
+            let counted = self
+                .counters
+                .get(&e.id)
+                .is_some_and(|c| c.budget.as_ref().is_some_and(|l| *l.window() == w));
+            if counted {
+                continue;
+            }
             let since = table::window_start(&w, now);
             spent.insert(
                 e.id.clone(),
@@ -441,7 +462,7 @@ impl Governor {
             e.policy.budget = b;
         }
         if let Some(l) = patch.limits {
-            e.policy.limits = l;
+            e.policy.limits = l.unwrap_or_default();
         }
         if let Some(x) = patch.expires_at {
             e.policy.expires_at = x;
@@ -501,6 +522,18 @@ impl Governor {
             let Some(id) = id else { continue };
             if !table.entities.get(id).is_some_and(|e| e.level == level) {
                 return Err(AdminError::Invalid(format!("no {} `{id}`", level.as_str())));
+            }
+        }
+        // A key in a team belongs to the team's customer: naming another would take it out
+        // of that customer's budget and limits.
+        let team_customer = team
+            .and_then(|t| table.entities.get(t))
+            .and_then(|t| t.customer_id.as_deref());
+        if let (Some(tc), Some(c)) = (team_customer, customer) {
+            if tc != c {
+                return Err(AdminError::Invalid(format!(
+                    "the team belongs to customer `{tc}`; a key in it cannot name `{c}`"
+                )));
             }
         }
         Ok(())

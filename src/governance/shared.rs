@@ -51,6 +51,8 @@ for i = 0, n - 1 do
   end
 end
 local out = {-1, 0, 0}
+-- What this request took can be settled once: the settle script deletes the marker first.
+redis.call('SET', 'fg:adm:' .. member, 1, 'EX', 86400)
 for i = 0, n - 1 do
   local a, k = 4 + i * 8, i * 4
   local rpm, tpm, tokens, conc = tonumber(ARGV[a]), tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
@@ -82,19 +84,37 @@ end
 return out
 "#;
 
-/// A correction sent after a request ends.
+/// Settles one admitted request, at most once: the admission left a marker
+/// (`fg:adm:{member}`) and only the call that deletes it applies the corrections, so a
+/// correction sent twice (a retry after a lost reply) or for an admission that never happened
+/// (a refused or cancelled one) changes nothing. A window key that expired meanwhile is left
+/// alone rather than recreated without an expiry.
+const SETTLE: &str = r#"
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+local ni = tonumber(ARGV[1])
+for i = 1, ni do
+  if redis.call('EXISTS', KEYS[1 + i]) == 1 then redis.call('INCRBY', KEYS[1 + i], ARGV[2 + i]) end
+end
+for i = ni + 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[2]) end
+return 1
+"#;
+
+/// The corrections of one request, sent after it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SettleOp {
-    /// Add (or take back) this much: a reservation replaced by the real amount.
-    IncrBy(String, i64),
-    /// Release a slot in flight.
-    Release(String, String),
+pub struct SettleOp {
+    /// The request's admission id.
+    pub member: String,
+    /// Amounts to add (or take back): reservations replaced by what was really used.
+    pub incr: Vec<(String, i64)>,
+    /// In-flight sets to release the request's slot from.
+    pub slots: Vec<String>,
 }
 
 /// The Redis side of governance.
 pub struct Shared {
     conn: ConnectionManager,
     admit: redis::Script,
+    settle_script: redis::Script,
     pending: SegQueue<SettleOp>,
     wake: tokio::sync::Notify,
 }
@@ -121,7 +141,23 @@ pub enum SharedRefusal {
 
 /// An admitted request: what it holds, and the tightest limits left per level
 /// (`[(rpm limit, left), (tpm limit, left)]`, `-1` where none applies).
-pub type Admitted = (Vec<SharedLevel>, Vec<[(i64, i64); 2]>);
+pub type Admitted = (String, Vec<SharedLevel>, Vec<[(i64, i64); 2]>);
+
+/// Gives back an admission whose answer never arrived (the request was cancelled during the
+/// round trip, or the reply was lost): settling is idempotent and a no-op for an admission
+/// that did not happen, so releasing blindly is safe.
+struct Unanswered<'a> {
+    shared: &'a Shared,
+    release: Option<SettleOp>,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(op) = self.release.take() {
+            self.shared.settle([op]);
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("the shared governance counters (Redis): {0}")]
@@ -131,11 +167,19 @@ fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn add_op(pipe: &mut redis::Pipeline, op: &SettleOp) {
-    match op {
-        SettleOp::IncrBy(k, d) => pipe.cmd("INCRBY").arg(k).arg(*d).ignore(),
-        SettleOp::Release(k, m) => pipe.cmd("ZREM").arg(k).arg(m).ignore(),
-    };
+/// One settle script call in `pipe`.
+fn add_op(pipe: &mut redis::Pipeline, sha: &str, op: &SettleOp) {
+    let keys = 1 + op.incr.len() + op.slots.len();
+    pipe.cmd("EVALSHA")
+        .arg(sha)
+        .arg(keys)
+        .arg(format!("fg:adm:{}", op.member))
+        .arg(op.incr.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+        .arg(&op.slots)
+        .arg(op.incr.len())
+        .arg(&op.member)
+        .arg(op.incr.iter().map(|(_, d)| *d).collect::<Vec<_>>())
+        .ignore();
 }
 
 fn window_tag(w: &Window) -> &'static str {
@@ -157,12 +201,12 @@ impl Shared {
         let shared = Arc::new(Shared {
             conn,
             admit: redis::Script::new(ADMIT),
+            settle_script: redis::Script::new(SETTLE),
             pending: SegQueue::new(),
             wake: tokio::sync::Notify::new(),
         });
-        // Load the script now, so the first request's EVALSHA finds it.
-        let mut c = shared.conn.clone();
-        shared.admit.prepare_invoke().load_async(&mut c).await?;
+        // Load the scripts now, so the first request's EVALSHA finds them.
+        shared.load_scripts().await?;
         Ok(shared)
     }
 
@@ -233,10 +277,29 @@ impl Shared {
                 .arg(&argv);
             c
         };
+        let mut release = SettleOp {
+            member: member.clone(),
+            incr: Vec::new(),
+            slots: Vec::new(),
+        };
+        for l in &levels {
+            release
+                .incr
+                .extend(l.budget.iter().map(|(k, u)| (k.clone(), -clamp(*u))));
+            release
+                .incr
+                .extend(l.tokens.iter().map(|(k, t)| (k.clone(), -clamp(*t))));
+            release.slots.extend(l.slot.iter().map(|(k, _)| k.clone()));
+        }
+        let mut guard = Unanswered {
+            shared: self,
+            release: Some(release),
+        };
         let mut pipe = redis::pipe();
         let mut carried = Vec::new();
+        let sha = self.settle_script.get_hash();
         while let Some(op) = self.pending.pop() {
-            add_op(&mut pipe, &op);
+            add_op(&mut pipe, sha, &op);
             carried.push(op);
         }
         pipe.add_command(script("EVALSHA", self.admit.get_hash()));
@@ -246,26 +309,33 @@ impl Shared {
         let out: Vec<i64> = match pipe.query_async::<(Vec<i64>,)>(&mut conn).await {
             Ok((out,)) => out,
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // Redis restarted and lost the script (the corrections did go through).
-                self.admit.prepare_invoke().load_async(&mut conn).await?;
+                // Redis restarted and lost the scripts: load them, send the corrections again
+                // (settling is idempotent) and admit.
+                self.load_scripts().await?;
+                self.settle(carried);
                 script("EVALSHA", self.admit.get_hash())
                     .query_async(&mut conn)
                     .await?
             }
             Err(e) => {
-                // The corrections may not have been applied: the settle task retries them.
+                // The corrections may or may not have been applied: settling is idempotent,
+                // so the settle task sends them again.
                 self.settle(carried);
                 return Err(e.into());
             }
         };
         let level = |i: i64| usize::try_from(i).unwrap_or(0);
+        if out.len() >= 3 {
+            // Answered: admitted (the ticket settles it) or refused (nothing was taken).
+            guard.release = None;
+        }
         match out.as_slice() {
             [-1, _, _, rest @ ..] => {
                 let left = rest
                     .chunks_exact(4)
                     .map(|c| [(c[0], c[1]), (c[2], c[3])])
                     .collect();
-                Ok(Ok((levels, left)))
+                Ok(Ok((member, levels, left)))
             }
             [i, 1, ..] => Ok(Err(SharedRefusal::Requests(level(*i)))),
             [i, 2, ..] => Ok(Err(SharedRefusal::Tokens(level(*i)))),
@@ -276,6 +346,16 @@ impl Shared {
                 "a short answer from the admission script",
             )))),
         }
+    }
+
+    async fn load_scripts(&self) -> Result<(), SharedError> {
+        let mut c = self.conn.clone();
+        self.admit.prepare_invoke().load_async(&mut c).await?;
+        self.settle_script
+            .prepare_invoke()
+            .load_async(&mut c)
+            .await?;
+        Ok(())
     }
 
     /// Queues corrections for the settle task (never waits).
@@ -321,6 +401,8 @@ impl Shared {
                 while let Err(e) = me.send(&batch).await {
                     tracing::warn!(error = %e, "governance: settling in Redis failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
+                    // A restarted Redis lost the scripts (settling twice is harmless).
+                    let _ = me.load_scripts().await;
                 }
             }
         });
@@ -332,7 +414,7 @@ impl Shared {
         }
         let mut pipe = redis::pipe();
         for op in batch {
-            add_op(&mut pipe, op);
+            add_op(&mut pipe, self.settle_script.get_hash(), op);
         }
         let mut conn = self.conn.clone();
         metrics::counter!(ROUND_TRIPS, "phase" => "settle").increment(1);

@@ -16,7 +16,9 @@ pub struct SpendRow {
     pub team_id: Option<Arc<str>>,
     pub customer_id: Option<Arc<str>>,
     pub model: Arc<str>,
-    pub provider: Arc<str>,
+    /// The serving target's `provider/model` label (or `provider`): the provider is the
+    /// part before the first `/` (split when written, not on the request path).
+    pub target: Arc<str>,
     pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -41,6 +43,12 @@ pub struct SpendQueue {
     rows: SegQueue<SpendRow>,
 }
 
+impl SpendRow {
+    pub fn provider(&self) -> &str {
+        self.target.split('/').next().unwrap_or(&self.target)
+    }
+}
+
 impl SpendQueue {
     pub fn push(&self, row: SpendRow) {
         self.rows.push(row);
@@ -60,7 +68,7 @@ impl SpendQueue {
                 r.team_id.clone(),
                 r.customer_id.clone(),
                 Arc::clone(&r.model),
-                Arc::clone(&r.provider),
+                Arc::clone(&r.target),
             );
             match groups.get_mut(&g) {
                 Some(sum) => {
@@ -98,7 +106,7 @@ mod tests {
             team_id: None,
             customer_id: None,
             model: Arc::from(model),
-            provider: Arc::from("mock"),
+            target: Arc::from("mock/m"),
             requests: 1,
             input_tokens: 10,
             output_tokens: 5,

@@ -264,7 +264,7 @@ impl Store {
                 .bind(r.team_id.as_deref().unwrap_or("").to_string())
                 .bind(r.customer_id.as_deref().unwrap_or("").to_string())
                 .bind(r.model.to_string())
-                .bind(r.provider.to_string())
+                .bind(r.provider().to_string())
                 .bind(as_i64(r.requests))
                 .bind(as_i64(r.input_tokens))
                 .bind(as_i64(r.output_tokens))

@@ -14,7 +14,6 @@ use crate::governance::table::Principal;
 use crate::governance::Governor;
 use crate::pricing::Price;
 use crate::routing::snapshot::{Resolved, Snapshot, TargetRt};
-use crate::usage::Usage;
 
 /// The key of a governed request, removed from its headers (or query).
 pub(crate) fn identify(g: &Governor, parts: &mut Parts) -> Result<Arc<Principal>, GatewayError> {
@@ -45,16 +44,18 @@ pub(crate) async fn admit(
     model: &str,
     resolved: &Resolved<'_>,
     snapshot: &Snapshot,
-    body: &[u8],
+    request: &super::ClientRequest,
     rate: &mut RateHeaders,
 ) -> Result<Arc<Ticket>, GatewayError> {
+    let body = &request.body[..];
+    let per_choice = crate::dialect::max_tokens::max_output_tokens(body)
+        .unwrap_or_else(|| g.default_output_tokens());
     let est = Estimate {
         // About four bytes a token; the reservation is replaced by the real count after.
         input: (body.len() as u64).div_ceil(4),
-        output: crate::dialect::max_tokens::max_output_tokens(body)
-            .unwrap_or_else(|| g.default_output_tokens()),
+        // `n` / `candidateCount` answers each generate up to the limit.
+        output: per_choice.saturating_mul(crate::dialect::max_tokens::choices(body)),
     };
-    // (provider, served model, price) of every target the request may be served by.
     let mut first_refusal = None;
     let mut worst: Option<(f64, Option<Price>)> = None;
     let mut consider = |model: &str, provider: &str, served: &str, price: Option<Price>| {
@@ -62,59 +63,67 @@ pub(crate) async fn admit(
             first_refusal.get_or_insert(e);
             return;
         }
-        let cost = price.map_or(f64::INFINITY, |pr| {
-            pr.cost(&Usage {
-                input: est.input,
-                output: est.output,
-                ..Usage::default()
-            })
-        });
+        let cost = price.map_or(f64::INFINITY, |pr| worst_case(&pr, est));
         if worst.is_none_or(|(w, _)| cost > w) {
             worst = Some((cost, price));
         }
     };
-    match resolved {
-        Resolved::Route(route) => {
-            // The route's targets and its fallbacks' (the request may be served by any of
-            // them; the reservation covers the dearest).
+    // Every model the request may be served by: the route's targets, then every fallback the
+    // resilience loop may turn to (configured by failure kind, or named in the request's
+    // `x-ferrogate-fallbacks`). The reservation covers the dearest allowed target of them all.
+    let mut consider_name = |name: &str, resolved: Option<Resolved<'_>>| match resolved {
+        Some(Resolved::Route(route)) => {
             for t in &route.targets {
-                let served = t.model.as_deref().unwrap_or(model);
+                let served = t.model.as_deref().unwrap_or(name);
                 consider(
-                    model,
+                    name,
                     &t.provider.id,
                     served,
                     t.provider.prices.lookup(served),
                 );
             }
-            for name in route.fallbacks.iter() {
-                match snapshot.resolve(name) {
-                    Some(Resolved::Route(fallback)) => {
-                        for t in &fallback.targets {
-                            let served = t.model.as_deref().unwrap_or(name);
-                            consider(
-                                name,
-                                &t.provider.id,
-                                served,
-                                t.provider.prices.lookup(served),
-                            );
-                        }
-                    }
-                    Some(Resolved::Direct {
-                        provider,
-                        model: served,
-                    }) => {
-                        consider(name, &provider.id, served, provider.prices.lookup(served));
-                    }
-                    None => {}
-                }
-            }
+        }
+        Some(Resolved::Direct {
+            provider,
+            model: served,
+        }) => consider(name, &provider.id, served, provider.prices.lookup(served)),
+        None => {}
+    };
+    let fallbacks: Vec<&str> = match resolved {
+        Resolved::Route(route) => {
+            consider_name(model, Some(Resolved::Route(route)));
+            route
+                .fallbacks
+                .iter()
+                .chain(&route.context_window_fallbacks)
+                .chain(&route.content_policy_fallbacks)
+                .map(|n| &**n)
+                .collect()
         }
         Resolved::Direct {
             provider,
             model: served,
         } => {
-            consider(model, &provider.id, served, provider.prices.lookup(served));
+            consider_name(
+                model,
+                Some(Resolved::Direct {
+                    provider,
+                    model: served,
+                }),
+            );
+            Vec::new()
         }
+    };
+    let named = request
+        .headers
+        .get(&super::resilient::X_FERROGATE_FALLBACKS)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    for name in fallbacks
+        .into_iter()
+        .chain(named.split(',').map(str::trim).filter(|n| !n.is_empty()))
+    {
+        consider_name(name, snapshot.resolve(name));
     }
     let Some((_, price)) = worst else {
         return Err(first_refusal
@@ -135,4 +144,12 @@ pub(crate) async fn admit(
             Err(e)
         }
     }
+}
+
+/// The most `est` can cost at `price`: input at the dearer of the plain and cache-write rates
+/// (a prompt written to the cache costs more), output at the dearer of plain and reasoning.
+pub(crate) fn worst_case(price: &Price, est: Estimate) -> f64 {
+    let input = price.input.max(price.cache_write.unwrap_or(0.0));
+    let output = price.output.max(price.reasoning.unwrap_or(0.0));
+    (est.input as f64 * input + est.output as f64 * output) / 1_000_000.0
 }

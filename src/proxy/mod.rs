@@ -306,7 +306,7 @@ async fn route_and_forward(
     let resolved = snapshot.resolve(model);
     let ticket = match (&state.governor, &principal, &resolved) {
         (Some(g), Some(p), Some(r)) => {
-            Some(govern::admit(g, p, model, r, &snapshot, &request.body, rate).await?)
+            Some(govern::admit(g, p, model, r, &snapshot, &request, rate).await?)
         }
         _ => None,
     };

@@ -116,6 +116,14 @@ impl Settle {
         self.metrics.count_status(status);
         self.metrics.duration.record(duration.as_secs_f64());
         let mut cost_usd = None;
+        let known = usage.as_ref().is_some_and(|u| !u.counts_nothing());
+        if let (false, Some(t)) = (known, &self.ticket) {
+            // Cut short (client gone, or a deadline) with nothing counted: the provider may
+            // have read the prompt already.
+            if client_cancelled || status == 504 {
+                t.charge_cut_short(&self.metrics.model, &self.metrics.target, self.price);
+            }
+        }
         if let Some(u) = usage.as_ref().filter(|u| !u.counts_nothing()) {
             if let Some(t) = &self.ticket {
                 t.charge(&self.metrics.model, &self.metrics.target, u, self.price);

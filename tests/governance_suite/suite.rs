@@ -167,12 +167,14 @@ async fn with_passthrough_the_virtual_key_rides_in_x_ferrogate_key_and_the_clien
     let store = new_store().await;
     let gw = Gateway::start(&format!("{}{}", cfg.yaml(), governance(&store))).await;
     let (_, key) = create_key(&gw, json!({"name": "byok"})).await;
+    // The virtual key also repeated where an SDK might put it: none of it goes upstream.
     let r = post_with(
-        &gw.chat_url(),
+        &format!("{}?key={key}&keep=1", gw.chat_url()),
         chat_body("gpt-4o-mini", None),
         &[
             ("authorization", &format!("Bearer {CLIENT_KEY}")),
             ("x-ferrogate-key", &key),
+            ("x-api-key", &key),
         ],
     )
     .await;
@@ -183,6 +185,10 @@ async fn with_passthrough_the_virtual_key_rides_in_x_ferrogate_key_and_the_clien
         Some(format!("Bearer {CLIENT_KEY}").as_str())
     );
     assert_eq!(req.header("x-ferrogate-key"), None);
+    assert_eq!(req.header("x-api-key"), None);
+    let all = format!("{req:?}");
+    assert!(!all.contains(&key), "the virtual key went upstream: {all}");
+    assert!(all.contains("keep=1"), "the rest of the query went: {all}");
 }
 
 #[tokio::test]
@@ -272,6 +278,14 @@ async fn keys_are_shown_once_take_effect_at_once_and_revoked_keys_stop() {
     let r = chat_as(&gw, &key2, "gpt-4o-mini").await;
     assert_eq!(r.status, 401);
     assert!(r.text().contains("expired"), "{}", r.text());
+    // A key in a team belongs to the team's customer.
+    let c1 = admin(&gw, "POST", "/admin/v1/customers", Some(json!({"name": "c1"}))).await.json()["id"].as_str().unwrap().to_string();
+    let c2 = admin(&gw, "POST", "/admin/v1/customers", Some(json!({"name": "c2"}))).await.json()["id"].as_str().unwrap().to_string();
+    let t = admin(&gw, "POST", "/admin/v1/teams", Some(json!({"name": "t", "customer_id": c1}))).await;
+    assert_eq!(t.status, 201, "{}", t.text());
+    let team = t.json()["id"].as_str().unwrap().to_string();
+    let r = admin(&gw, "POST", "/admin/v1/keys", Some(json!({"name": "x", "team_id": team, "customer_id": c2}))).await;
+    assert_eq!(r.status, 400, "{}", r.text());
     // Unknown ids and fields.
     assert_eq!(
         admin(&gw, "GET", "/admin/v1/keys/key_nope", None)
@@ -294,6 +308,7 @@ async fn keys_are_shown_once_take_effect_at_once_and_revoked_keys_stop() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|a| a["object"] == "key")
         .map(|a| {
             (
                 a["action"].as_str().unwrap(),
@@ -542,6 +557,11 @@ async fn an_exhausted_budget_is_402_not_429_and_an_unpriced_model_is_refused() {
     .await;
     assert_eq!(r.status, 402);
     assert_eq!(r.json()["type"], "error");
+    // Changing the budget's period keeps what its new window already spent.
+    let r = admin(&gw, "PATCH", &format!("/admin/v1/keys/{id}"), Some(json!({"budget": {"usd": 5, "period": "1mo"}}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spend = admin(&gw, "GET", &format!("/admin/v1/keys/{id}"), None).await.json();
+    assert!((spend["spend"]["usd"].as_f64().unwrap() - spent).abs() < 1e-9, "{spend}");
 }
 
 /// The concurrency proof: a budget that covers about 10 requests, 200 at once.
