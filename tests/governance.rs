@@ -49,3 +49,89 @@ async fn a_governance_section_without_a_master_key_or_with_a_bad_key_is_refused(
     }
     assert!(!text.contains("sk-123"), "a key value is echoed:\n{text}");
 }
+
+/// Runs `ferrogate keys ...` with the master key in its environment (at most 20 s).
+// The test's own timeout, on the wall clock (no gateway deadline is decided here).
+#[allow(clippy::disallowed_methods)]
+fn keys_cli(args: &[&str], master: &str) -> std::process::Output {
+    let mut child = std::process::Command::new(common::gateway::BIN)
+        .arg("keys")
+        .args(args)
+        .env("FERROGATE_MASTER_KEY", master)
+        .env_remove("FERROGATE_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ferrogate keys");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`ferrogate keys {}` did not finish", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[tokio::test]
+async fn the_keys_command_creates_lists_and_revokes_through_a_running_gateway() {
+    let (_up, gw, _store) = start("", "").await;
+    let url = gw.url("");
+    let out = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            keys_cli(
+                &[
+                    "create", "--name", "cli-app", "--model", "fake/*", "--rpm", "5", "--url", &url,
+                ],
+                MASTER,
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = stdout.lines().next().unwrap().trim().to_string();
+    assert!(key.starts_with("fg-"), "{stdout}");
+    assert_eq!(chat_as(&gw, &key, "fake/m").await.status, 200);
+    assert_eq!(chat_as(&gw, &key, "gpt-4o-mini").await.status, 403);
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("an id line")
+        .trim()
+        .to_string();
+    let list = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || keys_cli(&["list", "--url", &url], MASTER)
+    })
+    .await
+    .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        listed.contains(&id) && listed.contains("cli-app"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&key), "the list shows the key: {listed}");
+    let revoke = tokio::task::spawn_blocking({
+        let (url, id) = (url.clone(), id.clone());
+        move || keys_cli(&["revoke", &id, "--url", &url], MASTER)
+    })
+    .await
+    .unwrap();
+    assert!(revoke.status.success());
+    assert_eq!(chat_as(&gw, &key, "fake/m").await.status, 401);
+    // A wrong master key fails with the server's message.
+    let bad = tokio::task::spawn_blocking(move || keys_cli(&["list", "--url", &url], "wrong"))
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("master key"));
+}

@@ -17,15 +17,16 @@ use crate::procs::{mock_spec, spawn, SpawnSpec, Spawned};
 use crate::resilience::{FaultArgs, FaultyMocks};
 use crate::run::{
     gateway_config_with, gateway_spec, governed_config, governed_headers, parse_scenarios,
-    Resilience, GOVERNED,
+    priced_config, Resilience, GOVERNED, PRICED,
 };
 use crate::signals;
 use crate::workload::Scenario;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct CallgrindArgs {
-    /// Subjects to measure, comma-separated: bare, ferrogate, ferrogate-governed (ferrogate
-    /// with governance on: a virtual key with a budget and rpm/tpm limits).
+    /// Subjects to measure, comma-separated: bare, ferrogate, ferrogate-priced (prices for the
+    /// mock's models), ferrogate-governed (the same prices and governance on: a virtual key
+    /// with a budget and rpm/tpm limits).
     #[arg(long, default_value = "bare,ferrogate")]
     pub subjects: String,
     /// ferrogate binary (run as `serve --config F --listen A --workers 1`).
@@ -217,6 +218,8 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
     fs::write(&config, &base)?;
     let governed = dir.join("ferrogate-governed.yaml");
     fs::write(&governed, governed_config(&base, &dir))?;
+    let priced = dir.join("ferrogate-priced.yaml");
+    fs::write(&priced, priced_config(&base))?;
 
     let mut results: Vec<CallgrindResult> = Vec::new();
     for name in &names {
@@ -250,7 +253,11 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
                 &args.ferrogate,
                 args.gateway_cmd.as_deref(),
                 name,
-                if name == GOVERNED { &governed } else { &config },
+                match name.as_str() {
+                    GOVERNED => &governed,
+                    PRICED => &priced,
+                    _ => &config,
+                },
                 mock.addr,
                 None,
                 &args.gateway_env,

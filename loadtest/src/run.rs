@@ -156,6 +156,9 @@ pub fn gateway_config_with(upstream: SocketAddr, resilience: &Resilience) -> Str
 
 /// The subject that is ferrogate with governance on (a key with a budget and rpm/tpm limits).
 pub const GOVERNED: &str = "ferrogate-governed";
+/// ferrogate with the same prices as the governed subject and no governance: what governance
+/// is compared with (a budget needs prices, and a priced answer carries its cost header).
+pub const PRICED: &str = "ferrogate-priced";
 /// The virtual key the governed subject declares and the load client sends.
 pub const GOVERNED_KEY: &str = "fg-loadtest0governed0key0000000000000000000000";
 
@@ -166,9 +169,6 @@ pub fn governed_config(config: &str, dir: &std::path::Path) -> String {
     format!(
         concat!(
             "{config}",
-            "pricing:\n",
-            "  \"up/*\": {{ input_per_mtok: 1, output_per_mtok: 2 }}\n",
-            "  \"anth/*\": {{ input_per_mtok: 1, output_per_mtok: 2 }}\n",
             "governance:\n",
             "  master_key: \"loadtest-master-key\"\n",
             "  store: \"sqlite:{db}\"\n",
@@ -176,9 +176,22 @@ pub fn governed_config(config: &str, dir: &std::path::Path) -> String {
             "    - {{ name: load, value: \"{key}\", budget: {{ usd: 1000000, period: 1d }}, ",
             "limits: {{ rpm: 100000000, tpm: 100000000000 }} }}\n"
         ),
-        config = config,
+        config = priced_config(config),
         db = dir.join("governance.db").display(),
         key = GOVERNED_KEY,
+    )
+}
+
+/// `config` with prices for the mock providers.
+pub fn priced_config(config: &str) -> String {
+    format!(
+        concat!(
+            "{config}",
+            "pricing:\n",
+            "  \"up/*\": {{ input_per_mtok: 1, output_per_mtok: 2 }}\n",
+            "  \"anth/*\": {{ input_per_mtok: 1, output_per_mtok: 2 }}\n",
+        ),
+        config = config
     )
 }
 

@@ -3,44 +3,72 @@
 //! `max_output_tokens`, Anthropic `max_tokens`, Gemini `generationConfig.maxOutputTokens`).
 //!
 //! Hand-written because it runs on the request path of every governed request and a serde
-//! scan of the whole body costs several thousand instructions; this is a few `memmem`
-//! searches. A quoted field name cannot occur inside a JSON string (its quotes would be
-//! escaped there), so a match is a real object key; the first one whose value is a plain
-//! number is taken (a nested object with the same key and a number value could mislead it:
-//! the reservation is an estimate, and the real cost is what gets charged).
+//! scan of the whole body costs several thousand instructions; this is one `memchr` pass over
+//! the body's quotes.
 
-use memchr::memmem;
-
-const FIELDS: [&[u8]; 4] = [
-    b"\"max_completion_tokens\"",
-    b"\"max_tokens\"",
-    b"\"max_output_tokens\"",
-    b"\"maxOutputTokens\"",
+/// Names whose number limits each answer's output.
+const LIMITS: [&[u8]; 4] = [
+    b"max_completion_tokens",
+    b"max_tokens",
+    b"max_output_tokens",
+    b"maxOutputTokens",
 ];
+/// Names whose number says how many answers are generated.
+const COUNTS: [&[u8]; 2] = [b"n", b"candidateCount"];
 
-/// The output-token limit the body asks for, if it names one. Every match counts and the
-/// largest wins: a nested object with one of these names (a tool's schema) can only make the
-/// reservation larger, never smaller than the request's own limit.
-pub fn max_output_tokens(body: &[u8]) -> Option<u64> {
-    FIELDS
-        .iter()
-        .flat_map(|f| {
-            memmem::find_iter(body, f).filter_map(|at| number_after(&body[at + f.len()..]))
-        })
-        .max()
+/// What a budget needs to know of a request body's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputAsk {
+    /// The largest output limit named (`None`: the body names none).
+    pub max_tokens: Option<u64>,
+    /// How many answers (at least 1, the largest named, at most 128).
+    pub choices: u64,
 }
 
-/// How many answers the request asks for (OpenAI `n`, Gemini `candidateCount`; at least 1,
-/// the largest if several match, at most 128).
+/// Reads `OutputAsk` in one pass over the body's quotes: a quoted field name cannot occur
+/// inside a JSON string (its quotes would be escaped there), so a quote followed by one of
+/// the names and a closing quote is an object key. Every match counts and the largest value
+/// wins, so a nested object with one of these names (a tool's schema) can only make the
+/// reservation larger, never smaller than the request's own limit.
+pub fn output_ask(body: &[u8]) -> OutputAsk {
+    let mut max_tokens: Option<u64> = None;
+    let mut choices: u64 = 1;
+    for at in memchr::memchr_iter(b'"', body) {
+        let rest = &body[at + 1..];
+        // Cheap rejects first: most keys (`model`, `messages`, `content`, …) fail on their
+        // first two bytes.
+        let (names, limit): (&[&[u8]], bool) = match rest {
+            [b'm', b'a', ..] => (&LIMITS, true),
+            [b'n', b'"', ..] | [b'c', b'a', ..] => (&COUNTS, false),
+            [] => break,
+            _ => continue,
+        };
+        let Some(n) = names.iter().find_map(|name| {
+            let after = rest.strip_prefix(*name)?.strip_prefix(b"\"")?;
+            number_after(after)
+        }) else {
+            continue;
+        };
+        if limit {
+            max_tokens = Some(max_tokens.map_or(n, |m| m.max(n)));
+        } else {
+            choices = choices.max(n);
+        }
+    }
+    OutputAsk {
+        max_tokens,
+        choices: choices.clamp(1, 128),
+    }
+}
+
+/// The output-token limit the body asks for, if it names one (see [`output_ask`]).
+pub fn max_output_tokens(body: &[u8]) -> Option<u64> {
+    output_ask(body).max_tokens
+}
+
+/// How many answers the request asks for (see [`output_ask`]).
 pub fn choices(body: &[u8]) -> u64 {
-    [&b"\"n\""[..], b"\"candidateCount\""]
-        .iter()
-        .flat_map(|f| {
-            memmem::find_iter(body, f).filter_map(|at| number_after(&body[at + f.len()..]))
-        })
-        .max()
-        .unwrap_or(1)
-        .clamp(1, 128)
+    output_ask(body).choices
 }
 
 /// `  : 123` → 123.

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, Uri};
 
 use super::budget::{self, Reservation};
 use super::entity::Level;
-use super::keys::{self, KeyDigest};
+use super::keys;
 use super::rate::{Admission, LimitKind, Remaining};
 use super::shared::{SettleOp, Shared, SharedLevel, SharedRefusal};
 use super::spend::{SpendQueue, SpendRow};
@@ -36,7 +36,13 @@ pub fn identify(
     uri: &mut Uri,
     now: i64,
 ) -> Result<Arc<Principal>, GatewayError> {
-    let Some((value, _)) = keys::presented(headers, uri.query()) else {
+    let from_headers = keys::take_from_headers(headers);
+    let from_query = uri
+        .query()
+        .is_some_and(|q| q.contains("key="))
+        .then(|| take_from_query(uri))
+        .flatten();
+    let Some(value) = from_headers.or(from_query) else {
         let message = if keys::any_credential(headers, uri.query()) {
             "Invalid API key: this gateway takes ferrogate virtual keys (`fg-…`); with \
              `auth: passthrough` send yours in `x-ferrogate-key`."
@@ -46,12 +52,10 @@ pub fn identify(
         };
         return Err(unauthenticated(message));
     };
-    remove_key(headers, uri);
-    let digest = KeyDigest::of(&value);
-    drop(value);
     let principal = table
-        .find(&digest)
+        .find_value(&value)
         .ok_or_else(|| unauthenticated("Invalid API key."))?;
+    drop(value);
     if let Some(level) = principal.missing_parent {
         return Err(unauthenticated(&format!(
             "This key's {} no longer exists.",
@@ -59,18 +63,21 @@ pub fn identify(
         )));
     }
     for node in principal.levels() {
-        let whose = match node.level {
-            Level::Key => "This key".to_string(),
-            l => format!("This key's {}", l.as_str()),
-        };
-        if node.revoked {
-            return Err(unauthenticated(&format!("{whose} has been revoked.")));
-        }
-        if node.expires_at.is_some_and(|t| t <= now) {
-            return Err(unauthenticated(&format!("{whose} has expired.")));
+        let expired = node.expires_at.is_some_and(|t| t <= now);
+        if node.revoked || expired {
+            let whose = match node.level {
+                Level::Key => "This key".to_string(),
+                l => format!("This key's {}", l.as_str()),
+            };
+            let what = if node.revoked {
+                "has been revoked"
+            } else {
+                "has expired"
+            };
+            return Err(unauthenticated(&format!("{whose} {what}.")));
         }
     }
-    Ok(Arc::clone(principal))
+    Ok(principal)
 }
 
 fn unauthenticated(message: &str) -> GatewayError {
@@ -79,31 +86,15 @@ fn unauthenticated(message: &str) -> GatewayError {
     }
 }
 
-/// Takes every virtual key out of the request, wherever it is (not only where the key was
-/// found: an SDK may repeat it in its own header, and with `auth: passthrough` the client's
-/// headers go upstream).
-fn remove_key(headers: &mut HeaderMap, uri: &mut Uri) {
-    for name in keys::KEY_HEADERS {
-        let shaped = headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                let v = v.trim();
-                let v = match v.get(..7) {
-                    Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => v[7..].trim(),
-                    _ => v,
-                };
-                keys::looks_like_key(v)
-            });
-        if shaped {
-            headers.remove(name);
-        }
-    }
-    let Some(q) = uri.query() else { return };
+/// Takes every virtual key out of the query (Gemini's `?key=`), returning the first.
+fn take_from_query(uri: &mut Uri) -> Option<String> {
+    let q = uri.query()?;
+    let found = q
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("key="))
+        .find(|v| keys::looks_like_key(v))
+        .map(str::to_owned)?;
     let kept = keys::without_key_param(q);
-    if kept.len() == q.len() {
-        return;
-    }
     let path = uri.path();
     let pq = if kept.is_empty() {
         path.to_string()
@@ -117,6 +108,7 @@ fn remove_key(headers: &mut HeaderMap, uri: &mut Uri) {
             *uri = u;
         }
     }
+    Some(found)
 }
 
 /// Whether every level admits a target: `Err` says which rule refuses it.
@@ -573,6 +565,7 @@ mod tests {
     use super::*;
     use crate::config::governance::{AccessPolicy, BudgetConfig, BudgetPeriod, LimitConfig};
     use crate::governance::entity::{Entity, Origin};
+    use crate::governance::keys::KeyDigest;
 
     /// 2026-12-07 15:30:00 UTC.
     const NOW: i64 = 1_796_657_400;
@@ -635,6 +628,22 @@ mod tests {
         let mut none = HeaderMap::new();
         let e = identify(&t, &mut none, &mut uri, NOW).unwrap_err();
         assert!(e.to_string().contains("Missing"), "{e}");
+    }
+
+    #[test]
+    fn a_key_found_once_is_found_again_from_the_cache_and_only_itself() {
+        let t = table(vec![entity("k", Level::Key, AccessPolicy::default())]);
+        let mut uri: Uri = "/".parse().unwrap();
+        for _ in 0..2 {
+            let p = identify(&t, &mut headers("x-api-key", KEY), &mut uri, NOW).unwrap();
+            assert_eq!(&*p.key.id, "k");
+        }
+        // Same length, one character off: not found, from the cache or otherwise.
+        let mut other = KEY.to_string();
+        other.pop();
+        other.push('Z');
+        assert!(identify(&t, &mut headers("x-api-key", &other), &mut uri, NOW).is_err());
+        assert!(t.find_value(KEY).is_some());
     }
 
     #[test]

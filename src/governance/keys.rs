@@ -92,14 +92,49 @@ pub fn without_key_param(query: &str) -> String {
         .join("&")
 }
 
-/// The headers a virtual key may come in.
-pub const KEY_HEADERS: [&str; 5] = [
-    "x-ferrogate-key",
-    "authorization",
-    "x-api-key",
-    "x-goog-api-key",
-    "api-key",
+/// The headers a virtual key may come in, in the order they are looked at (pre-parsed names:
+/// a lookup by `&str` would parse and hash the name again on every request).
+pub static KEY_HEADERS: [http::HeaderName; 5] = [
+    http::HeaderName::from_static("x-ferrogate-key"),
+    http::header::AUTHORIZATION,
+    http::HeaderName::from_static("x-api-key"),
+    http::HeaderName::from_static("x-goog-api-key"),
+    http::HeaderName::from_static("api-key"),
 ];
+
+/// The virtual key in a header value (`Bearer` stripped for `authorization`), if shaped like one.
+fn key_in<'v>(name: &http::HeaderName, value: &'v http::HeaderValue) -> Option<&'v str> {
+    let v = value.to_str().ok()?.trim();
+    let v = if *name == http::header::AUTHORIZATION {
+        // The scheme is case-insensitive (RFC 9110).
+        v.get(..7)
+            .filter(|s| s.eq_ignore_ascii_case("bearer "))
+            .map(|_| v[7..].trim())?
+    } else {
+        v
+    };
+    looks_like_key(v).then_some(v)
+}
+
+/// Takes every virtual key out of `headers` (an SDK may repeat it, and with `auth:
+/// passthrough` the client's headers go upstream) and returns the first, in `KEY_HEADERS`
+/// order. One lookup per name; a header is removed only when it holds a key.
+pub fn take_from_headers(headers: &mut HeaderMap) -> Option<String> {
+    let mut found = None;
+    for name in &KEY_HEADERS {
+        let Some(value) = headers.get(name) else {
+            continue;
+        };
+        let Some(key) = key_in(name, value) else {
+            continue;
+        };
+        if found.is_none() {
+            found = Some(key.to_owned());
+        }
+        headers.remove(name);
+    }
+    found
+}
 
 /// Where a request carried its virtual key, so the gateway can remove it before anything goes
 /// upstream.
@@ -123,30 +158,16 @@ pub enum KeySource {
 /// shaped like a virtual key is not one (it may be the client's own provider key under
 /// `auth: passthrough`), so the next place is looked at.
 pub fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<(String, KeySource)> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    let candidates = [
-        (header("x-ferrogate-key"), KeySource::XFerrogateKey),
-        (
-            // The scheme is case-insensitive (RFC 9110).
-            header("authorization").and_then(|v| {
-                v.get(..7)
-                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
-                    .map(|_| v[7..].trim())
-            }),
-            KeySource::Bearer,
-        ),
-        (header("x-api-key"), KeySource::XApiKey),
-        (header("x-goog-api-key"), KeySource::XGoogApiKey),
-        (header("api-key"), KeySource::ApiKey),
+    const SOURCES: [KeySource; 5] = [
+        KeySource::XFerrogateKey,
+        KeySource::Bearer,
+        KeySource::XApiKey,
+        KeySource::XGoogApiKey,
+        KeySource::ApiKey,
     ];
-    for (value, source) in candidates {
-        if let Some(v) = value.filter(|v| looks_like_key(v)) {
-            return Some((v.to_owned(), source));
+    for (name, source) in KEY_HEADERS.iter().zip(SOURCES) {
+        if let Some(key) = headers.get(name).and_then(|v| key_in(name, v)) {
+            return Some((key.to_owned(), source));
         }
     }
     query?

@@ -29,14 +29,15 @@ pub struct SpendRow {
     pub unpriced: u64,
 }
 
-type Group = (
-    i64,
-    Arc<str>,
-    Option<Arc<str>>,
-    Option<Arc<str>>,
-    Arc<str>,
-    Arc<str>,
-);
+/// A group by the addresses of its strings: they are the long-lived `Arc`s of the governance
+/// table and the route metrics, so one group is almost always one set of addresses, and
+/// hashing six words is much cheaper than hashing the strings (rows of the same strings under
+/// other addresses are separate here and added up by the store's upsert).
+type Group = (i64, [usize; 5]);
+
+fn addr(s: &Arc<str>) -> usize {
+    Arc::as_ptr(s).cast::<u8>() as usize
+}
 
 #[derive(Debug, Default)]
 pub struct SpendQueue {
@@ -64,11 +65,13 @@ impl SpendQueue {
         while let Some(r) = self.rows.pop() {
             let g = (
                 r.hour,
-                Arc::clone(&r.key_id),
-                r.team_id.clone(),
-                r.customer_id.clone(),
-                Arc::clone(&r.model),
-                Arc::clone(&r.target),
+                [
+                    addr(&r.key_id),
+                    r.team_id.as_ref().map_or(0, addr),
+                    r.customer_id.as_ref().map_or(0, addr),
+                    addr(&r.model),
+                    addr(&r.target),
+                ],
             );
             match groups.get_mut(&g) {
                 Some(sum) => {
@@ -99,14 +102,14 @@ impl SpendQueue {
 mod tests {
     use super::*;
 
-    fn row(key: &str, model: &str, units: u64) -> SpendRow {
+    fn row(key: &Arc<str>, model: &Arc<str>, units: u64) -> SpendRow {
         SpendRow {
             hour: 3600,
-            key_id: Arc::from(key),
+            key_id: Arc::clone(key),
             team_id: None,
             customer_id: None,
-            model: Arc::from(model),
-            target: Arc::from("mock/m"),
+            model: Arc::clone(model),
+            target: Arc::clone(model),
             requests: 1,
             input_tokens: 10,
             output_tokens: 5,
@@ -118,10 +121,12 @@ mod tests {
 
     #[test]
     fn rows_of_one_group_are_added_up_exactly() {
+        let (k1, k2, m): (Arc<str>, Arc<str>, Arc<str>) =
+            (Arc::from("k1"), Arc::from("k2"), Arc::from("mock/m"));
         let q = SpendQueue::default();
-        q.push(row("k1", "m", 7));
-        q.push(row("k1", "m", 11));
-        q.push(row("k2", "m", 1));
+        q.push(row(&k1, &m, 7));
+        q.push(row(&k1, &m, 11));
+        q.push(row(&k2, &m, 1));
         let mut rows = q.drain();
         rows.sort_by(|a, b| a.key_id.cmp(&b.key_id));
         assert_eq!(rows.len(), 2);
@@ -130,6 +135,11 @@ mod tests {
             (2, 18, 20)
         );
         assert_eq!(rows[1].units, 1);
+        assert_eq!(rows[1].provider(), "mock");
         assert!(q.is_empty());
+        // The same strings under other addresses are rows of their own (the store adds them).
+        q.push(row(&k1, &m, 1));
+        q.push(row(&Arc::from("k1"), &m, 1));
+        assert_eq!(q.drain().len(), 2);
     }
 }

@@ -150,9 +150,46 @@ impl Hasher for DigestHasher {
 }
 
 /// Everything governance knows, as of one rebuild.
+/// A key's value as the in-memory cache holds it, compared in constant time.
+#[derive(Debug, Clone, Eq)]
+struct SeenKey(Box<[u8]>);
+
+impl std::hash::Hash for SeenKey {
+    /// As `[u8]` hashes, so a lookup by `&[u8]` finds it.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for SeenKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && std::hint::black_box(
+                self.0
+                    .iter()
+                    .zip(other.0.iter())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b)),
+            ) == 0
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for SeenKey {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Most keys the cache of this table holds (beyond it, keys are found by digest each time).
+const SEEN_MAX: usize = 100_000;
+
 #[derive(Debug, Default)]
 pub struct Table {
     keys: HashMap<KeyDigest, Arc<Principal>, DigestHash>,
+    /// Keys found by digest since this table was built, by value. SHA-256 in software is
+    /// ~3,400 instructions, most of governance's cost per request; a hit here is a SipHash of
+    /// the value and one shard's read lock. The values stay in process memory only (like the
+    /// provider keys); the table, and with it the cache, is replaced on every key change.
+    seen: dashmap::DashMap<SeenKey, Arc<Principal>>,
     /// Every entity by id (the admin API's view).
     pub entities: HashMap<String, Entity>,
     /// Every entity's node by id.
@@ -166,6 +203,19 @@ impl Table {
             .get_key_value(digest)
             .filter(|(k, _)| k.ct_eq(digest))
             .map(|(_, p)| p)
+    }
+
+    /// The key with this value: from the cache, or by its digest (then cached).
+    pub fn find_value(&self, value: &str) -> Option<Arc<Principal>> {
+        if let Some(p) = self.seen.get(value.as_bytes()) {
+            return Some(Arc::clone(&p));
+        }
+        let found = Arc::clone(self.find(&KeyDigest::of(value))?);
+        if self.seen.len() < SEEN_MAX {
+            self.seen
+                .insert(SeenKey(value.as_bytes().into()), Arc::clone(&found));
+        }
+        Some(found)
     }
 
     /// Builds the table from every entity. `counters` keeps counters across rebuilds (by id);
@@ -237,6 +287,7 @@ impl Table {
         }
         Table {
             keys,
+            seen: dashmap::DashMap::new(),
             entities: entities.into_iter().map(|e| (e.id.clone(), e)).collect(),
             nodes,
         }

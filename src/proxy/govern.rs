@@ -38,23 +38,26 @@ pub(crate) fn admits(p: &Principal, model: &str, t: &TargetRt) -> bool {
 
 /// Checks the targets `model` resolved to, then takes the key's limits and reserves its
 /// budgets. `rate` gets the `x-ratelimit-*` values (also when refused).
-pub(crate) async fn admit(
+/// What to reserve for a request: its estimate and the price of the dearest target (and
+/// fallback) the key may be served by; refused when the key may use none of them.
+pub(crate) fn reservation(
     g: &Governor,
-    p: &Arc<Principal>,
+    p: &Principal,
     model: &str,
     resolved: &Resolved<'_>,
     snapshot: &Snapshot,
     request: &super::ClientRequest,
-    rate: &mut RateHeaders,
-) -> Result<Arc<Ticket>, GatewayError> {
+) -> Result<(Estimate, Option<Price>), GatewayError> {
     let body = &request.body[..];
-    let per_choice = crate::dialect::max_tokens::max_output_tokens(body)
-        .unwrap_or_else(|| g.default_output_tokens());
+    let ask = crate::dialect::max_tokens::output_ask(body);
     let est = Estimate {
         // About four bytes a token; the reservation is replaced by the real count after.
         input: (body.len() as u64).div_ceil(4),
         // `n` / `candidateCount` answers each generate up to the limit.
-        output: per_choice.saturating_mul(crate::dialect::max_tokens::choices(body)),
+        output: ask
+            .max_tokens
+            .unwrap_or_else(|| g.default_output_tokens())
+            .saturating_mul(ask.choices),
     };
     let mut first_refusal = None;
     let mut worst: Option<(f64, Option<Price>)> = None;
@@ -129,11 +132,39 @@ pub(crate) async fn admit(
         return Err(first_refusal
             .unwrap_or_else(|| GatewayError::Internal("a route without targets".into())));
     };
+    Ok((est, price))
+}
+
+/// Takes the key's limits and reserves its budgets in this process's counters.
+pub(crate) fn admit_local(
+    g: &Governor,
+    p: &Arc<Principal>,
+    (est, price): (Estimate, Option<Price>),
+    model: &str,
+    rate: &mut RateHeaders,
+) -> Result<Arc<Ticket>, GatewayError> {
+    let admitted = gate::admit(p, est, price, model, &g.spend, gate::now_unix());
+    finish(admitted, rate)
+}
+
+/// The same in Redis (one round trip).
+pub(crate) async fn admit_shared(
+    g: &Governor,
+    shared: &Arc<crate::governance::shared::Shared>,
+    p: &Arc<Principal>,
+    (est, price): (Estimate, Option<Price>),
+    model: &str,
+    rate: &mut RateHeaders,
+) -> Result<Arc<Ticket>, GatewayError> {
     let now = gate::now_unix();
-    let admitted = match &g.shared {
-        Some(shared) => gate::admit_shared(shared, p, est, price, model, &g.spend, now).await,
-        None => gate::admit(p, est, price, model, &g.spend, now),
-    };
+    let admitted = gate::admit_shared(shared, p, est, price, model, &g.spend, now).await;
+    finish(admitted, rate)
+}
+
+fn finish(
+    admitted: Result<(Ticket, RateHeaders), (GatewayError, RateHeaders)>,
+    rate: &mut RateHeaders,
+) -> Result<Arc<Ticket>, GatewayError> {
     match admitted {
         Ok((ticket, headers)) => {
             *rate = headers;

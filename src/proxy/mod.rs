@@ -306,7 +306,13 @@ async fn route_and_forward(
     let resolved = snapshot.resolve(model);
     let ticket = match (&state.governor, &principal, &resolved) {
         (Some(g), Some(p), Some(r)) => {
-            Some(govern::admit(g, p, model, r, &snapshot, &request, rate).await?)
+            let reserve = govern::reservation(g, p, model, r, &snapshot, &request)?;
+            Some(match &g.shared {
+                None => govern::admit_local(g, p, reserve, model, rate)?,
+                // Boxed: the Redis round trip's future would otherwise widen every request's
+                // state machine, governed or not.
+                Some(s) => Box::pin(govern::admit_shared(g, s, p, reserve, model, rate)).await?,
+            })
         }
         _ => None,
     };
