@@ -166,15 +166,18 @@ fn serve(
             .enable_all()
             .build()?
     };
-    runtime.block_on(async move {
-        let governor = match &config.governance {
-            Some(g) => Some(
-                ferrogate::governance::Governor::start(g)
-                    .await
-                    .context("opening the governance store")?,
-            ),
-            None => None,
-        };
+    // Governance's store (and Redis) are opened in a call of their own, so the serving future
+    // below stays as small as it was without them (its size steers LLVM's inlining of the
+    // scheduler's loop into it).
+    let governor = match &config.governance {
+        Some(g) => Some(
+            runtime
+                .block_on(ferrogate::governance::Governor::start(g))
+                .context("opening the governance store")?,
+        ),
+        None => None,
+    };
+    let drained = runtime.block_on(async move {
         if let Some(g) = &governor {
             g.spawn_tasks();
         }
@@ -204,12 +207,13 @@ fn serve(
                 tracing::warn!("drain deadline passed with requests still running")
             }
         }
-        // Every settled request's spend reaches the store before the process ends.
-        if let Some(g) = governor {
-            g.shutdown().await;
-        }
-        Ok(())
-    })
+        anyhow::Ok(governor)
+    })?;
+    // Every settled request's spend reaches the store before the process ends.
+    if let Some(g) = drained {
+        runtime.block_on(g.shutdown());
+    }
+    Ok(())
 }
 
 /// Registers the shutdown signals now and returns a future that resolves on the first one.

@@ -9,7 +9,6 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, StatusCode};
@@ -214,9 +213,15 @@ struct Api {
     auth: HeaderValue,
     client: Client<
         hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        Full<Bytes>,
+        CliBody,
     >,
 }
+
+/// The request body type of this client. Deliberately not the gateway's upstream body type
+/// (`Full<Bytes>`): with the same connection and body types, hyper's client dispatcher would
+/// be one generic instantiation shared with the request path, and LLVM stops inlining it into
+/// the upstream connection task there (measured: +3.4k instructions per streamed request).
+type CliBody = Full<std::io::Cursor<Vec<u8>>>;
 
 impl Api {
     fn new(gateway: &GatewayArgs) -> anyhow::Result<Api> {
@@ -258,8 +263,8 @@ impl Api {
             bail!("`{}` must start with http:// or https://", self.base);
         }
         let bytes = match body {
-            Some(v) => Bytes::from(serde_json::to_vec(&v)?),
-            None => Bytes::new(),
+            Some(v) => serde_json::to_vec(&v)?,
+            None => Vec::new(),
         };
         let request = Request::builder()
             .method(method)
@@ -267,7 +272,7 @@ impl Api {
             .header(AUTHORIZATION, self.auth.clone())
             .header(ACCEPT, "application/json")
             .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(bytes))?;
+            .body(Full::new(std::io::Cursor::new(bytes)))?;
         let exchange = async {
             let response = self
                 .client

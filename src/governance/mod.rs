@@ -67,6 +67,10 @@ pub struct Governor {
     rebuild: tokio::sync::Mutex<()>,
     /// Limits and budgets in Redis, shared with other instances; `None`: in this process.
     pub shared: Option<Arc<shared::Shared>>,
+    /// Set on shutdown: the spend writer finishes its write and stops, then the rest is
+    /// flushed once (no write is cut off halfway, nothing is written after the store closes).
+    closing: tokio::sync::Notify,
+    writer: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
 }
 
 /// Why an admin operation failed.
@@ -173,6 +177,8 @@ impl Governor {
             revision: AtomicI64::new(-1),
             rebuild: tokio::sync::Mutex::new(()),
             shared,
+            closing: tokio::sync::Notify::new(),
+            writer: std::sync::OnceLock::new(),
         });
         g.rebuild().await?;
         Ok(g)
@@ -264,6 +270,12 @@ impl Governor {
         if let Some(s) = &self.shared {
             s.drain(Duration::from_secs(5)).await;
         }
+        if let Some(writer) = self.writer.get() {
+            self.closing.notify_one();
+            while !writer.is_finished() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         if let Err(e) = self.flush().await {
             tracing::error!(error = %e, "governance: the last spend could not be written");
         }
@@ -276,16 +288,23 @@ impl Governor {
             s.spawn_settler();
         }
         let g = Arc::clone(self);
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             let mut tick = tokio::time::interval(g.flush_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                let closing = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = g.closing.notified() => true,
+                };
+                if closing {
+                    return;
+                }
                 if let Err(e) = g.flush().await {
                     tracing::warn!(error = %e, "governance: writing spend failed; retrying");
                 }
             }
         });
+        let _ = self.writer.set(writer);
         let g = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(g.sync_interval);
