@@ -373,13 +373,11 @@ fn render(
             md.push('\n');
         }
     }
-    // Governance's own cost: the same route with governance on and off.
-    if names.iter().any(|n| n == GOVERNED) && names.iter().any(|n| n == "ferrogate") {
-        let _ = write!(md, "| **{GOVERNED} ÷ ferrogate** |");
+    // Governance's own cost: the same route, with the same prices, governance on and off.
+    if names.iter().any(|n| n == GOVERNED) && names.iter().any(|n| n == PRICED) {
+        let _ = write!(md, "| **{GOVERNED} ÷ {PRICED}** |");
         for &sc in scenarios {
-            let r = get(GOVERNED, sc)
-                .zip(get("ferrogate", sc))
-                .map(|(g, b)| g / b);
+            let r = get(GOVERNED, sc).zip(get(PRICED, sc)).map(|(g, b)| g / b);
             let _ = write!(
                 md,
                 " {} |",

@@ -3,18 +3,10 @@
 //! `max_output_tokens`, Anthropic `max_tokens`, Gemini `generationConfig.maxOutputTokens`).
 //!
 //! Hand-written because it runs on the request path of every governed request and a serde
-//! scan of the whole body costs several thousand instructions; this is one `memchr` pass over
-//! the body's quotes.
+//! scan of the whole body costs several thousand instructions; this is three prebuilt
+//! `memmem` searches.
 
-/// Names whose number limits each answer's output.
-const LIMITS: [&[u8]; 4] = [
-    b"max_completion_tokens",
-    b"max_tokens",
-    b"max_output_tokens",
-    b"maxOutputTokens",
-];
-/// Names whose number says how many answers are generated.
-const COUNTS: [&[u8]; 2] = [b"n", b"candidateCount"];
+use memchr::memmem;
 
 /// What a budget needs to know of a request body's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,36 +17,52 @@ pub struct OutputAsk {
     pub choices: u64,
 }
 
-/// Reads `OutputAsk` in one pass over the body's quotes: a quoted field name cannot occur
+/// Names whose number limits each answer's output (each starts with `max`).
+const LIMITS: [&[u8]; 4] = [
+    b"max_completion_tokens",
+    b"max_tokens",
+    b"max_output_tokens",
+    b"maxOutputTokens",
+];
+
+/// The searches, built once: `"max` (every limit), `"n"` and `"candidateCount"` (answers).
+fn finders() -> &'static [memmem::Finder<'static>; 3] {
+    static FINDERS: std::sync::OnceLock<[memmem::Finder<'static>; 3]> = std::sync::OnceLock::new();
+    FINDERS.get_or_init(|| {
+        [
+            memmem::Finder::new(b"\"max"),
+            memmem::Finder::new(b"\"n\""),
+            memmem::Finder::new(b"\"candidateCount\""),
+        ]
+    })
+}
+
+/// Reads `OutputAsk` with three searches over the body. A quoted field name cannot occur
 /// inside a JSON string (its quotes would be escaped there), so a quote followed by one of
 /// the names and a closing quote is an object key. Every match counts and the largest value
 /// wins, so a nested object with one of these names (a tool's schema) can only make the
 /// reservation larger, never smaller than the request's own limit.
 pub fn output_ask(body: &[u8]) -> OutputAsk {
+    let [max, n, candidates] = finders();
     let mut max_tokens: Option<u64> = None;
-    let mut choices: u64 = 1;
-    for at in memchr::memchr_iter(b'"', body) {
+    for at in max.find_iter(body) {
         let rest = &body[at + 1..];
-        // Cheap rejects first: most keys (`model`, `messages`, `content`, …) fail on their
-        // first two bytes.
-        let (names, limit): (&[&[u8]], bool) = match rest {
-            [b'm', b'a', ..] => (&LIMITS, true),
-            [b'n', b'"', ..] | [b'c', b'a', ..] => (&COUNTS, false),
-            [] => break,
-            _ => continue,
-        };
-        let Some(n) = names.iter().find_map(|name| {
+        let found = LIMITS.iter().find_map(|name| {
             let after = rest.strip_prefix(*name)?.strip_prefix(b"\"")?;
             number_after(after)
-        }) else {
-            continue;
-        };
-        if limit {
-            max_tokens = Some(max_tokens.map_or(n, |m| m.max(n)));
-        } else {
-            choices = choices.max(n);
+        });
+        if let Some(v) = found {
+            max_tokens = Some(max_tokens.map_or(v, |m| m.max(v)));
         }
     }
+    let choices = [(n, 3usize), (candidates, 16)]
+        .iter()
+        .flat_map(|(f, len)| {
+            f.find_iter(body)
+                .filter_map(move |at| number_after(&body[at + len..]))
+        })
+        .max()
+        .unwrap_or(1);
     OutputAsk {
         max_tokens,
         choices: choices.clamp(1, 128),

@@ -16,6 +16,9 @@ use crate::pricing::Price;
 use crate::routing::snapshot::{Resolved, Snapshot, TargetRt};
 
 /// The key of a governed request, removed from its headers (or query).
+// Out of line here and below: the request path's functions stay as small (and as inlined) as
+// they are without governance.
+#[inline(never)]
 pub(crate) fn identify(g: &Governor, parts: &mut Parts) -> Result<Arc<Principal>, GatewayError> {
     gate::identify(
         &g.table(),
@@ -40,6 +43,7 @@ pub(crate) fn admits(p: &Principal, model: &str, t: &TargetRt) -> bool {
 /// budgets. `rate` gets the `x-ratelimit-*` values (also when refused).
 /// What to reserve for a request: its estimate and the price of the dearest target (and
 /// fallback) the key may be served by; refused when the key may use none of them.
+#[inline(never)]
 pub(crate) fn reservation(
     g: &Governor,
     p: &Principal,
@@ -136,6 +140,7 @@ pub(crate) fn reservation(
 }
 
 /// Takes the key's limits and reserves its budgets in this process's counters.
+#[inline(never)]
 pub(crate) fn admit_local(
     g: &Governor,
     p: &Arc<Principal>,

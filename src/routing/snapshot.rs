@@ -289,6 +289,7 @@ impl Route {
     }
 
     /// A weighted pick among the targets `admit` accepts (a governed key's allowlists).
+    #[inline(never)]
     pub fn pick_where(&self, admit: impl Fn(&TargetRt) -> bool) -> Option<&TargetRt> {
         let total: u32 = self
             .targets
