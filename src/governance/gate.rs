@@ -89,11 +89,7 @@ fn unauthenticated(message: &str) -> GatewayError {
 /// Takes every virtual key out of the query (Gemini's `?key=`), returning the first.
 fn take_from_query(uri: &mut Uri) -> Option<String> {
     let q = uri.query()?;
-    let found = q
-        .split('&')
-        .filter_map(|pair| pair.strip_prefix("key="))
-        .find(|v| keys::looks_like_key(v))
-        .map(str::to_owned)?;
+    let found = q.split('&').find_map(keys::query_key)?;
     let kept = keys::without_key_param(q);
     let path = uri.path();
     let pq = if kept.is_empty() {
@@ -628,6 +624,28 @@ mod tests {
         let mut none = HeaderMap::new();
         let e = identify(&t, &mut none, &mut uri, NOW).unwrap_err();
         assert!(e.to_string().contains("Missing"), "{e}");
+    }
+
+    #[test]
+    fn every_copy_of_the_key_goes_and_other_values_stay() {
+        let t = table(vec![entity("k", Level::Key, AccessPolicy::default())]);
+        let mut h = HeaderMap::new();
+        h.append("x-api-key", HeaderValue::from_static("sk-own"));
+        h.append("x-api-key", HeaderValue::from_str(KEY).unwrap());
+        h.append(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {KEY}")).unwrap(),
+        );
+        let encoded = KEY.replace('-', "%2D");
+        let mut uri: Uri = format!("/v1beta/models/m:generateContent?key={encoded}&alt=sse")
+            .parse()
+            .unwrap();
+        let p = identify(&t, &mut h, &mut uri, NOW).unwrap();
+        assert_eq!(&*p.key.id, "k");
+        let left: Vec<_> = h.get_all("x-api-key").iter().collect();
+        assert_eq!(left, [HeaderValue::from_static("sk-own")]);
+        assert!(h.get("authorization").is_none());
+        assert_eq!(uri.query(), Some("alt=sse"));
     }
 
     #[test]

@@ -87,9 +87,18 @@ pub fn looks_like_key(s: &str) -> bool {
 pub fn without_key_param(query: &str) -> String {
     query
         .split('&')
-        .filter(|kv| !kv.is_empty() && !kv.strip_prefix("key=").is_some_and(looks_like_key))
+        .filter(|kv| !kv.is_empty() && query_key(kv).is_none())
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// The virtual key in one `key=` query pair (percent-decoded), if it holds one.
+pub fn query_key(pair: &str) -> Option<String> {
+    let raw = pair.strip_prefix("key=")?;
+    let value = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    looks_like_key(&value).then(|| value.into_owned())
 }
 
 /// The headers a virtual key may come in, in the order they are looked at (pre-parsed names:
@@ -122,16 +131,35 @@ fn key_in<'v>(name: &http::HeaderName, value: &'v http::HeaderValue) -> Option<&
 pub fn take_from_headers(headers: &mut HeaderMap) -> Option<String> {
     let mut found = None;
     for name in &KEY_HEADERS {
-        let Some(value) = headers.get(name) else {
+        let mut values = headers.get_all(name).iter();
+        let Some(first) = values.next() else {
             continue;
         };
-        let Some(key) = key_in(name, value) else {
+        let first_key = key_in(name, first);
+        // The usual case: one value, a key or not.
+        if values.next().is_none() {
+            if let Some(key) = first_key {
+                found.get_or_insert_with(|| key.to_owned());
+                headers.remove(name);
+            }
             continue;
-        };
-        if found.is_none() {
-            found = Some(key.to_owned());
+        }
+        // Several values: keep those that are not keys, in order.
+        let all: Vec<http::HeaderValue> = headers.get_all(name).iter().cloned().collect();
+        if !all.iter().any(|v| key_in(name, v).is_some()) {
+            continue;
         }
         headers.remove(name);
+        for v in all {
+            match key_in(name, &v) {
+                Some(key) => {
+                    found.get_or_insert_with(|| key.to_owned());
+                }
+                None => {
+                    headers.append(name.clone(), v);
+                }
+            }
+        }
     }
     found
 }
@@ -172,9 +200,8 @@ pub fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<(String, Ke
     }
     query?
         .split('&')
-        .filter_map(|pair| pair.strip_prefix("key="))
-        .find(|v| looks_like_key(v))
-        .map(|v| (v.to_owned(), KeySource::QueryKey))
+        .find_map(query_key)
+        .map(|v| (v, KeySource::QueryKey))
 }
 
 /// Whether the request carries something in a key position at all (a missing key and a wrong

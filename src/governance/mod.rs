@@ -276,6 +276,8 @@ impl Governor {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
+        // No rebuild (which flushes too) may take rows and then find the store closed.
+        let _no_rebuild = self.rebuild.lock().await;
         if let Err(e) = self.flush().await {
             tracing::error!(error = %e, "governance: the last spend could not be written");
         }

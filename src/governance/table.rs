@@ -150,9 +150,15 @@ impl Hasher for DigestHasher {
 }
 
 /// Everything governance knows, as of one rebuild.
-/// A key's value as the in-memory cache holds it, compared in constant time.
-#[derive(Debug, Clone, Eq)]
+/// A key's value as the in-memory cache holds it. Never printed.
+#[derive(Clone, Eq)]
 struct SeenKey(Box<[u8]>);
+
+impl std::fmt::Debug for SeenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeenKey(<redacted>)")
+    }
+}
 
 impl std::hash::Hash for SeenKey {
     /// As `[u8]` hashes, so a lookup by `&[u8]` finds it.
@@ -187,8 +193,11 @@ pub struct Table {
     keys: HashMap<KeyDigest, Arc<Principal>, DigestHash>,
     /// Keys found by digest since this table was built, by value. SHA-256 in software is
     /// ~3,400 instructions, most of governance's cost per request; a hit here is a SipHash of
-    /// the value and one shard's read lock. The values stay in process memory only (like the
-    /// provider keys); the table, and with it the cache, is replaced on every key change.
+    /// the value (keyed with a per-process secret) and one shard's read lock. A lookup
+    /// compares bytes only with entries whose secret-keyed hash matches, with the slice's own
+    /// equality; the digest path behind it compares in constant time. The values stay in
+    /// process memory only (like the provider keys; never printed); the table, and with it
+    /// the cache, is replaced on every key change.
     seen: dashmap::DashMap<SeenKey, Arc<Principal>>,
     /// Every entity by id (the admin API's view).
     pub entities: HashMap<String, Entity>,
