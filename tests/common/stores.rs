@@ -58,24 +58,29 @@ fn chown_postgres(path: &Path) {
     }
 }
 
-/// An initialised cluster, made once (initdb takes seconds) under the target directory and
-/// copied for each server. Made under a name of this process's own and renamed into place, so
-/// test processes running at once never see a half-made one.
+/// An initialised cluster, made once (initdb takes seconds) in the system's temp directory and
+/// copied for each server. Not under the target directory: the `postgres` user must reach it,
+/// and a checkout under a private home directory is out of its reach. Made under a name of
+/// this process's own and renamed into place, so test processes running at once never see a
+/// half-made one.
 fn template() -> &'static PathBuf {
     static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
         let bin = pg_bin_dir().expect("PostgreSQL is not installed (apt-get install postgresql)");
-        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let tmp = std::env::temp_dir();
         let version = bin
             .parent()
             .and_then(|p| p.file_name())
             .map(|v| v.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let ready = tmp.join(format!("pg-template-{version}"));
+        let ready = tmp.join(format!("ferrogate-test-pg-template-{version}"));
         if ready.join("data/PG_VERSION").exists() {
             return ready.join("data");
         }
-        let mine = tmp.join(format!("pg-template-{version}.{}", std::process::id()));
+        let mine = tmp.join(format!(
+            "ferrogate-test-pg-template-{version}.{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&mine);
         std::fs::create_dir_all(&mine).expect("template dir");
         chown_postgres(&mine);
