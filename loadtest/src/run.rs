@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Environment for the gateway process, KEY=VALUE (repeatable), e.g. RUST_LOG=warn.
     #[arg(long = "gateway-env", value_parser = parse_env)]
     pub gateway_env: Vec<(String, String)>,
+    /// Run the gateway with governance on (prices for the mock's models, a SQLite store, one
+    /// key with a budget, rpm and tpm that every request to the gateway presents).
+    #[arg(long)]
+    pub governed: bool,
     /// Measure only direct and bare (no gateway).
     #[arg(long)]
     pub no_gateway: bool,
@@ -315,6 +319,14 @@ struct Subject {
     proc_idx: Option<usize>,
     /// Translates between dialects (the gateway); direct and the bare proxy only forward.
     translates: bool,
+    /// Headers every request to it carries (a governed gateway's key).
+    headers: Vec<(String, String)>,
+}
+
+impl Subject {
+    fn target(&self, sc: Scenario) -> anyhow::Result<Target> {
+        Target::new(self.addr, sc)?.with_headers(&self.headers)
+    }
 }
 
 /// Direct and the bare proxy cannot serve a translated scenario: there is no same-dialect
@@ -452,12 +464,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             addr: mock_addr,
             proc_idx: None,
             translates: false,
+            headers: Vec::new(),
         },
         Subject {
             name: "bare".into(),
             addr: procs[1].addr,
             proc_idx: Some(1),
             translates: false,
+            headers: Vec::new(),
         },
     ];
     // The resilience scenario's misbehaving targets (started before the gateway: its config
@@ -476,7 +490,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let resilience = Resilience::for_scenarios(&scenarios, faulty.as_ref().map(|f| f.addrs()));
     if !args.no_gateway {
         let config = logdir.join("ferrogate.yaml");
-        std::fs::write(&config, gateway_config_with(mock_addr, &resilience))?;
+        let base = gateway_config_with(mock_addr, &resilience);
+        let text = if args.governed {
+            governed_config(&base, &logdir)
+        } else {
+            base
+        };
+        std::fs::write(&config, text)?;
         let spec = gateway_spec(
             &args.ferrogate,
             args.gateway_cmd.as_deref(),
@@ -492,6 +512,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             addr: procs[2].addr,
             proc_idx: Some(2),
             translates: true,
+            headers: if args.governed {
+                governed_headers()
+            } else {
+                Vec::new()
+            },
         });
     }
     if let Some(f) = faulty {
@@ -518,7 +543,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             if !serves(s, sc) {
                 continue;
             }
-            smoke(&Target::new(s.addr, sc)?, 3, args.timeout)
+            smoke(&s.target(sc)?, 3, args.timeout)
                 .with_context(|| format!("smoke test of {} ({})", s.name, sc.name()))?;
         }
     }
@@ -568,7 +593,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                         }
                         ensure_alive(&mut procs)?;
                         let cfg = LoadConfig {
-                            target: Target::new(s.addr, sc)?,
+                            target: s.target(sc)?,
                             warmup: args.warmup,
                             duration: args.duration,
                             connections: args.connections,
@@ -618,7 +643,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                     }
                     ensure_alive(&mut procs)?;
                     let cfg = LoadConfig {
-                        target: Target::new(s.addr, sc)?,
+                        target: s.target(sc)?,
                         warmup: args.warmup,
                         duration,
                         connections: args.max_connections,
@@ -1131,6 +1156,7 @@ mod tests {
             addr,
             proc_idx: None,
             translates,
+            headers: Vec::new(),
         };
         assert!(serves(&s(false), Scenario::AnthropicStream));
         assert!(serves(&s(false), Scenario::Stream));
