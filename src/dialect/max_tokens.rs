@@ -69,16 +69,6 @@ pub fn output_ask(body: &[u8]) -> OutputAsk {
     }
 }
 
-/// The output-token limit the body asks for, if it names one (see [`output_ask`]).
-pub fn max_output_tokens(body: &[u8]) -> Option<u64> {
-    output_ask(body).max_tokens
-}
-
-/// How many answers the request asks for (see [`output_ask`]).
-pub fn choices(body: &[u8]) -> u64 {
-    output_ask(body).choices
-}
-
 /// `  : 123` → 123.
 fn number_after(rest: &[u8]) -> Option<u64> {
     let mut i = 0;
@@ -109,6 +99,14 @@ fn number_after(rest: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn max_output_tokens(body: &[u8]) -> Option<u64> {
+        output_ask(body).max_tokens
+    }
+
+    fn choices(body: &[u8]) -> u64 {
+        output_ask(body).choices
+    }
 
     #[test]
     fn every_dialects_field_is_read() {

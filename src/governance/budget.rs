@@ -20,25 +20,21 @@ pub const MAX_UNITS: u64 = AMOUNT_MASK;
 
 /// USD → budget units, rounded up (a reservation never undercounts) and capped.
 pub fn units(usd: f64) -> u64 {
-    // NaN and anything ≤ 0 cost nothing.
-    if usd.is_nan() || usd <= 0.0 {
-        return 0;
-    }
-    let u = (usd * UNITS_PER_USD).ceil();
-    if u >= MAX_UNITS as f64 {
-        MAX_UNITS
-    } else {
-        u as u64
-    }
+    to_units(usd, f64::ceil)
 }
 
 /// USD → budget units, rounded to the nearest (a real cost, charged exactly as the spend
 /// rows record it).
 pub fn units_nearest(usd: f64) -> u64 {
+    to_units(usd, f64::round)
+}
+
+fn to_units(usd: f64, round: fn(f64) -> f64) -> u64 {
+    // NaN and anything ≤ 0 cost nothing.
     if usd.is_nan() || usd <= 0.0 {
         return 0;
     }
-    let u = (usd * UNITS_PER_USD).round();
+    let u = round(usd * UNITS_PER_USD);
     if u >= MAX_UNITS as f64 {
         MAX_UNITS
     } else {

@@ -234,6 +234,15 @@ impl std::fmt::Debug for Ticket {
     }
 }
 
+/// The most `est` can cost at `price`, in USD: input at the dearer of the plain and
+/// cache-write rates (a prompt written to the cache costs more), output at the dearer of plain
+/// and reasoning.
+pub fn worst_usd(price: &Price, est: Estimate) -> f64 {
+    let input = price.input.max(price.cache_write.unwrap_or(0.0));
+    let output = price.output.max(price.reasoning.unwrap_or(0.0));
+    (est.input as f64 * input + est.output as f64 * output) / 1_000_000.0
+}
+
 /// The most a request may cost, in budget units; a budgeted key needs a price.
 fn worst_units(
     p: &Principal,
@@ -242,14 +251,7 @@ fn worst_units(
     model: &str,
 ) -> Result<u64, GatewayError> {
     match (price, p.has_budget()) {
-        (Some(price), _) => {
-            // Input at the dearer of the plain and cache-write rates, output at the dearer of
-            // plain and reasoning: the most this estimate can cost.
-            let input = price.input.max(price.cache_write.unwrap_or(0.0));
-            let output = price.output.max(price.reasoning.unwrap_or(0.0));
-            let usd = (est.input as f64 * input + est.output as f64 * output) / 1_000_000.0;
-            Ok(budget::units(usd))
-        }
+        (Some(price), _) => Ok(budget::units(worst_usd(&price, est))),
         (None, false) => Ok(0),
         (None, true) => Err(GatewayError::Forbidden {
             message: format!(
@@ -300,17 +302,8 @@ pub async fn admit_shared(
                     tokens: pair(tl, tleft),
                 });
             }
-            let ticket = Ticket {
-                principal: Arc::clone(p),
-                holds: Vec::new(),
-                estimate: est,
-                charged_units: AtomicU64::new(0),
-                charged_tokens: AtomicU64::new(0),
-                any_usage: AtomicBool::new(false),
-                spend: Arc::clone(spend),
-                refused: false,
-                shared: Some((Arc::clone(shared), member, held)),
-            };
+            let mut ticket = Ticket::new(p, est, spend);
+            ticket.shared = Some((Arc::clone(shared), member, held));
             Ok((ticket, headers))
         }
         Err(refusal) => {
@@ -379,17 +372,7 @@ pub fn admit(
     now: i64,
 ) -> Result<(Ticket, RateHeaders), (GatewayError, RateHeaders)> {
     let mut headers = RateHeaders::default();
-    let mut ticket = Ticket {
-        principal: Arc::clone(p),
-        holds: Vec::with_capacity(3),
-        estimate: est,
-        charged_units: AtomicU64::new(0),
-        charged_tokens: AtomicU64::new(0),
-        any_usage: AtomicBool::new(false),
-        spend: Arc::clone(spend),
-        refused: false,
-        shared: None,
-    };
+    let mut ticket = Ticket::new(p, est, spend);
     let worst = worst_units(p, est, price, model).map_err(|e| (e, headers))?;
     for node in p.levels() {
         let c = &node.counters;
@@ -470,6 +453,20 @@ pub fn admit(
 }
 
 impl Ticket {
+    fn new(p: &Arc<Principal>, estimate: Estimate, spend: &Arc<SpendQueue>) -> Ticket {
+        Ticket {
+            principal: Arc::clone(p),
+            holds: Vec::with_capacity(3),
+            estimate,
+            charged_units: AtomicU64::new(0),
+            charged_tokens: AtomicU64::new(0),
+            any_usage: AtomicBool::new(false),
+            spend: Arc::clone(spend),
+            refused: false,
+            shared: None,
+        }
+    }
+
     /// Charges one attempt: `usage` at `price` (`None`: unpriced, charged nothing but counted),
     /// and queues its spend row. `model` is the route's model name, `target` its
     /// `provider/model` label.

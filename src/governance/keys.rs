@@ -164,46 +164,6 @@ pub fn take_from_headers(headers: &mut HeaderMap) -> Option<String> {
     found
 }
 
-/// Where a request carried its virtual key, so the gateway can remove it before anything goes
-/// upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeySource {
-    XFerrogateKey,
-    /// `Authorization: Bearer …` (OpenAI SDKs, and most others).
-    Bearer,
-    /// `x-api-key` (Anthropic SDKs).
-    XApiKey,
-    /// `x-goog-api-key` (Gemini SDKs).
-    XGoogApiKey,
-    /// `api-key` (Azure OpenAI SDKs).
-    ApiKey,
-    /// `?key=` in the query (Gemini REST).
-    QueryKey,
-}
-
-/// The virtual key a request presents: `x-ferrogate-key` first (it is unambiguous), then the
-/// header each SDK puts its key in, then Gemini's `?key=`. A value in those places that is not
-/// shaped like a virtual key is not one (it may be the client's own provider key under
-/// `auth: passthrough`), so the next place is looked at.
-pub fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<(String, KeySource)> {
-    const SOURCES: [KeySource; 5] = [
-        KeySource::XFerrogateKey,
-        KeySource::Bearer,
-        KeySource::XApiKey,
-        KeySource::XGoogApiKey,
-        KeySource::ApiKey,
-    ];
-    for (name, source) in KEY_HEADERS.iter().zip(SOURCES) {
-        if let Some(key) = headers.get(name).and_then(|v| key_in(name, v)) {
-            return Some((key.to_owned(), source));
-        }
-    }
-    query?
-        .split('&')
-        .find_map(query_key)
-        .map(|v| (v, KeySource::QueryKey))
-}
-
 /// Whether the request carries something in a key position at all (a missing key and a wrong
 /// one get different messages).
 pub fn any_credential(headers: &HeaderMap, query: Option<&str>) -> bool {
@@ -258,23 +218,24 @@ mod tests {
     #[test]
     fn the_key_is_found_wherever_each_sdk_puts_it() {
         let (key, _) = generate().unwrap();
-        for (name, value, source) in [
-            ("x-ferrogate-key", key.clone(), KeySource::XFerrogateKey),
-            ("authorization", format!("Bearer {key}"), KeySource::Bearer),
-            ("authorization", format!("BEARER {key}"), KeySource::Bearer),
-            ("x-api-key", key.clone(), KeySource::XApiKey),
-            ("x-goog-api-key", key.clone(), KeySource::XGoogApiKey),
-            ("api-key", key.clone(), KeySource::ApiKey),
+        for (name, value) in [
+            ("x-ferrogate-key", key.clone()),
+            ("authorization", format!("Bearer {key}")),
+            ("authorization", format!("BEARER {key}")),
+            ("x-api-key", key.clone()),
+            ("x-goog-api-key", key.clone()),
+            ("api-key", key.clone()),
         ] {
             let mut h = HeaderMap::new();
             h.insert(name, HeaderValue::from_str(&value).unwrap());
-            assert_eq!(presented(&h, None), Some((key.clone(), source)), "{name}");
             assert!(any_credential(&h, None));
+            assert_eq!(take_from_headers(&mut h), Some(key.clone()), "{name}");
+            assert!(h.is_empty(), "{name} was not taken out");
         }
-        let q = format!("alt=sse&key={key}");
+        assert_eq!(query_key(&format!("key={key}")), Some(key.clone()));
         assert_eq!(
-            presented(&HeaderMap::new(), Some(&q)),
-            Some((key.clone(), KeySource::QueryKey))
+            without_key_param(&format!("alt=sse&key={key}")),
+            "alt=sse".to_string()
         );
     }
 
@@ -289,12 +250,18 @@ mod tests {
             HeaderValue::from_static("Bearer sk-proj-abc123"),
         );
         h.insert("x-ferrogate-key", HeaderValue::from_str(&key).unwrap());
-        assert_eq!(presented(&h, None), Some((key, KeySource::XFerrogateKey)));
+        assert_eq!(take_from_headers(&mut h), Some(key));
+        assert_eq!(
+            h.get("authorization"),
+            Some(&HeaderValue::from_static("Bearer sk-proj-abc123"))
+        );
         // Only a provider key: a credential, but no virtual key.
         let mut h = HeaderMap::new();
         h.insert("x-api-key", HeaderValue::from_static("sk-ant-xyz"));
-        assert_eq!(presented(&h, None), None);
         assert!(any_credential(&h, None));
+        assert_eq!(take_from_headers(&mut h), None);
+        assert!(h.contains_key("x-api-key"));
         assert!(!any_credential(&HeaderMap::new(), Some("alt=sse")));
+        assert_eq!(query_key("key=AIzaSyProviderKey"), None);
     }
 }

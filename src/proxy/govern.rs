@@ -70,7 +70,7 @@ pub(crate) fn reservation(
             first_refusal.get_or_insert(e);
             return;
         }
-        let cost = price.map_or(f64::INFINITY, |pr| worst_case(&pr, est));
+        let cost = price.map_or(f64::INFINITY, |pr| gate::worst_usd(&pr, est));
         if worst.is_none_or(|(w, _)| cost > w) {
             worst = Some((cost, price));
         }
@@ -180,12 +180,4 @@ fn finish(
             Err(e)
         }
     }
-}
-
-/// The most `est` can cost at `price`: input at the dearer of the plain and cache-write rates
-/// (a prompt written to the cache costs more), output at the dearer of plain and reasoning.
-pub(crate) fn worst_case(price: &Price, est: Estimate) -> f64 {
-    let input = price.input.max(price.cache_write.unwrap_or(0.0));
-    let output = price.output.max(price.reasoning.unwrap_or(0.0));
-    (est.input as f64 * input + est.output as f64 * output) / 1_000_000.0
 }

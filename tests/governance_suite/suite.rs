@@ -722,3 +722,50 @@ async fn keys_declared_in_the_config_work_and_cannot_be_changed_through_the_api(
     assert!(!list.text().contains(value));
 }
 
+
+#[tokio::test]
+async fn a_governed_stream_arrives_whole_and_charges_its_real_usage() {
+    let (_up, gw, _store) = start(
+        "",
+        "pricing:\n  \"fake/*\": { input_per_mtok: 1000, output_per_mtok: 2000 }\n",
+    )
+    .await;
+    let (id, key) = create_key(
+        &gw,
+        json!({"name": "s", "budget": {"usd": 1, "period": "total"}, "limits": {"rpm": 10}}),
+    )
+    .await;
+    let body = json!({"model": "fake-model", "stream": true, "max_tokens": 10,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "Say hello"}]});
+    let resp = client()
+        .post(gw.chat_url())
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("x-ratelimit-remaining-requests")
+            .map(|v| v.to_str().unwrap().to_string())
+            .as_deref(),
+        Some("9")
+    );
+    let (bytes, clean) = read_stream(resp).await;
+    assert!(clean, "the stream ended early");
+    assert_eq!(stream_usage(&bytes), Some((2, 10)), "{}", String::from_utf8_lossy(&bytes));
+    // The reservation was replaced by the stream's real cost: 2 × 1e-3 + 10 × 2e-3 USD.
+    let mut spent = 0.0;
+    for _ in 0..50 {
+        let v = admin(&gw, "GET", &format!("/admin/v1/keys/{id}"), None).await.json();
+        spent = v["spend"]["usd"].as_f64().unwrap();
+        if (spent - 0.022).abs() < 1e-9 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!((spent - 0.022).abs() < 1e-9, "{spent}");
+}
