@@ -34,10 +34,17 @@ local lease = tonumber(ARGV[3])
 local n = #KEYS / 4
 local function num(k) return tonumber(redis.call('GET', k) or '0') end
 local function want(tokens, tpm) return math.max(1, math.min(tokens, math.max(tpm, 1))) end
+-- Level i's eight numbers: rpm, tpm, tokens, concurrency, budget limit, units, budget start,
+-- budget key expiry (-1: no such limit).
+local function level(i)
+  local a = 4 + i * 8
+  local v = {}
+  for j = 0, 7 do v[j + 1] = tonumber(ARGV[a + j]) end
+  return unpack(v)
+end
 for i = 0, n - 1 do
-  local a, k = 4 + i * 8, i * 4
-  local rpm, tpm, tokens, conc = tonumber(ARGV[a]), tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
-  local blim, units, binit = tonumber(ARGV[a+4]), tonumber(ARGV[a+5]), tonumber(ARGV[a+6])
+  local k = i * 4
+  local rpm, tpm, tokens, conc, blim, units, binit = level(i)
   if conc >= 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[k+3], '-inf', now)
     if redis.call('ZCARD', KEYS[k+3]) >= conc then return {i, 3, 0} end
@@ -54,9 +61,8 @@ local out = {-1, 0, 0}
 -- What this request took can be settled once: the settle script deletes the marker first.
 redis.call('SET', 'fg:adm:' .. member, 1, 'EX', 86400)
 for i = 0, n - 1 do
-  local a, k = 4 + i * 8, i * 4
-  local rpm, tpm, tokens, conc = tonumber(ARGV[a]), tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
-  local blim, units, binit, bttl = tonumber(ARGV[a+4]), tonumber(ARGV[a+5]), tonumber(ARGV[a+6]), tonumber(ARGV[a+7])
+  local k = i * 4
+  local rpm, tpm, tokens, conc, blim, units, binit, bttl = level(i)
   if rpm >= 0 then
     local v = redis.call('INCR', KEYS[k+1])
     redis.call('EXPIRE', KEYS[k+1], 120)
