@@ -16,8 +16,8 @@ use crate::client::{execute, Conn, Target};
 use crate::procs::{mock_spec, spawn, SpawnSpec, Spawned};
 use crate::resilience::{FaultArgs, FaultyMocks};
 use crate::run::{
-    gateway_config_with, gateway_spec, governed_config, governed_headers, parse_scenarios,
-    priced_config, Resilience, GOVERNED, PRICED,
+    budgeted_config, gateway_config_with, gateway_spec, governed_config, governed_headers,
+    parse_scenarios, priced_config, Resilience, BUDGETED, GOVERNED, PRICED,
 };
 use crate::signals;
 use crate::workload::Scenario;
@@ -26,7 +26,8 @@ use crate::workload::Scenario;
 pub struct CallgrindArgs {
     /// Subjects to measure, comma-separated: bare, ferrogate, ferrogate-priced (prices for the
     /// mock's models), ferrogate-governed (the same prices and governance on: a virtual key
-    /// with a budget and rpm/tpm limits).
+    /// with a budget and rpm/tpm limits), ferrogate-budgeted (the same key with its budget
+    /// only: no rate limits, so no `x-ratelimit-*` headers).
     #[arg(long, default_value = "bare,ferrogate")]
     pub subjects: String,
     /// ferrogate binary (run as `serve --config F --listen A --workers 1`).
@@ -151,7 +152,7 @@ fn measure(
     prefix: &str,
 ) -> anyhow::Result<u64> {
     let mut target = Target::new(subject.addr, scenario)?;
-    if subject.name == GOVERNED {
+    if subject.name == GOVERNED || subject.name == BUDGETED {
         target = target.with_headers(&governed_headers())?;
     }
     let rt = crate::util::current_thread_runtime()?;
@@ -218,6 +219,8 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
     fs::write(&config, &base)?;
     let governed = dir.join("ferrogate-governed.yaml");
     fs::write(&governed, governed_config(&base, &dir))?;
+    let budgeted = dir.join("ferrogate-budgeted.yaml");
+    fs::write(&budgeted, budgeted_config(&base, &dir))?;
     let priced = dir.join("ferrogate-priced.yaml");
     fs::write(&priced, priced_config(&base))?;
 
@@ -255,6 +258,7 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
                 name,
                 match name.as_str() {
                     GOVERNED => &governed,
+                    BUDGETED => &budgeted,
                     PRICED => &priced,
                     _ => &config,
                 },
@@ -374,10 +378,13 @@ fn render(
         }
     }
     // Governance's own cost: the same route, with the same prices, governance on and off.
-    if names.iter().any(|n| n == GOVERNED) && names.iter().any(|n| n == PRICED) {
-        let _ = write!(md, "| **{GOVERNED} ÷ {PRICED}** |");
+    for governed in [GOVERNED, BUDGETED] {
+        if !(names.iter().any(|n| n == governed) && names.iter().any(|n| n == PRICED)) {
+            continue;
+        }
+        let _ = write!(md, "| **{governed} ÷ {PRICED}** |");
         for &sc in scenarios {
-            let r = get(GOVERNED, sc).zip(get(PRICED, sc)).map(|(g, b)| g / b);
+            let r = get(governed, sc).zip(get(PRICED, sc)).map(|(g, b)| g / b);
             let _ = write!(
                 md,
                 " {} |",

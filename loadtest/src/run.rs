@@ -160,6 +160,8 @@ pub fn gateway_config_with(upstream: SocketAddr, resilience: &Resilience) -> Str
 
 /// The subject that is ferrogate with governance on (a key with a budget and rpm/tpm limits).
 pub const GOVERNED: &str = "ferrogate-governed";
+/// The gateway with governance on and a key with a budget but no rate limits.
+pub const BUDGETED: &str = "ferrogate-budgeted";
 /// ferrogate with the same prices as the governed subject and no governance: what governance
 /// is compared with (a budget needs prices, and a priced answer carries its cost header).
 pub const PRICED: &str = "ferrogate-priced";
@@ -170,6 +172,16 @@ pub const GOVERNED_KEY: &str = "fg-loadtest0governed0key0000000000000000000000";
 /// has a budget and requests/tokens-per-minute limits far above what a run uses, and prices
 /// for the mock providers (a budget needs a price).
 pub fn governed_config(config: &str, dir: &std::path::Path) -> String {
+    governance_config(config, dir, true)
+}
+
+/// The same key with its budget only: no rate limits, so no `x-ratelimit-*` headers (what
+/// the governance logic costs without the four headers a limited key's answers carry).
+pub fn budgeted_config(config: &str, dir: &std::path::Path) -> String {
+    governance_config(config, dir, false)
+}
+
+fn governance_config(config: &str, dir: &std::path::Path, limits: bool) -> String {
     format!(
         concat!(
             "{config}",
@@ -177,12 +189,16 @@ pub fn governed_config(config: &str, dir: &std::path::Path) -> String {
             "  master_key: \"loadtest-master-key\"\n",
             "  store: \"sqlite:{db}\"\n",
             "  keys:\n",
-            "    - {{ name: load, value: \"{key}\", budget: {{ usd: 1000000, period: 1d }}, ",
-            "limits: {{ rpm: 100000000, tpm: 100000000000 }} }}\n"
+            "    - {{ name: load, value: \"{key}\", budget: {{ usd: 1000000, period: 1d }}{limits} }}\n"
         ),
         config = priced_config(config),
-        db = dir.join("governance.db").display(),
+        db = dir.join(if limits { "governance.db" } else { "budgeted.db" }).display(),
         key = GOVERNED_KEY,
+        limits = if limits {
+            ", limits: { rpm: 100000000, tpm: 100000000000 }"
+        } else {
+            ""
+        },
     )
 }
 

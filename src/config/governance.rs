@@ -24,11 +24,24 @@ pub const DEFAULT_OUTPUT_ALLOWANCE: u64 = 4_096;
 /// gateway's own keys are `fg-` and 43 base62 characters). A value elsewhere in a key header
 /// that is not so shaped is a provider key, not a virtual one.
 pub fn is_virtual_key_shape(s: &str) -> bool {
-    s.strip_prefix("fg-").is_some_and(|body| {
-        (20..=128).contains(&body.len())
-            && body
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    is_virtual_key_bytes(s.as_bytes())
+}
+
+/// The same for raw bytes (a header value): every request with governance on checks its key
+/// header with this, so it is a table lookup per byte.
+pub fn is_virtual_key_bytes(b: &[u8]) -> bool {
+    static KEY_BYTE: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let b = i as u8;
+            t[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            i += 1;
+        }
+        t
+    };
+    b.strip_prefix(b"fg-").is_some_and(|body| {
+        (20..=128).contains(&body.len()) && body.iter().all(|&c| KEY_BYTE[usize::from(c)])
     })
 }
 

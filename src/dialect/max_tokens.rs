@@ -17,6 +17,9 @@ pub struct OutputAsk {
     pub choices: u64,
 }
 
+/// The most answers one request is reserved for.
+pub const MAX_CHOICES: u64 = 128;
+
 /// Names whose number limits each answer's output (each starts with `max`).
 const LIMITS: [&[u8]; 4] = [
     b"max_completion_tokens",
@@ -65,7 +68,7 @@ pub fn output_ask(body: &[u8]) -> OutputAsk {
         .unwrap_or(1);
     OutputAsk {
         max_tokens,
-        choices: choices.clamp(1, 128),
+        choices: choices.clamp(1, MAX_CHOICES),
     }
 }
 

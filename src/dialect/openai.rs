@@ -11,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::max_tokens::{OutputAsk, MAX_CHOICES};
 use crate::error::GatewayError;
 
 /// What routing needs from a request body, with the byte spans needed to edit it.
@@ -23,6 +24,9 @@ pub struct RequestFields<'a> {
     pub include_usage: bool,
     /// Span of the `stream_options` value, when present.
     pub stream_options_span: Option<Range<usize>>,
+    /// The output it may ask for (`max_tokens` and its kin, `n`), for budget reservations:
+    /// read in the same pass, at the top level only.
+    pub output: OutputAsk,
 }
 
 /// Borrowed view of the top-level keys we care about. serde_json skips every other value without
@@ -38,6 +42,20 @@ struct TopLevel<'a> {
     /// would then add a second `stream_options` key instead of replacing this one).
     #[serde(borrow, default, deserialize_with = "raw_keep_null")]
     stream_options: Option<&'a RawValue>,
+    // Output limits (Chat Completions, Messages, Responses) and answers per request (`n`).
+    #[serde(borrow)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_output_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    n: Option<&'a RawValue>,
+}
+
+/// A non-negative integer value (anything else reads as absent: the provider judges it).
+fn count(raw: Option<&RawValue>) -> Option<u64> {
+    raw?.get().parse().ok()
 }
 
 fn raw_keep_null<'de, D: serde::Deserializer<'de>>(
@@ -102,7 +120,19 @@ pub fn read_request_fields(body: &[u8]) -> Result<RequestFields<'_>, GatewayErro
         }
         stream_options_span = Some(span_of(body, raw));
     }
+    let output = OutputAsk {
+        max_tokens: [
+            top.max_tokens,
+            top.max_completion_tokens,
+            top.max_output_tokens,
+        ]
+        .into_iter()
+        .filter_map(count)
+        .max(),
+        choices: count(top.n).unwrap_or(1).clamp(1, MAX_CHOICES),
+    };
     Ok(RequestFields {
+        output,
         model_span: span_of(body, raw_model),
         model,
         stream,
@@ -223,6 +253,29 @@ mod tests {
         assert_eq!(f.model, "real-model");
         assert!(!f.stream);
         assert_eq!(&body[f.model_span.clone()], r#""real-model""#);
+    }
+
+    #[test]
+    fn output_limits_and_answers_are_read_at_the_top_level_only() {
+        let f = fields(
+            r#"{"model":"m","tools":[{"input_schema":{"max_tokens":1,"n":9}}],"max_tokens":300,"max_completion_tokens":700,"n":3}"#,
+        );
+        assert_eq!(f.output.max_tokens, Some(700));
+        assert_eq!(f.output.choices, 3);
+        let f = fields(r#"{"model":"m","max_output_tokens":64}"#);
+        assert_eq!((f.output.max_tokens, f.output.choices), (Some(64), 1));
+        // Absent, null, or not a non-negative integer: the provider judges it.
+        for body in [
+            r#"{"model":"m"}"#,
+            r#"{"model":"m","max_tokens":null,"n":null}"#,
+            r#"{"model":"m","max_tokens":"lots","n":-2}"#,
+            r#"{"model":"m","max_tokens":1.5}"#,
+        ] {
+            let f = fields(body);
+            assert_eq!((f.output.max_tokens, f.output.choices), (None, 1), "{body}");
+        }
+        assert_eq!(fields(r#"{"model":"m","n":0}"#).output.choices, 1);
+        assert_eq!(fields(r#"{"model":"m","n":100000}"#).output.choices, 128);
     }
 
     #[test]

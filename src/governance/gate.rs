@@ -3,7 +3,7 @@
 //! compare-and-swaps) — and, when the request ends, charge what it really cost and queue the
 //! spend for the store.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,26 +36,28 @@ pub fn identify(
     uri: &mut Uri,
     now: i64,
 ) -> Result<Arc<Principal>, GatewayError> {
-    let from_headers = keys::take_from_headers(headers);
-    let from_query = uri
+    let in_headers = keys::take_from_headers(headers, |key| table.find_value(key));
+    // Keys in the query go too, whether or not a header had one.
+    let in_query = uri
         .query()
         .is_some_and(|q| q.contains("key="))
         .then(|| take_from_query(uri))
         .flatten();
-    let Some(value) = from_headers.or(from_query) else {
-        let message = if keys::any_credential(headers, uri.query()) {
-            "Invalid API key: this gateway takes ferrogate virtual keys (`fg-…`); with \
+    let found = match (in_headers, in_query) {
+        (Some(found), _) => found,
+        (None, Some(key)) => table.find_value(key.as_bytes()),
+        (None, None) => {
+            let message = if keys::any_credential(headers, uri.query()) {
+                "Invalid API key: this gateway takes ferrogate virtual keys (`fg-…`); with \
              `auth: passthrough` send yours in `x-ferrogate-key`."
-        } else {
-            "Missing API key: send a ferrogate virtual key as `Authorization: Bearer fg-…` \
+            } else {
+                "Missing API key: send a ferrogate virtual key as `Authorization: Bearer fg-…` \
              (or in the header your SDK uses for its key, or `x-ferrogate-key`)."
-        };
-        return Err(unauthenticated(message));
+            };
+            return Err(unauthenticated(message));
+        }
     };
-    let principal = table
-        .find_value(&value)
-        .ok_or_else(|| unauthenticated("Invalid API key."))?;
-    drop(value);
+    let principal = found.ok_or_else(|| unauthenticated("Invalid API key."))?;
     if let Some(level) = principal.missing_parent {
         return Err(unauthenticated(&format!(
             "This key's {} no longer exists.",
@@ -114,18 +116,22 @@ pub fn check_target(
     provider: &str,
     served: &str,
 ) -> Result<(), GatewayError> {
+    if p.unrestricted {
+        return Ok(());
+    }
     for node in p.levels() {
-        let whose = whose(node);
+        // The messages are built only on refusal: this runs for every target of every request.
         if !node.admits_model(model, provider, served) {
             return Err(GatewayError::Forbidden {
-                message: format!("Model `{model}` is not allowed for {whose}."),
+                message: format!("Model `{model}` is not allowed for {}.", whose(node)),
                 code: "model_not_allowed",
             });
         }
         if !node.admits_provider(provider) {
             return Err(GatewayError::Forbidden {
                 message: format!(
-                    "Provider `{provider}` (serving `{model}`) is not allowed for {whose}."
+                    "Provider `{provider}` (serving `{model}`) is not allowed for {}.",
+                    whose(node)
                 ),
                 code: "provider_not_allowed",
             });
@@ -192,13 +198,34 @@ impl RateHeaders {
                 http::HeaderName::from_static("x-ratelimit-remaining-tokens"),
             ],
         ];
-        for (names, value) in NAMES.iter().zip([self.requests, self.tokens]) {
+        for (kind, (names, value)) in NAMES.iter().zip([self.requests, self.tokens]).enumerate() {
             if let Some((limit, remaining)) = value {
-                headers.insert(names[0].clone(), HeaderValue::from(limit));
-                headers.insert(names[1].clone(), HeaderValue::from(remaining));
+                headers.insert(names[0].clone(), limit_value(kind, limit));
+                headers.insert(
+                    names[1].clone(),
+                    crate::http_headers::number_value(remaining),
+                );
             }
         }
     }
+}
+
+/// The value of a `x-ratelimit-limit-*` header. A limit rarely changes between requests: each
+/// thread keeps the last value it wrote per kind and hands out a clone (a reference count)
+/// instead of formatting and allocating it again.
+fn limit_value(kind: usize, limit: u64) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<[Option<(u64, HeaderValue)>; 2]> =
+            const { std::cell::RefCell::new([None, None]) };
+    }
+    LAST.with_borrow_mut(|last| match &last[kind] {
+        Some((l, v)) if *l == limit => v.clone(),
+        _ => {
+            let v = crate::http_headers::number_value(limit);
+            last[kind] = Some((limit, v.clone()));
+            v
+        }
+    })
 }
 
 /// What one level holds for a request until it ends.
@@ -213,10 +240,14 @@ struct Hold {
 /// charged and every limit is corrected to the real tokens.
 pub struct Ticket {
     principal: Arc<Principal>,
-    holds: Vec<Hold>,
+    /// One per level (key, team, customer): inline, no allocation per request.
+    holds: smallvec::SmallVec<[Hold; 3]>,
     estimate: Estimate,
     charged_units: AtomicU64,
     charged_tokens: AtomicU64,
+    /// When the last attempt was charged (Unix seconds; 0: none): the settle on drop, which
+    /// follows at once, reads the clock only when nothing was charged.
+    charged_at: AtomicI64,
     any_usage: AtomicBool,
     spend: Arc<SpendQueue>,
     /// Refused after some levels admitted it: those give back everything.
@@ -456,10 +487,11 @@ impl Ticket {
     fn new(p: &Arc<Principal>, estimate: Estimate, spend: &Arc<SpendQueue>) -> Ticket {
         Ticket {
             principal: Arc::clone(p),
-            holds: Vec::with_capacity(3),
+            holds: smallvec::SmallVec::new(),
             estimate,
             charged_units: AtomicU64::new(0),
             charged_tokens: AtomicU64::new(0),
+            charged_at: AtomicI64::new(0),
             any_usage: AtomicBool::new(false),
             spend: Arc::clone(spend),
             refused: false,
@@ -476,9 +508,11 @@ impl Ticket {
         self.charged_tokens
             .fetch_add(usage.input + usage.output, Ordering::AcqRel);
         self.any_usage.store(true, Ordering::Release);
+        let now = now_unix();
+        self.charged_at.store(now, Ordering::Release);
         let p = &self.principal;
         self.spend.push(SpendRow {
-            hour: now_unix().div_euclid(3600) * 3600,
+            hour: now.div_euclid(3600) * 3600,
             key_id: Arc::clone(&p.key.id),
             team_id: p.team.as_ref().map(|n| Arc::clone(&n.id)),
             customer_id: p.customer.as_ref().map(|n| Arc::clone(&n.id)),
@@ -510,7 +544,10 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let now = now_unix();
+        let now = match *self.charged_at.get_mut() {
+            0 => now_unix(),
+            at => at,
+        };
         let units = *self.charged_units.get_mut();
         // Limits count the real tokens; a request that reported none keeps its estimate.
         let tokens = if *self.any_usage.get_mut() {
@@ -559,6 +596,7 @@ mod tests {
     use crate::config::governance::{AccessPolicy, BudgetConfig, BudgetPeriod, LimitConfig};
     use crate::governance::entity::{Entity, Origin};
     use crate::governance::keys::KeyDigest;
+    use http::HeaderValue;
 
     /// 2026-12-07 15:30:00 UTC.
     const NOW: i64 = 1_796_657_400;
@@ -584,6 +622,32 @@ mod tests {
 
     fn table(entities: Vec<Entity>) -> Table {
         Table::build(entities, &dashmap::DashMap::new(), &Default::default(), NOW)
+    }
+
+    #[test]
+    fn rate_headers_carry_each_requests_own_numbers() {
+        for (limit, remaining) in [(600, 599), (600, 12), (50, 0), (600, 7)] {
+            let mut h = HeaderMap::new();
+            RateHeaders {
+                requests: Some((limit, remaining)),
+                tokens: Some((limit * 1000, remaining * 1000)),
+            }
+            .write(&mut h);
+            let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            assert_eq!(get("x-ratelimit-limit-requests"), Some(limit.to_string()));
+            assert_eq!(
+                get("x-ratelimit-remaining-requests"),
+                Some(remaining.to_string())
+            );
+            assert_eq!(
+                get("x-ratelimit-limit-tokens"),
+                Some((limit * 1000).to_string())
+            );
+            assert_eq!(
+                get("x-ratelimit-remaining-tokens"),
+                Some((remaining * 1000).to_string())
+            );
+        }
     }
 
     fn price() -> Price {
@@ -658,7 +722,7 @@ mod tests {
         other.pop();
         other.push('Z');
         assert!(identify(&t, &mut headers("x-api-key", &other), &mut uri, NOW).is_err());
-        assert!(t.find_value(KEY).is_some());
+        assert!(t.find_value(KEY.as_bytes()).is_some());
     }
 
     #[test]

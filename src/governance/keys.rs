@@ -36,7 +36,11 @@ impl std::fmt::Debug for KeyDigest {
 
 impl KeyDigest {
     pub fn of(key: &str) -> Self {
-        KeyDigest(Sha256::digest(key.as_bytes()).into())
+        Self::of_bytes(key.as_bytes())
+    }
+
+    pub fn of_bytes(key: &[u8]) -> Self {
+        KeyDigest(Sha256::digest(key).into())
     }
 
     /// Constant-time equality: the time taken does not depend on where the digests differ.
@@ -101,8 +105,7 @@ pub fn query_key(pair: &str) -> Option<String> {
     looks_like_key(&value).then(|| value.into_owned())
 }
 
-/// The headers a virtual key may come in, in the order they are looked at (pre-parsed names:
-/// a lookup by `&str` would parse and hash the name again on every request).
+/// The headers a virtual key may come in, in the order they are looked at.
 pub static KEY_HEADERS: [http::HeaderName; 5] = [
     http::HeaderName::from_static("x-ferrogate-key"),
     http::header::AUTHORIZATION,
@@ -111,54 +114,65 @@ pub static KEY_HEADERS: [http::HeaderName; 5] = [
     http::HeaderName::from_static("api-key"),
 ];
 
-/// The virtual key in a header value (`Bearer` stripped for `authorization`), if shaped like one.
-fn key_in<'v>(name: &http::HeaderName, value: &'v http::HeaderValue) -> Option<&'v str> {
-    let v = value.to_str().ok()?.trim();
-    let v = if *name == http::header::AUTHORIZATION {
+/// The position of `name` in [`KEY_HEADERS`]. A request has a handful of headers: one pass
+/// over them comparing names (a tag compare for a standard name, a length compare for most
+/// others) costs less than a hashed lookup of each of the five names.
+fn key_header_index(name: &http::HeaderName) -> Option<usize> {
+    KEY_HEADERS.iter().position(|h| h == name)
+}
+
+/// The virtual key in a header value (`Bearer` stripped for `authorization`): a value of
+/// `fg-` and 20 to 128 bytes. Only the length is checked here: the lookup finds a known key
+/// without looking at its characters, and anything else so shaped is no provider's key (an
+/// unknown one is refused, as is one with characters no key has).
+fn key_in<'v>(name: &http::HeaderName, value: &'v http::HeaderValue) -> Option<&'v [u8]> {
+    let mut v = value.as_bytes().trim_ascii();
+    if *name == http::header::AUTHORIZATION {
         // The scheme is case-insensitive (RFC 9110).
-        v.get(..7)
-            .filter(|s| s.eq_ignore_ascii_case("bearer "))
-            .map(|_| v[7..].trim())?
-    } else {
-        v
-    };
-    looks_like_key(v).then_some(v)
+        let (scheme, token) = v.split_at_checked(7)?;
+        if !scheme.eq_ignore_ascii_case(b"bearer ") {
+            return None;
+        }
+        v = token.trim_ascii();
+    }
+    (v.starts_with(PREFIX.as_bytes()) && (20..=128).contains(&(v.len() - PREFIX.len())))
+        .then_some(v)
 }
 
 /// Takes every virtual key out of `headers` (an SDK may repeat it, and with `auth:
-/// passthrough` the client's headers go upstream) and returns the first, in `KEY_HEADERS`
-/// order. One lookup per name; a header is removed only when it holds a key.
-pub fn take_from_headers(headers: &mut HeaderMap) -> Option<String> {
-    let mut found = None;
-    for name in &KEY_HEADERS {
-        let mut values = headers.get_all(name).iter();
-        let Some(first) = values.next() else {
+/// passthrough` the client's headers go upstream) and gives the first, in `KEY_HEADERS`
+/// order, to `find` (before it is taken out: no copy of the key is made). A header is removed
+/// only when it holds a key; the other values of a repeated header stay, in order.
+pub fn take_from_headers<T>(headers: &mut HeaderMap, find: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    let mut first: Option<(usize, &[u8])> = None;
+    let mut values = [0u8; KEY_HEADERS.len()];
+    let mut holds_key = [false; KEY_HEADERS.len()];
+    for (name, value) in headers.iter() {
+        let Some(i) = key_header_index(name) else {
             continue;
         };
-        let first_key = key_in(name, first);
-        // The usual case: one value, a key or not.
-        if values.next().is_none() {
-            if let Some(key) = first_key {
-                found.get_or_insert_with(|| key.to_owned());
-                headers.remove(name);
+        values[i] = values[i].saturating_add(1);
+        if let Some(key) = key_in(name, value) {
+            holds_key[i] = true;
+            if first.is_none_or(|(j, _)| i < j) {
+                first = Some((i, key));
             }
+        }
+    }
+    let found = first.map(|(_, key)| find(key));
+    for (i, name) in KEY_HEADERS.iter().enumerate() {
+        if !holds_key[i] {
+            continue;
+        }
+        if values[i] == 1 {
+            headers.remove(name);
             continue;
         }
         // Several values: keep those that are not keys, in order.
         let all: Vec<http::HeaderValue> = headers.get_all(name).iter().cloned().collect();
-        if !all.iter().any(|v| key_in(name, v).is_some()) {
-            continue;
-        }
         headers.remove(name);
-        for v in all {
-            match key_in(name, &v) {
-                Some(key) => {
-                    found.get_or_insert_with(|| key.to_owned());
-                }
-                None => {
-                    headers.append(name.clone(), v);
-                }
-            }
+        for v in all.into_iter().filter(|v| key_in(name, v).is_none()) {
+            headers.append(name.clone(), v);
         }
     }
     found
@@ -183,6 +197,10 @@ pub fn any_credential(headers: &HeaderMap, query: Option<&str>) -> bool {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    fn owned(key: &[u8]) -> String {
+        String::from_utf8(key.to_vec()).unwrap()
+    }
 
     #[test]
     fn keys_are_prefixed_base62_of_full_length_and_unique() {
@@ -229,7 +247,11 @@ mod tests {
             let mut h = HeaderMap::new();
             h.insert(name, HeaderValue::from_str(&value).unwrap());
             assert!(any_credential(&h, None));
-            assert_eq!(take_from_headers(&mut h), Some(key.clone()), "{name}");
+            assert_eq!(
+                take_from_headers(&mut h, owned),
+                Some(key.clone()),
+                "{name}"
+            );
             assert!(h.is_empty(), "{name} was not taken out");
         }
         assert_eq!(query_key(&format!("key={key}")), Some(key.clone()));
@@ -237,6 +259,35 @@ mod tests {
             without_key_param(&format!("alt=sse&key={key}")),
             "alt=sse".to_string()
         );
+    }
+
+    #[test]
+    fn the_header_positions_follow_key_headers() {
+        for (i, name) in KEY_HEADERS.iter().enumerate() {
+            assert_eq!(key_header_index(name), Some(i), "{name}");
+        }
+        assert_eq!(key_header_index(&http::header::CONTENT_TYPE), None);
+    }
+
+    #[test]
+    fn every_copy_of_a_key_goes_and_the_first_in_header_order_is_used() {
+        let (a, _) = generate().unwrap();
+        let (b, _) = generate().unwrap();
+        let mut h = HeaderMap::new();
+        // x-api-key comes first in the map, but x-ferrogate-key ranks first.
+        h.append("x-api-key", HeaderValue::from_static("sk-ant-xyz"));
+        h.append("x-api-key", HeaderValue::from_str(&b).unwrap());
+        h.append("x-ferrogate-key", HeaderValue::from_str(&a).unwrap());
+        h.append(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {b}")).unwrap(),
+        );
+        assert_eq!(take_from_headers(&mut h, owned), Some(a));
+        let left: Vec<_> = h
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(left, [("x-api-key", "sk-ant-xyz")]);
     }
 
     #[test]
@@ -250,7 +301,7 @@ mod tests {
             HeaderValue::from_static("Bearer sk-proj-abc123"),
         );
         h.insert("x-ferrogate-key", HeaderValue::from_str(&key).unwrap());
-        assert_eq!(take_from_headers(&mut h), Some(key));
+        assert_eq!(take_from_headers(&mut h, owned), Some(key));
         assert_eq!(
             h.get("authorization"),
             Some(&HeaderValue::from_static("Bearer sk-proj-abc123"))
@@ -259,7 +310,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-api-key", HeaderValue::from_static("sk-ant-xyz"));
         assert!(any_credential(&h, None));
-        assert_eq!(take_from_headers(&mut h), None);
+        assert_eq!(take_from_headers(&mut h, owned), None);
         assert!(h.contains_key("x-api-key"));
         assert!(!any_credential(&HeaderMap::new(), Some("alt=sse")));
         assert_eq!(query_key("key=AIzaSyProviderKey"), None);

@@ -61,7 +61,8 @@ impl SpendQueue {
 
     /// Everything queued so far, added up by group.
     pub fn drain(&self) -> Vec<SpendRow> {
-        let mut groups: HashMap<Group, SpendRow> = HashMap::new();
+        // Addresses are not chosen by clients: a fast hasher is safe here.
+        let mut groups: HashMap<Group, SpendRow, foldhash::fast::RandomState> = HashMap::default();
         while let Some(r) = self.rows.pop() {
             let g = (
                 r.hour,

@@ -108,6 +108,8 @@ pub struct Principal {
     pub customer: Option<Arc<Node>>,
     /// A team or customer the key names that does not exist (deleted): the key is unusable.
     pub missing_parent: Option<Level>,
+    /// No level restricts models or providers: every target is allowed without checking.
+    pub unrestricted: bool,
 }
 
 impl Principal {
@@ -192,13 +194,14 @@ const SEEN_MAX: usize = 100_000;
 pub struct Table {
     keys: HashMap<KeyDigest, Arc<Principal>, DigestHash>,
     /// Keys found by digest since this table was built, by value. SHA-256 in software is
-    /// ~3,400 instructions, most of governance's cost per request; a hit here is a SipHash of
-    /// the value (keyed with a per-process secret) and one shard's read lock. A lookup
-    /// compares bytes only with entries whose secret-keyed hash matches, with the slice's own
-    /// equality; the digest path behind it compares in constant time. The values stay in
-    /// process memory only (like the provider keys; never printed); the table, and with it
-    /// the cache, is replaced on every key change.
-    seen: dashmap::DashMap<SeenKey, Arc<Principal>>,
+    /// ~3,400 instructions, most of governance's cost per request; a hit here is a foldhash of
+    /// the value (seeded per process; only keys that were found are ever inserted, so an
+    /// unknown value can only miss) and one shard's read lock. A lookup compares bytes only
+    /// with entries whose hash matches, with the slice's own equality; the digest path behind
+    /// it compares in constant time. The values stay in process memory only (like the
+    /// provider keys; never printed); the table, and with it the cache, is replaced on every
+    /// key change.
+    seen: dashmap::DashMap<SeenKey, Arc<Principal>, foldhash::fast::RandomState>,
     /// Every entity by id (the admin API's view).
     pub entities: HashMap<String, Entity>,
     /// Every entity's node by id.
@@ -215,14 +218,13 @@ impl Table {
     }
 
     /// The key with this value: from the cache, or by its digest (then cached).
-    pub fn find_value(&self, value: &str) -> Option<Arc<Principal>> {
-        if let Some(p) = self.seen.get(value.as_bytes()) {
+    pub fn find_value(&self, value: &[u8]) -> Option<Arc<Principal>> {
+        if let Some(p) = self.seen.get(value) {
             return Some(Arc::clone(&p));
         }
-        let found = Arc::clone(self.find(&KeyDigest::of(value))?);
+        let found = Arc::clone(self.find(&KeyDigest::of_bytes(value))?);
         if self.seen.len() < SEEN_MAX {
-            self.seen
-                .insert(SeenKey(value.as_bytes().into()), Arc::clone(&found));
+            self.seen.insert(SeenKey(value.into()), Arc::clone(&found));
         }
         Some(found)
     }
@@ -284,6 +286,10 @@ impl Table {
                 }
                 c
             });
+            let unrestricted = [Some(key), team.as_ref(), customer.as_ref()]
+                .into_iter()
+                .flatten()
+                .all(|n| n.models.is_none() && n.providers.is_none());
             keys.insert(
                 digest,
                 Arc::new(Principal {
@@ -291,12 +297,13 @@ impl Table {
                     team,
                     customer,
                     missing_parent,
+                    unrestricted,
                 }),
             );
         }
         Table {
             keys,
-            seen: dashmap::DashMap::new(),
+            seen: dashmap::DashMap::default(),
             entities: entities.into_iter().map(|e| (e.id.clone(), e)).collect(),
             nodes,
         }

@@ -24,10 +24,10 @@ pub fn for_dialect(
         // in retry-after-ms.
         let secs = ((after.as_millis() + 500) / 1000).max(1) as u64;
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            .insert(header::RETRY_AFTER, crate::http_headers::number_value(secs));
         resp.headers_mut().insert(
             header::HeaderName::from_static("retry-after-ms"),
-            HeaderValue::from(after.as_millis() as u64),
+            crate::http_headers::number_value(after.as_millis() as u64),
         );
     }
     resp

@@ -15,17 +15,17 @@ use crate::governance::Governor;
 use crate::pricing::Price;
 use crate::routing::snapshot::{Resolved, Snapshot, TargetRt};
 
-/// The key of a governed request, removed from its headers (or query).
+/// The key of a governed request, removed from its headers (or query). `now` is the request's
+/// arrival (Unix seconds), also used for its admission.
 // Out of line here and below: the request path's functions stay as small (and as inlined) as
 // they are without governance.
 #[inline(never)]
-pub(crate) fn identify(g: &Governor, parts: &mut Parts) -> Result<Arc<Principal>, GatewayError> {
-    gate::identify(
-        &g.table(),
-        &mut parts.headers,
-        &mut parts.uri,
-        gate::now_unix(),
-    )
+pub(crate) fn identify(
+    g: &Governor,
+    parts: &mut Parts,
+    now: i64,
+) -> Result<Arc<Principal>, GatewayError> {
+    gate::identify(&g.table(), &mut parts.headers, &mut parts.uri, now)
 }
 
 /// Whether the key may send `model` to this target.
@@ -39,22 +39,18 @@ pub(crate) fn admits(p: &Principal, model: &str, t: &TargetRt) -> bool {
     .is_ok()
 }
 
-/// Checks the targets `model` resolved to, then takes the key's limits and reserves its
-/// budgets. `rate` gets the `x-ratelimit-*` values (also when refused).
-/// What to reserve for a request: its estimate and the price of the dearest target (and
-/// fallback) the key may be served by; refused when the key may use none of them.
-#[inline(never)]
-pub(crate) fn reservation(
+/// What a request is expected to use: its input estimated from the body size, its output
+/// from its limits (read with the routing fields; a Gemini body, which has none, is scanned).
+pub(crate) fn estimate(
     g: &Governor,
-    p: &Principal,
-    model: &str,
-    resolved: &Resolved<'_>,
-    snapshot: &Snapshot,
-    request: &super::ClientRequest,
-) -> Result<(Estimate, Option<Price>), GatewayError> {
-    let body = &request.body[..];
-    let ask = crate::dialect::max_tokens::output_ask(body);
-    let est = Estimate {
+    body: &[u8],
+    fields: Option<&crate::dialect::openai::RequestFields<'_>>,
+) -> Estimate {
+    let ask = match fields {
+        Some(f) => f.output,
+        None => crate::dialect::max_tokens::output_ask(body),
+    };
+    Estimate {
         // About four bytes a token; the reservation is replaced by the real count after.
         input: (body.len() as u64).div_ceil(4),
         // `n` / `candidateCount` answers each generate up to the limit.
@@ -62,7 +58,32 @@ pub(crate) fn reservation(
             .max_tokens
             .unwrap_or_else(|| g.default_output_tokens())
             .saturating_mul(ask.choices),
-    };
+    }
+}
+
+/// The fallbacks a request names in `x-ferrogate-fallbacks` (only looked for when it has
+/// resilience headers at all).
+pub(crate) fn named_fallbacks(headers: &http::HeaderMap, overridden: bool) -> &str {
+    match overridden {
+        true => headers
+            .get(&super::resilient::X_FERROGATE_FALLBACKS)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        false => "",
+    }
+}
+
+/// What to reserve for a request: its estimate and the price of the dearest target (and
+/// fallback) the key may be served by; refused when the key may use none of them.
+#[inline(never)]
+pub(crate) fn reservation(
+    p: &Principal,
+    model: &str,
+    resolved: &Resolved<'_>,
+    snapshot: &Snapshot,
+    est: Estimate,
+    named: &str,
+) -> Result<(Estimate, Option<Price>), GatewayError> {
     let mut first_refusal = None;
     let mut worst: Option<(f64, Option<Price>)> = None;
     let mut consider = |model: &str, provider: &str, served: &str, price: Option<Price>| {
@@ -82,12 +103,7 @@ pub(crate) fn reservation(
         Some(Resolved::Route(route)) => {
             for t in &route.targets {
                 let served = t.model.as_deref().unwrap_or(name);
-                consider(
-                    name,
-                    &t.provider.id,
-                    served,
-                    t.provider.prices.lookup(served),
-                );
+                consider(name, &t.provider.id, served, t.price(served));
             }
         }
         Some(Resolved::Direct {
@@ -121,11 +137,6 @@ pub(crate) fn reservation(
             Vec::new()
         }
     };
-    let named = request
-        .headers
-        .get(&super::resilient::X_FERROGATE_FALLBACKS)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
     for name in fallbacks
         .into_iter()
         .chain(named.split(',').map(str::trim).filter(|n| !n.is_empty()))
@@ -146,9 +157,10 @@ pub(crate) fn admit_local(
     p: &Arc<Principal>,
     (est, price): (Estimate, Option<Price>),
     model: &str,
+    now: i64,
     rate: &mut RateHeaders,
 ) -> Result<Arc<Ticket>, GatewayError> {
-    let admitted = gate::admit(p, est, price, model, &g.spend, gate::now_unix());
+    let admitted = gate::admit(p, est, price, model, &g.spend, now);
     finish(admitted, rate)
 }
 

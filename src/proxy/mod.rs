@@ -86,7 +86,7 @@ pub async fn handle(
             if failure.error.blame() != crate::error::Blame::Upstream {
                 resp.headers_mut().insert(
                     &X_FERROGATE_OVERHEAD,
-                    HeaderValue::from(started.elapsed().as_micros() as u64),
+                    crate::http_headers::number_value(started.elapsed().as_micros() as u64),
                 );
             }
             resp
@@ -203,6 +203,8 @@ pub(crate) struct Chosen {
     pub served_header: Option<HeaderValue>,
     /// The key to use, by index (resilience loop only; otherwise picked per request).
     pub key: Option<usize>,
+    /// The served model's price when the config fixes it (see `TargetRt::served_price`).
+    pub served_price: Option<Option<crate::pricing::Price>>,
 }
 
 fn choose(
@@ -214,9 +216,12 @@ fn choose(
     match resolved {
         Some(Resolved::Route(route)) => {
             let t = match principal {
-                None => route.pick(),
-                // Only among the targets the key may use (`govern::admit` checked one exists).
-                Some(p) => route.pick_where(|t| govern::admits(p, model, t)),
+                Some(p) if !p.unrestricted => {
+                    // Only among the targets the key may use (`govern::reservation` checked
+                    // one exists).
+                    route.pick_where(|t| govern::admits(p, model, t))
+                }
+                _ => route.pick(),
             }
             .ok_or_else(|| GatewayError::Internal("route without targets".into()))?;
             Ok(Chosen {
@@ -226,6 +231,7 @@ fn choose(
                 metrics: Arc::clone(&t.metrics),
                 served_header: t.served_header.clone(),
                 key: None,
+                served_price: t.served_price,
             })
         }
         Some(Resolved::Direct { provider, model }) => Ok(Chosen {
@@ -235,6 +241,7 @@ fn choose(
             metrics: Arc::clone(&provider.direct_metrics),
             served_header: None,
             key: None,
+            served_price: None,
         }),
         None => Err(model_not_found(snapshot, model)),
     }
@@ -276,9 +283,12 @@ async fn route_and_forward(
     let snapshot = state.snapshot.load_full();
     let (mut parts, incoming) = req.into_parts();
     // The key first: an unknown client gets nothing read or routed.
-    let principal = match &state.governor {
-        Some(g) => Some(govern::identify(g, &mut parts)?),
-        None => None,
+    let (principal, now) = match &state.governor {
+        Some(g) => {
+            let now = governance::gate::now_unix();
+            (Some(govern::identify(g, &mut parts, now)?), now)
+        }
+        None => (None, 0),
     };
     let body = read_body::read_body(incoming, &parts.headers, &snapshot).await?;
     let mut request = ClientRequest {
@@ -304,11 +314,17 @@ async fn route_and_forward(
     }
     // Resolved once: the resilience check and the single-attempt pick share it.
     let resolved = snapshot.resolve(model);
+    // Request headers that change resilience (deadlines, fallbacks) send a route through the
+    // resilience loop; a direct `provider/model` never enters it.
+    let overridden =
+        matches!(resolved, Some(Resolved::Route(_))) && resilient::has_overrides(&request.headers);
     let ticket = match (&state.governor, &principal, &resolved) {
         (Some(g), Some(p), Some(r)) => {
-            let reserve = govern::reservation(g, p, model, r, &snapshot, &request)?;
+            let est = govern::estimate(g, &request.body, fields.as_ref());
+            let named = govern::named_fallbacks(&request.headers, overridden);
+            let reserve = govern::reservation(p, model, r, &snapshot, est, named)?;
             Some(match &g.shared {
-                None => govern::admit_local(g, p, reserve, model, rate)?,
+                None => govern::admit_local(g, p, reserve, model, now, rate)?,
                 // Boxed: the Redis round trip's future would otherwise widen every request's
                 // state machine, governed or not.
                 Some(s) => Box::pin(govern::admit_shared(g, s, p, reserve, model, rate)).await?,
@@ -317,7 +333,6 @@ async fn route_and_forward(
         _ => None,
     };
     if let Some(Resolved::Route(route)) = &resolved {
-        let overridden = resilient::has_overrides(&request.headers);
         if route.resilient || overridden {
             let route = Arc::clone(route);
             let mut plan = resilient::Plan::new(route, &request.headers, overridden);
@@ -373,7 +388,10 @@ pub(crate) async fn attempt(
     fields: Option<&RequestFields<'_>>,
     mut settle: Settle,
 ) -> Result<Response<GatewayBody>, Failure> {
-    settle.price = call.chosen.provider.prices.lookup(call.served_model);
+    settle.price = call
+        .chosen
+        .served_price
+        .unwrap_or_else(|| call.chosen.provider.prices.lookup(call.served_model));
     let endpoint = call.inbound.endpoint;
     let provider_dialect = call.chosen.provider.dialect;
     let is_mock = call.chosen.provider.kind == ProviderKind::Mock;
@@ -487,7 +505,7 @@ fn finish_head(
     headers.insert(&X_FERROGATE_TARGET, served);
     headers.insert(
         &X_FERROGATE_OVERHEAD,
-        HeaderValue::from(overhead.as_micros() as u64),
+        crate::http_headers::number_value(overhead.as_micros() as u64),
     );
 }
 

@@ -213,6 +213,7 @@ fn chosen_from(route: &Route, idx: usize, fallback: Option<&Arc<str>>) -> Chosen
         metrics: Arc::clone(&t.metrics),
         served_header: t.served_header.clone(),
         key: None,
+        served_price: t.served_price,
     }
 }
 
@@ -464,7 +465,10 @@ pub(super) async fn run(
                         }
                     }
                     let h = resp.headers_mut();
-                    h.insert(&X_FERROGATE_ATTEMPTS, HeaderValue::from(attempts));
+                    h.insert(
+                        &X_FERROGATE_ATTEMPTS,
+                        crate::http_headers::number_value(u64::from(attempts)),
+                    );
                     if is_fallback {
                         if let Ok(v) = HeaderValue::from_str(&name) {
                             h.insert(&X_FERROGATE_FALLBACK, v);
@@ -613,9 +617,10 @@ pub(super) async fn run(
         Some(mut f) => {
             if let Some(r) = f.retry.take() {
                 let mut answer = r.answer;
-                answer
-                    .headers_mut()
-                    .insert(&X_FERROGATE_ATTEMPTS, HeaderValue::from(attempts));
+                answer.headers_mut().insert(
+                    &X_FERROGATE_ATTEMPTS,
+                    crate::http_headers::number_value(u64::from(attempts)),
+                );
                 if let Some(s) = settle.take() {
                     s.finish(r.status, None, false);
                 }

@@ -15,7 +15,7 @@ use crate::config::{
     ProviderConfig, ProviderKind, RetryConfig, ServerSettings, TimeoutOverrides, Timeouts,
 };
 use crate::glob;
-use crate::pricing::{PriceTable, ProviderPrices};
+use crate::pricing::{Price, PriceTable, ProviderPrices};
 use crate::providers::bedrock_sign::AwsCredentials;
 pub use crate::providers::Endpoint;
 use crate::resilience::limits::ConcurrencyLimit;
@@ -229,6 +229,18 @@ pub struct TargetRt {
     pub limit: Option<Arc<ConcurrencyLimit>>,
     pub rpm: Option<u32>,
     pub tpm: Option<u64>,
+    /// `Some`: the model this target serves is known when the config is compiled (the target
+    /// names it, or the route's name is not a glob) and this is its price (`Some(None)`:
+    /// unpriced); `None`: looked up per request.
+    pub served_price: Option<Option<Price>>,
+}
+
+impl TargetRt {
+    /// The price of `served`, the model this target is asked for.
+    pub fn price(&self, served: &str) -> Option<Price> {
+        self.served_price
+            .unwrap_or_else(|| self.provider.prices.lookup(served))
+    }
 }
 
 pub struct Route {
@@ -270,6 +282,7 @@ impl Route {
                 limit: None,
                 rpm: None,
                 tpm: None,
+                served_price: Some(provider.prices.lookup(model)),
             }],
             total_weight: 1,
             balance: Balance::Weighted,
@@ -496,7 +509,12 @@ fn compile_route(
         };
         let state = health.target(&state_id, provider.breaker);
         let limit = health.limit(&state_id, t.max_concurrency, t.queue);
+        let served = match &t.model {
+            Some(model) => Some(model.as_str()),
+            None => (!glob::is_glob(&m.name)).then_some(m.name.as_str()),
+        };
         targets.push(TargetRt {
+            served_price: served.map(|model| provider.prices.lookup(model)),
             served_header,
             state,
             limit,
