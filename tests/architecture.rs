@@ -141,7 +141,14 @@ fn the_request_path_layers_point_down() {
         ("pricing", &["usage", "glob"][..]),
         (
             "governance",
-            &["config", "error", "glob", "pricing", "usage"][..],
+            &[
+                "config",
+                "error",
+                "glob",
+                "http_headers",
+                "pricing",
+                "usage",
+            ][..],
         ),
         ("translate", &["sse", "usage"][..]),
         ("stream", &["sse", "usage", "translate"][..]),

@@ -27,8 +27,8 @@ pub fn is_virtual_key_shape(s: &str) -> bool {
     is_virtual_key_bytes(s.as_bytes())
 }
 
-/// The same for raw bytes (a header value): every request with governance on checks its key
-/// header with this, so it is a table lookup per byte.
+/// The same for raw bytes: a table lookup per byte. (Key headers on the request path are
+/// not checked with it: a known key needs no check, see `governance::keys`.)
 pub fn is_virtual_key_bytes(b: &[u8]) -> bool {
     static KEY_BYTE: [bool; 256] = {
         let mut t = [false; 256];

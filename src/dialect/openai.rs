@@ -53,9 +53,15 @@ struct TopLevel<'a> {
     n: Option<&'a RawValue>,
 }
 
-/// A non-negative integer value (anything else reads as absent: the provider judges it).
+/// A non-negative number, rounded up (`300.0` and `1e4` count; anything else reads as absent:
+/// the provider judges it).
 fn count(raw: Option<&RawValue>) -> Option<u64> {
-    raw?.get().parse().ok()
+    let text = raw?.get();
+    text.parse().ok().or_else(|| {
+        let f: f64 = text.parse().ok()?;
+        // Saturates at u64::MAX; NaN and infinities do not parse from JSON numbers.
+        (f >= 0.0).then(|| f.ceil() as u64)
+    })
 }
 
 fn raw_keep_null<'de, D: serde::Deserializer<'de>>(
@@ -269,11 +275,19 @@ mod tests {
             r#"{"model":"m"}"#,
             r#"{"model":"m","max_tokens":null,"n":null}"#,
             r#"{"model":"m","max_tokens":"lots","n":-2}"#,
-            r#"{"model":"m","max_tokens":1.5}"#,
         ] {
             let f = fields(body);
             assert_eq!((f.output.max_tokens, f.output.choices), (None, 1), "{body}");
         }
+        // Numbers in other notations count too (rounded up).
+        let f = fields(r#"{"model":"m","max_tokens":1e4,"n":2.0}"#);
+        assert_eq!((f.output.max_tokens, f.output.choices), (Some(10_000), 2));
+        assert_eq!(
+            fields(r#"{"model":"m","max_tokens":1.5}"#)
+                .output
+                .max_tokens,
+            Some(2)
+        );
         assert_eq!(fields(r#"{"model":"m","n":0}"#).output.choices, 1);
         assert_eq!(fields(r#"{"model":"m","n":100000}"#).output.choices, 128);
     }

@@ -3,7 +3,7 @@
 //! compare-and-swaps) — and, when the request ends, charge what it really cost and queue the
 //! spend for the store.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -245,9 +245,6 @@ pub struct Ticket {
     estimate: Estimate,
     charged_units: AtomicU64,
     charged_tokens: AtomicU64,
-    /// When the last attempt was charged (Unix seconds; 0: none): the settle on drop, which
-    /// follows at once, reads the clock only when nothing was charged.
-    charged_at: AtomicI64,
     any_usage: AtomicBool,
     spend: Arc<SpendQueue>,
     /// Refused after some levels admitted it: those give back everything.
@@ -491,7 +488,6 @@ impl Ticket {
             estimate,
             charged_units: AtomicU64::new(0),
             charged_tokens: AtomicU64::new(0),
-            charged_at: AtomicI64::new(0),
             any_usage: AtomicBool::new(false),
             spend: Arc::clone(spend),
             refused: false,
@@ -508,11 +504,9 @@ impl Ticket {
         self.charged_tokens
             .fetch_add(usage.input + usage.output, Ordering::AcqRel);
         self.any_usage.store(true, Ordering::Release);
-        let now = now_unix();
-        self.charged_at.store(now, Ordering::Release);
         let p = &self.principal;
         self.spend.push(SpendRow {
-            hour: now.div_euclid(3600) * 3600,
+            hour: now_unix().div_euclid(3600) * 3600,
             key_id: Arc::clone(&p.key.id),
             team_id: p.team.as_ref().map(|n| Arc::clone(&n.id)),
             customer_id: p.customer.as_ref().map(|n| Arc::clone(&n.id)),
@@ -544,10 +538,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let now = match *self.charged_at.get_mut() {
-            0 => now_unix(),
-            at => at,
-        };
+        let now = now_unix();
         let units = *self.charged_units.get_mut();
         // Limits count the real tokens; a request that reported none keeps its estimate.
         let tokens = if *self.any_usage.get_mut() {

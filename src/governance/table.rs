@@ -195,10 +195,11 @@ pub struct Table {
     keys: HashMap<KeyDigest, Arc<Principal>, DigestHash>,
     /// Keys found by digest since this table was built, by value. SHA-256 in software is
     /// ~3,400 instructions, most of governance's cost per request; a hit here is a foldhash of
-    /// the value (seeded per process; only keys that were found are ever inserted, so an
-    /// unknown value can only miss) and one shard's read lock. A lookup compares bytes only
-    /// with entries whose hash matches, with the slice's own equality; the digest path behind
-    /// it compares in constant time. The values stay in process memory only (like the
+    /// the value (seeded per process, but not a keyed cryptographic hash: only keys that were
+    /// found are ever inserted, so no client can fill the map or choose its collisions) and
+    /// one shard's read lock. A lookup compares bytes only with entries whose hash matches,
+    /// with the slice's ordinary (not constant-time) equality; the digest path behind it
+    /// compares in constant time. The values stay in process memory only (like the
     /// provider keys; never printed); the table, and with it the cache, is replaced on every
     /// key change.
     seen: dashmap::DashMap<SeenKey, Arc<Principal>, foldhash::fast::RandomState>,

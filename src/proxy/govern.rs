@@ -15,8 +15,8 @@ use crate::governance::Governor;
 use crate::pricing::Price;
 use crate::routing::snapshot::{Resolved, Snapshot, TargetRt};
 
-/// The key of a governed request, removed from its headers (or query). `now` is the request's
-/// arrival (Unix seconds), also used for its admission.
+/// The key of a governed request, removed from its headers (or query); `now` (Unix seconds)
+/// decides whether it expired.
 // Out of line here and below: the request path's functions stay as small (and as inlined) as
 // they are without governance.
 #[inline(never)]

@@ -283,12 +283,13 @@ async fn route_and_forward(
     let snapshot = state.snapshot.load_full();
     let (mut parts, incoming) = req.into_parts();
     // The key first: an unknown client gets nothing read or routed.
-    let (principal, now) = match &state.governor {
-        Some(g) => {
-            let now = governance::gate::now_unix();
-            (Some(govern::identify(g, &mut parts, now)?), now)
-        }
-        None => (None, 0),
+    let principal = match &state.governor {
+        Some(g) => Some(govern::identify(
+            g,
+            &mut parts,
+            governance::gate::now_unix(),
+        )?),
+        None => None,
     };
     let body = read_body::read_body(incoming, &parts.headers, &snapshot).await?;
     let mut request = ClientRequest {
@@ -324,7 +325,11 @@ async fn route_and_forward(
             let named = govern::named_fallbacks(&request.headers, overridden);
             let reserve = govern::reservation(p, model, r, &snapshot, est, named)?;
             Some(match &g.shared {
-                None => govern::admit_local(g, p, reserve, model, now, rate)?,
+                // The clock is read again: the body's upload may have taken a while.
+                None => {
+                    let now = governance::gate::now_unix();
+                    govern::admit_local(g, p, reserve, model, now, rate)?
+                }
                 // Boxed: the Redis round trip's future would otherwise widen every request's
                 // state machine, governed or not.
                 Some(s) => Box::pin(govern::admit_shared(g, s, p, reserve, model, rate)).await?,
