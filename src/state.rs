@@ -83,7 +83,7 @@ impl AppState {
         }
         let snapshot = compile(config, &self.pools, &self.health)?;
         self.snapshot.store(Arc::new(snapshot));
-        self.log.set_enabled(config.server.request_log);
+        self.log.set_stderr(config.server.request_log);
         if let (Some(g), Some(c)) = (&self.governor, &config.governance) {
             let (g, c) = (Arc::clone(g), c.clone());
             // Declared keys and the master key: rebuilt off the reload path (it reads the store).

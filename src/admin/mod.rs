@@ -1,5 +1,5 @@
 //! The admin API under `/admin/v1/` (keys, teams, customers, spend, audit) over the governor,
-//! and the `ferrogate keys` client of it (`client`). The server reads the request and writes
+//! the request log's query routes (`logs`), and the `ferrogate keys` client of it (`client`). The server reads the request and writes
 //! the answer; this module only decides it, so it holds no HTTP server types.
 //!
 //! Every route needs `Authorization: Bearer <master key>`, compared as SHA-256 digests in
@@ -7,6 +7,7 @@
 //! (and docs/openapi/admin-api.yaml).
 
 pub mod client;
+pub mod logs;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -27,6 +28,28 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+impl Reply {
+    /// 403 with an OpenAI-shaped error.
+    pub fn forbidden(message: &str) -> Reply {
+        error(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "forbidden",
+            message,
+        )
+    }
+
+    /// 405 for a method a route does not take.
+    pub fn method_not_allowed(method: &Method, path: &str) -> Reply {
+        error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            &format!("{method} is not allowed on {path}"),
+        )
+    }
+}
+
 fn reply(status: StatusCode, v: &Value) -> Reply {
     Reply {
         status,
@@ -37,7 +60,7 @@ fn reply(status: StatusCode, v: &Value) -> Reply {
 fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> Reply {
     reply(
         status,
-        &json!({"error": {"message": message, "type": kind, "code": code}}),
+        &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
     )
 }
 
@@ -101,14 +124,7 @@ pub async fn handle(
         "customers" => Some(Level::Customer),
         _ => None,
     };
-    let not_allowed = || {
-        error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request_error",
-            "method_not_allowed",
-            &format!("{method} is not allowed on {path}"),
-        )
-    };
+    let not_allowed = || Reply::method_not_allowed(method, path);
     let result = match (level, id) {
         (Some(l), None) => match *method {
             Method::POST => create(g, l, body, &actor).await,

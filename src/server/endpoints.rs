@@ -1,5 +1,6 @@
 //! The endpoint table: which handler serves a method and path, and in which client dialect.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -83,7 +84,11 @@ fn gemini_path(path: &str) -> Option<Inbound> {
 }
 
 /// Dispatches one request.
-pub async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<GatewayBody> {
+pub async fn dispatch(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<GatewayBody> {
     // On tokio's clock (the system's in production): the overall deadline starts here.
     let started = tokio::time::Instant::now().into_std();
     let path = req.uri().path();
@@ -94,7 +99,7 @@ pub async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<
         return proxy::handle(&state, req, inbound, started).await;
     }
     if path.starts_with("/admin/") {
-        return admin(&state, req).await;
+        return admin(&state, req, peer).await;
     }
     let anthropic_shape =
         path.starts_with("/anthropic/") || req.headers().contains_key("anthropic-version");
@@ -149,9 +154,29 @@ pub async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<
 
 /// `/admin/health` and, with governance on, the admin API; both behind the master key when
 /// governance is on.
-async fn admin(state: &Arc<AppState>, req: Request<Incoming>) -> Response<GatewayBody> {
+async fn admin(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<GatewayBody> {
     let to_response = |r: admin::Reply| json_response(r.status, r.body);
     let path = req.uri().path();
+    if let Some(rest) = path
+        .strip_prefix("/admin/v1/logs")
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+    {
+        if let Err(r) = admin::logs::access(state.governor.as_deref(), req.headers(), peer.ip()) {
+            return to_response(r);
+        }
+        if req.method() != Method::GET {
+            return to_response(admin::Reply::method_not_allowed(req.method(), path));
+        }
+        return to_response(admin::logs::handle(
+            &state.log.store,
+            rest,
+            req.uri().query(),
+        ));
+    }
     match (&state.governor, path) {
         (None, "/admin/health") if req.method() == Method::GET => admin_health(state),
         (Some(g), "/admin/health") if req.method() == Method::GET => {

@@ -46,7 +46,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         // Out of file descriptors and similar: back off instead of spinning.
@@ -59,7 +59,7 @@ pub async fn serve(
                 let state = Arc::clone(&state);
                 let svc = service_fn(move |req| {
                     let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(endpoints::dispatch(state, req).await) }
+                    async move { Ok::<_, Infallible>(endpoints::dispatch(state, req, peer).await) }
                 });
                 let io = write_stall::WriteStallGuard::new(stream, write_stall);
                 let conn = builder.serve_connection(TokioIo::new(io), svc);

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_queue::ArrayQueue;
 use metrics::Counter;
 
+use super::log_store::{MemoryLog, DEFAULT_CAPACITY};
 use crate::usage::Usage;
 
 /// What is logged about one request. Never contains credentials or bodies.
@@ -39,23 +40,36 @@ pub struct RequestRecord {
 pub struct RequestLog {
     queue: ArrayQueue<RequestRecord>,
     dropped: Counter,
+    /// Whether records are queued at all (off only when the writer thread could not start).
     enabled: AtomicBool,
+    /// Whether the writer prints each record on stderr (`server.request_log`).
+    stderr: AtomicBool,
+    /// The newest records, for the query API.
+    pub store: MemoryLog,
 }
 
 impl RequestLog {
-    pub fn new(capacity: usize, dropped: Counter, enabled: bool) -> Arc<Self> {
+    pub fn new(capacity: usize, dropped: Counter, stderr: bool) -> Arc<Self> {
         Arc::new(Self {
             queue: ArrayQueue::new(capacity.max(1)),
             dropped,
-            enabled: AtomicBool::new(enabled),
+            enabled: AtomicBool::new(true),
+            stderr: AtomicBool::new(stderr),
+            store: MemoryLog::new(DEFAULT_CAPACITY),
         })
     }
 
-    /// Turned on or off by the configuration (`server.request_log`), also on reload.
-    pub fn set_enabled(&self, on: bool) {
-        self.enabled.store(on, Ordering::Relaxed);
+    /// The stderr lines, turned on or off by the configuration (`server.request_log`), also
+    /// on reload. The records are kept for the query API either way.
+    pub fn set_stderr(&self, on: bool) {
+        self.stderr.store(on, Ordering::Relaxed);
     }
 
+    pub fn writes_stderr(&self) -> bool {
+        self.stderr.load(Ordering::Relaxed)
+    }
+
+    /// Whether the request path queues records.
     pub fn enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
     }
@@ -79,24 +93,34 @@ impl RequestLog {
             });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the request-log writer; request logs are off");
-            self.set_enabled(false);
+            self.enabled.store(false, Ordering::Relaxed);
         }
     }
 
-    /// Writes everything queued so far to stderr.
+    /// Writes everything queued so far to stderr (when on) and keeps it for the query API.
     pub fn drain(&self) {
         if self.queue.is_empty() {
             return;
         }
-        let mut buf = Vec::with_capacity(self.queue.len().min(4096) * 320);
+        let stderr = self.writes_stderr();
+        let mut batch = Vec::with_capacity(self.queue.len());
+        let mut buf = Vec::with_capacity(if stderr {
+            batch.capacity().min(4096) * 320
+        } else {
+            0
+        });
         while let Some(r) = self.queue.pop() {
-            format_line(&mut buf, &r);
-            if buf.len() > 1 << 20 {
-                write_stderr(&buf);
-                buf.clear();
+            if stderr {
+                format_line(&mut buf, &r);
+                if buf.len() > 1 << 20 {
+                    write_stderr(&buf);
+                    buf.clear();
+                }
             }
+            batch.push(r);
         }
         write_stderr(&buf);
+        self.store.extend(batch);
     }
 }
 
@@ -240,10 +264,33 @@ mod tests {
     }
 
     #[test]
-    fn disabled_log_is_reported() {
+    fn records_are_kept_for_queries_with_stderr_lines_on_or_off() {
         let log = RequestLog::new(4, metrics::Counter::noop(), false);
-        assert!(!log.enabled());
-        log.set_enabled(true);
-        assert!(log.enabled());
+        assert!(log.enabled() && !log.writes_stderr());
+        log.push(record("a"));
+        log.drain();
+        log.set_stderr(true);
+        assert!(log.writes_stderr());
+        log.push(record("b"));
+        log.drain();
+        assert_eq!(log.store.len(), 2);
+        assert!(log.store.get("a").is_some() && log.store.get("b").is_some());
+    }
+
+    fn record(id: &'static str) -> RequestRecord {
+        RequestRecord {
+            finished_at: UNIX_EPOCH,
+            request_id: http::HeaderValue::from_static(id),
+            endpoint: "chat/completions",
+            model: Arc::from("m"),
+            target: Arc::from("up/m"),
+            status: 200,
+            stream: false,
+            usage: None,
+            cost_usd: None,
+            duration: Duration::from_millis(1),
+            overhead: Duration::from_micros(1),
+            client_cancelled: false,
+        }
     }
 }

@@ -1,0 +1,234 @@
+//! `GET /admin/v1/logs` (a page of request records, newest first) and
+//! `GET /admin/v1/logs/{request_id}` (one record), over the records kept in memory. Records are
+//! written as the request log's JSON lines are (one formatter, one set of field names).
+
+use std::net::IpAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+
+use super::{bad_request, error, params, Reply};
+use crate::config::governance::parse_time;
+use crate::governance::Governor;
+use crate::telemetry::log_store::{LogQuery, MemoryLog, StatusFilter, DEFAULT_PAGE, MAX_PAGE};
+use crate::telemetry::request_log::format_line;
+
+/// Who may read the request log: with governance on, the master key; without it (there is
+/// no master key then), loopback clients only.
+pub fn access(g: Option<&Governor>, headers: &HeaderMap, peer: IpAddr) -> Result<(), Reply> {
+    match g {
+        Some(g) => super::authorize(g, headers).map(|_| ()),
+        None if peer.is_loopback() => Ok(()),
+        None => Err(Reply::forbidden(
+            "The request log is served to loopback clients only while governance is off \
+             (turn governance on to reach it with the master key).",
+        )),
+    }
+}
+
+/// Answers a logs route; `rest` is the path after `/admin/v1/logs`.
+pub fn handle(store: &MemoryLog, rest: &str, query: Option<&str>) -> Reply {
+    match rest.strip_prefix('/').filter(|id| !id.is_empty()) {
+        None if rest.is_empty() || rest == "/" => list(store, query),
+        Some(id) if !id.contains('/') => one(store, id),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "not_found",
+            "no such logs route",
+        ),
+    }
+}
+
+fn list(store: &MemoryLog, query: Option<&str>) -> Reply {
+    let q = match parse_query(query) {
+        Ok(q) => q,
+        Err(message) => return bad_request(&message),
+    };
+    let page = store.query(&q);
+    let mut body = BytesMut::with_capacity(64 + page.records.len() * 400);
+    body.put_slice(b"{\"object\":\"list\",\"data\":[");
+    let mut line = Vec::with_capacity(512);
+    for (i, r) in page.records.iter().enumerate() {
+        line.clear();
+        format_line(&mut line, r);
+        if i > 0 {
+            body.put_u8(b',');
+        }
+        body.put_slice(line.strip_suffix(b"\n").unwrap_or(&line));
+    }
+    body.put_slice(b"],\"next_cursor\":");
+    match page.next_cursor {
+        // A string: clients pass it back as it is, without reading anything into it.
+        Some(c) => body.put_slice(format!("\"{c}\"").as_bytes()),
+        None => body.put_slice(b"null"),
+    }
+    body.put_u8(b'}');
+    Reply {
+        status: StatusCode::OK,
+        body: body.freeze(),
+    }
+}
+
+fn one(store: &MemoryLog, id: &str) -> Reply {
+    let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+    match store.get(&id) {
+        Some(r) => {
+            let mut line = Vec::with_capacity(512);
+            format_line(&mut line, &r);
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            Reply {
+                status: StatusCode::OK,
+                body: Bytes::from(line),
+            }
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "not_found",
+            "no record of this request id (only the newest records are kept in memory)",
+        ),
+    }
+}
+
+/// The query parameters; an unknown one, or a bad value, is an error (never ignored).
+fn parse_query(query: Option<&str>) -> Result<LogQuery, String> {
+    let mut q = LogQuery {
+        limit: DEFAULT_PAGE,
+        ..LogQuery::default()
+    };
+    let ms = |k: &str, v: &str| {
+        parse_time(v)
+            .and_then(|secs| u64::try_from(secs).ok())
+            .map(|secs| secs.saturating_mul(1000))
+            .ok_or_else(|| format!("`{k}` must be an RFC 3339 time or Unix seconds"))
+    };
+    for (k, v) in params(query) {
+        match k.as_str() {
+            "from" => q.from_ms = Some(ms(&k, &v)?),
+            "to" => q.to_ms = Some(ms(&k, &v)?),
+            "model" => q.model = Some(v),
+            "target" => q.target = Some(v),
+            "status" => {
+                q.status = Some(StatusFilter::parse(&v).ok_or_else(|| {
+                    "`status` must be a status code (429) or a class (5xx)".to_string()
+                })?)
+            }
+            "error" | "errors" => {
+                q.errors = match v.as_str() {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    _ => return Err(format!("`{k}` must be true or false")),
+                }
+            }
+            "min_latency_ms" => {
+                q.min_latency_ms = Some(
+                    v.parse()
+                        .map_err(|_| "`min_latency_ms` must be a whole number".to_string())?,
+                )
+            }
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| format!("`limit` must be 1 to {MAX_PAGE}"))?
+            }
+            "cursor" => {
+                q.before = Some(
+                    v.parse()
+                        .map_err(|_| "`cursor` must be a `next_cursor` of an earlier page")?,
+                )
+            }
+            _ => return Err(format!("unknown parameter `{k}`")),
+        }
+    }
+    Ok(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::request_log::RequestRecord;
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn store() -> MemoryLog {
+        let log = MemoryLog::new(100);
+        log.extend((0..5u64).map(|i| RequestRecord {
+            finished_at: UNIX_EPOCH + Duration::from_secs(1_000 + i),
+            request_id: http::HeaderValue::from_str(&format!("req {i}")).unwrap(),
+            endpoint: "chat/completions",
+            model: Arc::from("m"),
+            target: Arc::from("up/m"),
+            status: if i == 3 { 502 } else { 200 },
+            stream: false,
+            usage: None,
+            cost_usd: None,
+            duration: Duration::from_millis(5),
+            overhead: Duration::from_micros(9),
+            client_cancelled: false,
+        }));
+        log
+    }
+
+    fn json(r: &Reply) -> serde_json::Value {
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn a_page_is_a_json_list_with_a_cursor_to_the_next() {
+        let s = store();
+        let r = handle(&s, "", Some("limit=2"));
+        assert_eq!(r.status, StatusCode::OK);
+        let v = json(&r);
+        assert_eq!(v["data"][0]["request_id"], "req 4");
+        assert_eq!(v["data"][1]["request_id"], "req 3");
+        let cursor = v["next_cursor"].as_str().unwrap().to_owned();
+        let v = json(&handle(&s, "", Some(&format!("limit=10&cursor={cursor}"))));
+        let ids: Vec<_> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["request_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, ["req 2", "req 1", "req 0"]);
+        assert_eq!(v["next_cursor"], serde_json::Value::Null);
+        let v = json(&handle(&s, "", Some("status=5xx")));
+        assert_eq!(v["data"].as_array().unwrap().len(), 1);
+        assert_eq!(v["data"][0]["status"], 502);
+    }
+
+    #[test]
+    fn without_governance_only_loopback_clients_may_read() {
+        let h = HeaderMap::new();
+        assert!(access(None, &h, "127.0.0.1".parse().unwrap()).is_ok());
+        assert!(access(None, &h, "::1".parse().unwrap()).is_ok());
+        let refused = access(None, &h, "10.1.2.3".parse().unwrap()).unwrap_err();
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert_eq!(json(&refused)["error"]["type"], "permission_error");
+    }
+
+    #[test]
+    fn one_record_by_its_id_and_clear_errors_otherwise() {
+        let s = store();
+        let r = handle(&s, "/req%202", None);
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(json(&r)["request_id"], "req 2");
+        assert_eq!(handle(&s, "/nope", None).status, StatusCode::NOT_FOUND);
+        for bad in [
+            "limit=0",
+            "limit=5000",
+            "status=abc",
+            "from=yesterday",
+            "cursor=x",
+            "key=k1",
+        ] {
+            let r = handle(&s, "", Some(bad));
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(json(&r)["error"]["message"].is_string(), "{bad}");
+        }
+    }
+}

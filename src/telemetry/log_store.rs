@@ -1,0 +1,297 @@
+//! The last requests, kept in memory for the query API (`GET /admin/v1/logs`): a ring of the
+//! newest records, filled by the request-log writer thread (never by the request path), read
+//! newest first with keyset pagination.
+//!
+//! Each record gets a sequence number when it is stored; a page's cursor is the sequence of
+//! its last record, so a page never repeats or skips a record while new ones arrive (new ones
+//! only take higher numbers) — only records evicted from the ring in between are gone.
+
+use std::collections::VecDeque;
+use std::time::UNIX_EPOCH;
+
+use super::request_log::RequestRecord;
+
+/// Locked by the request log's writer thread (once per batch) and by admin queries only, never
+/// on the request path.
+#[allow(clippy::disallowed_types)]
+type WriterLock<T> = std::sync::Mutex<T>;
+
+/// Records kept when nothing else is configured.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+/// The most records one page holds, and the default.
+pub const MAX_PAGE: usize = 1_000;
+pub const DEFAULT_PAGE: usize = 50;
+
+/// Which statuses a query wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Exact(u16),
+    /// `4xx`: every status of that hundred.
+    Class(u16),
+}
+
+impl StatusFilter {
+    /// `429` or `5xx`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if let Some(class) = s.strip_suffix("xx") {
+            let c: u16 = class.parse().ok()?;
+            return (1..=5).contains(&c).then_some(StatusFilter::Class(c));
+        }
+        let code: u16 = s.parse().ok()?;
+        (100..=599)
+            .contains(&code)
+            .then_some(StatusFilter::Exact(code))
+    }
+
+    fn admits(self, status: u16) -> bool {
+        match self {
+            StatusFilter::Exact(s) => status == s,
+            StatusFilter::Class(c) => status / 100 == c,
+        }
+    }
+}
+
+/// A query over the stored records; every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogQuery {
+    /// Finished at or after (Unix milliseconds).
+    pub from_ms: Option<u64>,
+    /// Finished before (Unix milliseconds).
+    pub to_ms: Option<u64>,
+    pub model: Option<String>,
+    pub target: Option<String>,
+    pub status: Option<StatusFilter>,
+    /// Only failed requests (status ≥ 400, or the client left).
+    pub errors: bool,
+    /// Took at least this long.
+    pub min_latency_ms: Option<u64>,
+    /// Records older than this cursor (a sequence number from a previous page).
+    pub before: Option<u64>,
+    /// Page size (1..=MAX_PAGE).
+    pub limit: usize,
+}
+
+impl LogQuery {
+    fn admits(&self, r: &RequestRecord) -> bool {
+        let at = finished_ms(r);
+        self.from_ms.is_none_or(|t| at >= t)
+            && self.to_ms.is_none_or(|t| at < t)
+            && self.model.as_deref().is_none_or(|m| *r.model == *m)
+            && self.target.as_deref().is_none_or(|t| *r.target == *t)
+            && self.status.is_none_or(|s| s.admits(r.status))
+            && (!self.errors || r.status >= 400 || r.client_cancelled)
+            && self
+                .min_latency_ms
+                .is_none_or(|ms| r.duration.as_millis() >= u128::from(ms))
+    }
+}
+
+/// When a record's request finished, in Unix milliseconds.
+pub fn finished_ms(r: &RequestRecord) -> u64 {
+    r.finished_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One page of records, newest first.
+#[derive(Debug)]
+pub struct Page {
+    pub records: Vec<RequestRecord>,
+    /// Where the next page starts; `None` when this is the last.
+    pub next_cursor: Option<u64>,
+}
+
+struct Ring {
+    records: VecDeque<(u64, RequestRecord)>,
+    next_seq: u64,
+}
+
+pub struct MemoryLog {
+    ring: WriterLock<Ring>,
+    capacity: usize,
+}
+
+impl MemoryLog {
+    pub fn new(capacity: usize) -> Self {
+        MemoryLog {
+            ring: WriterLock::new(Ring {
+                records: VecDeque::with_capacity(capacity.clamp(1, DEFAULT_CAPACITY)),
+                next_seq: 1,
+            }),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Stores a batch (the writer's), evicting the oldest beyond the capacity. The lock is
+    /// held by the writer thread and the query API only, never by the request path.
+    pub fn extend(&self, batch: impl IntoIterator<Item = RequestRecord>) {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        for r in batch {
+            if ring.records.len() == self.capacity {
+                ring.records.pop_front();
+            }
+            let seq = ring.next_seq;
+            ring.next_seq += 1;
+            ring.records.push_back((seq, r));
+        }
+    }
+
+    /// The newest records matching `q`, up to `q.limit`, older than its cursor.
+    pub fn query(&self, q: &LogQuery) -> Page {
+        let limit = q.limit.clamp(1, MAX_PAGE);
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let mut records = Vec::with_capacity(limit.min(ring.records.len()));
+        let mut last = None;
+        let mut more = false;
+        for (seq, r) in ring.records.iter().rev() {
+            if q.before.is_some_and(|b| *seq >= b) || !q.admits(r) {
+                continue;
+            }
+            if records.len() == limit {
+                more = true;
+                break;
+            }
+            records.push(r.clone());
+            last = Some(*seq);
+        }
+        Page {
+            records,
+            next_cursor: if more { last } else { None },
+        }
+    }
+
+    /// The newest record of this request id.
+    pub fn get(&self, request_id: &str) -> Option<RequestRecord> {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.records
+            .iter()
+            .rev()
+            .find(|(_, r)| r.request_id.as_bytes() == request_id.as_bytes())
+            .map(|(_, r)| r.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.ring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .records
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn record(i: u64, model: &str, status: u16, ms: u64) -> RequestRecord {
+        RequestRecord {
+            finished_at: UNIX_EPOCH + Duration::from_secs(1_000 + i),
+            request_id: http::HeaderValue::from_str(&format!("req-{i}")).unwrap(),
+            endpoint: "chat",
+            model: Arc::from(model),
+            target: Arc::from(format!("up/{model}")),
+            status,
+            stream: false,
+            usage: None,
+            cost_usd: None,
+            duration: Duration::from_millis(ms),
+            overhead: Duration::from_micros(10),
+            client_cancelled: false,
+        }
+    }
+
+    fn ids(p: &Page) -> Vec<String> {
+        p.records
+            .iter()
+            .map(|r| r.request_id.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn filled() -> MemoryLog {
+        let log = MemoryLog::new(100);
+        log.extend((0..10).map(|i| {
+            let (model, status) = if i % 2 == 0 { ("a", 200) } else { ("b", 429) };
+            record(i, model, status, i * 100)
+        }));
+        log
+    }
+
+    #[test]
+    fn pages_run_newest_first_without_repeats_while_records_arrive() {
+        let log = filled();
+        let mut q = LogQuery {
+            limit: 4,
+            ..LogQuery::default()
+        };
+        let p1 = log.query(&q);
+        assert_eq!(ids(&p1), ["req-9", "req-8", "req-7", "req-6"]);
+        // A new record between pages does not shift the next page.
+        log.extend([record(10, "a", 200, 1)]);
+        q.before = p1.next_cursor;
+        let p2 = log.query(&q);
+        assert_eq!(ids(&p2), ["req-5", "req-4", "req-3", "req-2"]);
+        q.before = p2.next_cursor;
+        let p3 = log.query(&q);
+        assert_eq!(ids(&p3), ["req-1", "req-0"]);
+        assert_eq!(p3.next_cursor, None);
+    }
+
+    #[test]
+    fn every_filter_applies() {
+        let log = filled();
+        let q = |f: fn(&mut LogQuery)| {
+            let mut q = LogQuery {
+                limit: 50,
+                ..LogQuery::default()
+            };
+            f(&mut q);
+            ids(&log.query(&q))
+        };
+        assert_eq!(
+            q(|q| q.model = Some("b".into())),
+            ["req-9", "req-7", "req-5", "req-3", "req-1"]
+        );
+        assert_eq!(q(|q| q.target = Some("up/a".into())).len(), 5);
+        assert_eq!(q(|q| q.status = StatusFilter::parse("4xx")).len(), 5);
+        assert_eq!(q(|q| q.status = StatusFilter::parse("200")).len(), 5);
+        assert_eq!(q(|q| q.errors = true).len(), 5);
+        assert_eq!(q(|q| q.min_latency_ms = Some(800)), ["req-9", "req-8"]);
+        assert_eq!(
+            q(|q| {
+                q.from_ms = Some(1_003_000);
+                q.to_ms = Some(1_005_000);
+            }),
+            ["req-4", "req-3"]
+        );
+        assert!(q(|q| q.model = Some("nope".into())).is_empty());
+    }
+
+    #[test]
+    fn the_oldest_records_go_beyond_the_capacity() {
+        let log = MemoryLog::new(3);
+        log.extend((0..5).map(|i| record(i, "a", 200, 1)));
+        assert_eq!(log.len(), 3);
+        let all = log.query(&LogQuery {
+            limit: 10,
+            ..LogQuery::default()
+        });
+        assert_eq!(ids(&all), ["req-4", "req-3", "req-2"]);
+        assert!(log.get("req-0").is_none());
+        assert_eq!(log.get("req-3").map(|r| r.status), Some(200));
+    }
+
+    #[test]
+    fn status_filters_parse_codes_and_classes_only() {
+        assert_eq!(StatusFilter::parse("5xx"), Some(StatusFilter::Class(5)));
+        assert_eq!(StatusFilter::parse("404"), Some(StatusFilter::Exact(404)));
+        for bad in ["6xx", "xx", "99", "600", "abc", ""] {
+            assert_eq!(StatusFilter::parse(bad), None, "{bad}");
+        }
+    }
+}
