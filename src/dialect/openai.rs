@@ -24,9 +24,24 @@ pub struct RequestFields<'a> {
     pub include_usage: bool,
     /// Span of the `stream_options` value, when present.
     pub stream_options_span: Option<Range<usize>>,
-    /// The output it may ask for (`max_tokens` and its kin, `n`), for budget reservations:
-    /// read in the same pass, at the top level only.
-    pub output: OutputAsk,
+    /// The values of `max_tokens`, `max_completion_tokens`, `max_output_tokens` and `n`,
+    /// found in the same pass (top level only) and read as numbers only when a budget asks
+    /// ([`RequestFields::output`]).
+    output_values: [Option<&'a str>; 4],
+}
+
+impl RequestFields<'_> {
+    /// The output the request may ask for, for budget reservations.
+    pub fn output(&self) -> OutputAsk {
+        let [max_tokens, max_completion_tokens, max_output_tokens, n] = self.output_values;
+        OutputAsk {
+            max_tokens: [max_tokens, max_completion_tokens, max_output_tokens]
+                .into_iter()
+                .filter_map(count)
+                .max(),
+            choices: count(n).unwrap_or(1).clamp(1, MAX_CHOICES),
+        }
+    }
 }
 
 /// Borrowed view of the top-level keys we care about. serde_json skips every other value without
@@ -55,8 +70,8 @@ struct TopLevel<'a> {
 
 /// A non-negative number, rounded up (`300.0` and `1e4` count; anything else reads as absent:
 /// the provider judges it).
-fn count(raw: Option<&RawValue>) -> Option<u64> {
-    let text = raw?.get();
+fn count(raw: Option<&str>) -> Option<u64> {
+    let text = raw?;
     text.parse().ok().or_else(|| {
         let f: f64 = text.parse().ok()?;
         // Saturates at u64::MAX; NaN and infinities do not parse from JSON numbers.
@@ -126,19 +141,14 @@ pub fn read_request_fields(body: &[u8]) -> Result<RequestFields<'_>, GatewayErro
         }
         stream_options_span = Some(span_of(body, raw));
     }
-    let output = OutputAsk {
-        max_tokens: [
+    Ok(RequestFields {
+        output_values: [
             top.max_tokens,
             top.max_completion_tokens,
             top.max_output_tokens,
+            top.n,
         ]
-        .into_iter()
-        .filter_map(count)
-        .max(),
-        choices: count(top.n).unwrap_or(1).clamp(1, MAX_CHOICES),
-    };
-    Ok(RequestFields {
-        output,
+        .map(|v| v.map(RawValue::get)),
         model_span: span_of(body, raw_model),
         model,
         stream,
@@ -266,10 +276,10 @@ mod tests {
         let f = fields(
             r#"{"model":"m","tools":[{"input_schema":{"max_tokens":1,"n":9}}],"max_tokens":300,"max_completion_tokens":700,"n":3}"#,
         );
-        assert_eq!(f.output.max_tokens, Some(700));
-        assert_eq!(f.output.choices, 3);
+        assert_eq!(f.output().max_tokens, Some(700));
+        assert_eq!(f.output().choices, 3);
         let f = fields(r#"{"model":"m","max_output_tokens":64}"#);
-        assert_eq!((f.output.max_tokens, f.output.choices), (Some(64), 1));
+        assert_eq!((f.output().max_tokens, f.output().choices), (Some(64), 1));
         // Absent, null, or not a non-negative integer: the provider judges it.
         for body in [
             r#"{"model":"m"}"#,
@@ -277,19 +287,26 @@ mod tests {
             r#"{"model":"m","max_tokens":"lots","n":-2}"#,
         ] {
             let f = fields(body);
-            assert_eq!((f.output.max_tokens, f.output.choices), (None, 1), "{body}");
+            assert_eq!(
+                (f.output().max_tokens, f.output().choices),
+                (None, 1),
+                "{body}"
+            );
         }
         // Numbers in other notations count too (rounded up).
         let f = fields(r#"{"model":"m","max_tokens":1e4,"n":2.0}"#);
-        assert_eq!((f.output.max_tokens, f.output.choices), (Some(10_000), 2));
+        assert_eq!(
+            (f.output().max_tokens, f.output().choices),
+            (Some(10_000), 2)
+        );
         assert_eq!(
             fields(r#"{"model":"m","max_tokens":1.5}"#)
-                .output
+                .output()
                 .max_tokens,
             Some(2)
         );
-        assert_eq!(fields(r#"{"model":"m","n":0}"#).output.choices, 1);
-        assert_eq!(fields(r#"{"model":"m","n":100000}"#).output.choices, 128);
+        assert_eq!(fields(r#"{"model":"m","n":0}"#).output().choices, 1);
+        assert_eq!(fields(r#"{"model":"m","n":100000}"#).output().choices, 128);
     }
 
     #[test]

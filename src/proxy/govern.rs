@@ -47,7 +47,7 @@ pub(crate) fn estimate(
     fields: Option<&crate::dialect::openai::RequestFields<'_>>,
 ) -> Estimate {
     let ask = match fields {
-        Some(f) => f.output,
+        Some(f) => f.output(),
         None => crate::dialect::max_tokens::output_ask(body),
     };
     Estimate {

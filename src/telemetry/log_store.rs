@@ -125,8 +125,14 @@ impl MemoryLog {
     /// Stores a batch (the writer's), evicting the oldest beyond the capacity. The lock is
     /// held by the writer thread and the query API only, never by the request path.
     pub fn extend(&self, batch: impl IntoIterator<Item = RequestRecord>) {
+        let mut batch = batch.into_iter();
+        self.fill(|| batch.next());
+    }
+
+    /// Stores records from `next` until it gives none, under one lock.
+    pub fn fill(&self, mut next: impl FnMut() -> Option<RequestRecord>) {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        for r in batch {
+        while let Some(r) = next() {
             if ring.records.len() == self.capacity {
                 ring.records.pop_front();
             }

@@ -103,13 +103,15 @@ impl RequestLog {
             return;
         }
         let stderr = self.writes_stderr();
-        let mut batch = Vec::with_capacity(self.queue.len());
         let mut buf = Vec::with_capacity(if stderr {
-            batch.capacity().min(4096) * 320
+            self.queue.len().min(4096) * 320
         } else {
             0
         });
-        while let Some(r) = self.queue.pop() {
+        // Each record moves from the queue into the store once; the store's lock is this
+        // thread's for the batch (queries wait, the request path never takes it).
+        self.store.fill(|| {
+            let r = self.queue.pop()?;
             if stderr {
                 format_line(&mut buf, &r);
                 if buf.len() > 1 << 20 {
@@ -117,10 +119,9 @@ impl RequestLog {
                     buf.clear();
                 }
             }
-            batch.push(r);
-        }
+            Some(r)
+        });
         write_stderr(&buf);
-        self.store.extend(batch);
     }
 }
 
