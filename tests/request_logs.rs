@@ -131,16 +131,149 @@ async fn records_are_kept_with_the_stderr_lines_off() {
     );
 }
 
+/// The record of request `id`, once the writer stored it.
+async fn record(gw: &Gateway, id: &str, bearer: Option<&str>) -> Value {
+    for _ in 0..100 {
+        let r = admin_get(gw, &format!("/admin/v1/logs/{id}"), bearer).await;
+        if r.status == 200 {
+            return r.json();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no record of {id}");
+}
+
 #[tokio::test]
-async fn with_governance_on_the_log_needs_the_master_key() {
-    const MASTER: &str = "logs-master-key-0123456789";
-    const KEY: &str = "fg-logs0test0key0000000000000000";
+async fn records_say_who_asked_how_it_went_and_refusals_are_recorded_too() {
+    let (up, gw) = setup_with(|c| {
+        c.model(
+            "  - name: retried\n    targets: [{ provider: up }]\n    retry: { attempts: 2, backoff_initial_ms: 1, backoff_max_ms: 1 }\n",
+        )
+    })
+    .await;
+    let ok = post_with(
+        &gw.chat_url(),
+        chat_body("gpt-4o-mini", None),
+        &[
+            ("x-request-id", "who-1"),
+            ("user-agent", "OpenAI/Python 1.99.0"),
+            ("x-ferrogate-tags", "team=search, env=prod"),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    let r = record(&gw, "who-1", None).await;
+    assert_eq!(r["user_agent"], "OpenAI/Python 1.99.0");
+    assert_eq!(r["client_ip"], "127.0.0.1");
+    assert_eq!(
+        r["tags"],
+        serde_json::json!({"team": "search", "env": "prod"})
+    );
+    assert!(
+        r.get("attempts").is_none(),
+        "one attempt is not written: {r}"
+    );
+    assert!(r.get("error").is_none(), "{r}");
+
+    // A retried request: two attempts.
+    up.push(overloaded_503());
+    let retried = post_with(
+        &gw.chat_url(),
+        chat_body("retried", None),
+        &[("x-request-id", "who-2")],
+    )
+    .await;
+    assert_eq!(retried.status, 200, "{}", retried.text());
+    assert_eq!(record(&gw, "who-2", None).await["attempts"], 2);
+
+    // Refused before routing: unknown model, a body that is not JSON. Each has its record,
+    // its status and its error code.
+    let unknown = post_with(
+        &gw.chat_url(),
+        chat_body("no-such-model", None),
+        &[("x-request-id", "who-3")],
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    let r = record(&gw, "who-3", None).await;
+    assert_eq!(
+        (r["status"].as_u64(), r["error"].as_str()),
+        (Some(404), Some("model_not_found"))
+    );
+    assert_eq!(r["attempts"], 0);
+    let broken = post_with(&gw.chat_url(), "{not json", &[("x-request-id", "who-4")]).await;
+    assert_eq!(broken.status, 400);
+    assert_eq!(record(&gw, "who-4", None).await["error"], "invalid_request");
+
+    // Filters over the new columns.
+    let by_tag = admin_get(&gw, "/admin/v1/logs?tag=team=search", None)
+        .await
+        .json();
+    assert_eq!(ids(&by_tag), ["who-1"]);
+    let by_code = admin_get(&gw, "/admin/v1/logs?error=model_not_found", None)
+        .await
+        .json();
+    assert_eq!(ids(&by_code), ["who-3"]);
+}
+
+const MASTER: &str = "logs-master-key-0123456789";
+const KEY: &str = "fg-logs0test0key0000000000000000";
+
+async fn governed(keys: &str) -> (MockUpstream, Gateway) {
     let up = MockUpstream::start().await;
     let yaml = format!(
-        "{}governance:\n  master_key: \"{MASTER}\"\n  store: \"sqlite::memory:\"\n  keys:\n    - {{ name: app, value: \"{KEY}\" }}\n",
+        "{}governance:\n  master_key: \"{MASTER}\"\n  store: \"sqlite::memory:\"\n  keys:\n{keys}",
         Cfg::new(&up.base_url()).yaml()
     );
     let gw = Gateway::start(&yaml).await;
+    (up, gw)
+}
+
+#[tokio::test]
+async fn governed_records_carry_the_key_and_its_refusals() {
+    let (_up, gw) = governed(&format!(
+        "    - {{ name: app, value: \"{KEY}\", limits: {{ rpm: 1 }} }}\n"
+    ))
+    .await;
+    let bearer = format!("Bearer {KEY}");
+    for (id, status) in [("gk-1", 200), ("gk-2", 429)] {
+        let r = post_with(
+            &gw.chat_url(),
+            chat_body("gpt-4o-mini", None),
+            &[("x-request-id", id), ("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(r.status, status, "{}", r.text());
+    }
+    let bad = post_with(
+        &gw.chat_url(),
+        chat_body("gpt-4o-mini", None),
+        &[
+            ("x-request-id", "gk-3"),
+            ("authorization", "Bearer fg-unknown0key000000000000000"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, 401);
+    let served = record(&gw, "gk-1", Some(MASTER)).await;
+    let key_id = served["key_id"].as_str().expect("key id").to_owned();
+    let limited = record(&gw, "gk-2", Some(MASTER)).await;
+    assert_eq!(limited["key_id"], key_id.as_str());
+    assert_eq!(limited["error"], "rate_limit_exceeded");
+    let unknown = record(&gw, "gk-3", Some(MASTER)).await;
+    assert_eq!(unknown["error"], "invalid_api_key");
+    assert!(unknown.get("key_id").is_none());
+    let mine = admin_get(&gw, &format!("/admin/v1/logs?key={key_id}"), Some(MASTER))
+        .await
+        .json();
+    assert_eq!(ids(&mine), ["gk-2", "gk-1"]);
+    let everything = admin_get(&gw, "/admin/v1/logs", Some(MASTER)).await.text();
+    assert!(!everything.contains(KEY) && !everything.contains("fg-unknown"));
+}
+
+#[tokio::test]
+async fn with_governance_on_the_log_needs_the_master_key() {
+    let (_up, gw) = governed(&format!("    - {{ name: app, value: \"{KEY}\" }}\n")).await;
     let r = post_with(
         &gw.chat_url(),
         chat_body("gpt-4o-mini", None),

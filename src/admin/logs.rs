@@ -116,12 +116,20 @@ fn parse_query(query: Option<&str>) -> Result<LogQuery, String> {
                     "`status` must be a status code (429) or a class (5xx)".to_string()
                 })?)
             }
-            "error" | "errors" => {
-                q.errors = match v.as_str() {
-                    "true" | "1" | "" => true,
-                    "false" | "0" => false,
-                    _ => return Err(format!("`{k}` must be true or false")),
-                }
+            // `true` / `false`, or an error code (`rate_limit_exceeded`, `model_not_found`, …).
+            "error" => match v.as_str() {
+                "true" | "1" | "" => q.errors = true,
+                "false" | "0" => q.errors = false,
+                code => q.error_code = Some(code.to_owned()),
+            },
+            "key" => q.key = Some(v),
+            "team" => q.team = Some(v),
+            "customer" => q.customer = Some(v),
+            "tag" => {
+                q.tag = Some(match v.split_once('=') {
+                    Some((k, val)) => (k.trim().to_owned(), Some(val.trim().to_owned())),
+                    None => (v.trim().to_owned(), None),
+                })
             }
             "min_latency_ms" => {
                 q.min_latency_ms = Some(
@@ -170,6 +178,7 @@ mod tests {
             duration: Duration::from_millis(5),
             overhead: Duration::from_micros(9),
             client_cancelled: false,
+            meta: Default::default(),
         }));
         log
     }
@@ -224,7 +233,7 @@ mod tests {
             "status=abc",
             "from=yesterday",
             "cursor=x",
-            "key=k1",
+            "colour=red",
         ] {
             let r = handle(&s, "", Some(bad));
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");

@@ -481,6 +481,11 @@ pub fn admit(
 }
 
 impl Ticket {
+    /// The key (with its team and customer) the request runs under.
+    pub fn principal(&self) -> &Arc<Principal> {
+        &self.principal
+    }
+
     fn new(p: &Arc<Principal>, estimate: Estimate, spend: &Arc<SpendQueue>) -> Ticket {
         Ticket {
             principal: Arc::clone(p),

@@ -34,6 +34,7 @@ use crate::providers::Endpoint;
 use crate::routing::snapshot::{ProviderRt, Resolved, Snapshot};
 use crate::state::AppState;
 use crate::telemetry::metrics::RouteMetrics;
+use crate::telemetry::request_log::{ClientMeta, RecordMeta, RequestRecord};
 use crate::translate::ir::Dialect;
 use body::GatewayBody;
 use settle::{InFlight, Settle};
@@ -57,16 +58,9 @@ pub async fn handle(
 ) -> Response<GatewayBody> {
     let request_id = request_id(req.headers());
     let in_flight = InFlight::enter(state);
-    let mut rate = RateHeaders::default();
-    let mut resp = match route_and_forward(
-        in_flight,
-        req,
-        &inbound,
-        started,
-        &request_id,
-        &mut rate,
-    )
-    .await
+    let mut gov = Governed::default();
+    let mut resp = match route_and_forward(in_flight, req, &inbound, started, &request_id, &mut gov)
+        .await
     {
         Ok(resp) => resp,
         Err(failure) => {
@@ -74,10 +68,17 @@ pub async fn handle(
             if status.is_server_error() {
                 tracing::warn!(error = %failure.error, request_id = request_id.to_str().unwrap_or("-"), "request failed");
             }
+            let code = failure.error.kind_and_code().1;
             match failure.settle {
-                Some(settle) => settle.finish(status.as_u16(), None, false),
-                None => crate::telemetry::metrics::requests_counter("-", "-", status.as_u16())
-                    .increment(1),
+                Some(mut settle) => {
+                    settle.meta.error = Some(code);
+                    settle.finish(status.as_u16(), None, false)
+                }
+                None => {
+                    crate::telemetry::metrics::requests_counter("-", "-", status.as_u16())
+                        .increment(1);
+                    refused_record(state, &inbound, &gov, &request_id, status, code, started);
+                }
             }
             let mut resp =
                 error_response::for_dialect(inbound.dialect, &failure.error, Some(&request_id));
@@ -92,10 +93,59 @@ pub async fn handle(
             resp
         }
     };
-    if !rate.is_empty() {
-        rate.write(resp.headers_mut());
+    if !gov.rate.is_empty() {
+        gov.rate.write(resp.headers_mut());
     }
     resp
+}
+
+/// What governance left for the response (rate-limit headers) and the request record (the key,
+/// also when it was refused).
+#[derive(Default)]
+pub(crate) struct Governed {
+    pub rate: RateHeaders,
+    pub principal: Option<Arc<governance::table::Principal>>,
+}
+
+/// The record of a request refused before it was routed (no key, a bad body, an unknown
+/// model, over a limit or budget): auditors see refusals too.
+fn refused_record(
+    state: &AppState,
+    inbound: &Inbound,
+    gov: &Governed,
+    request_id: &HeaderValue,
+    status: StatusCode,
+    code: &'static str,
+    started: Instant,
+) {
+    if !state.log.enabled() {
+        return;
+    }
+    let duration = started.elapsed();
+    let mut meta = RecordMeta {
+        client: inbound.client.clone(),
+        error: Some(code),
+        attempts: 0,
+        ..RecordMeta::default()
+    };
+    if let Some(p) = &gov.principal {
+        settle::key_ids(p, &mut meta);
+    }
+    state.log.push(RequestRecord {
+        finished_at: std::time::SystemTime::now(),
+        request_id: request_id.clone(),
+        endpoint: endpoint_label(inbound),
+        model: Arc::from("-"),
+        target: Arc::from("-"),
+        status: status.as_u16(),
+        stream: false,
+        usage: None,
+        cost_usd: None,
+        duration,
+        overhead: duration,
+        client_cancelled: false,
+        meta,
+    });
 }
 
 pub(crate) struct Failure {
@@ -179,6 +229,8 @@ pub struct Inbound {
     pub path_model: Option<String>,
     /// Gemini: `:streamGenerateContent`.
     pub path_stream: bool,
+    /// The client's address, user agent and tags, for its request record.
+    pub client: ClientMeta,
 }
 
 impl Inbound {
@@ -188,6 +240,7 @@ impl Inbound {
             endpoint,
             path_model: None,
             path_stream: false,
+            client: ClientMeta::default(),
         }
     }
 }
@@ -277,18 +330,18 @@ async fn route_and_forward(
     inbound: &Inbound,
     started: Instant,
     request_id: &HeaderValue,
-    rate: &mut RateHeaders,
+    gov: &mut Governed,
 ) -> Result<Response<GatewayBody>, Failure> {
     let state = Arc::clone(in_flight.state());
     let snapshot = state.snapshot.load_full();
     let (mut parts, incoming) = req.into_parts();
     // The key first: an unknown client gets nothing read or routed.
     let principal = match &state.governor {
-        Some(g) => Some(govern::identify(
-            g,
-            &mut parts,
-            governance::gate::now_unix(),
-        )?),
+        Some(g) => {
+            let p = govern::identify(g, &mut parts, governance::gate::now_unix())?;
+            gov.principal = Some(Arc::clone(&p));
+            Some(p)
+        }
         None => None,
     };
     let body = read_body::read_body(incoming, &parts.headers, &snapshot).await?;
@@ -328,11 +381,13 @@ async fn route_and_forward(
                 // The clock is read again: the body's upload may have taken a while.
                 None => {
                     let now = governance::gate::now_unix();
-                    govern::admit_local(g, p, reserve, model, now, rate)?
+                    govern::admit_local(g, p, reserve, model, now, &mut gov.rate)?
                 }
                 // Boxed: the Redis round trip's future would otherwise widen every request's
                 // state machine, governed or not.
-                Some(s) => Box::pin(govern::admit_shared(g, s, p, reserve, model, rate)).await?,
+                Some(s) => {
+                    Box::pin(govern::admit_shared(g, s, p, reserve, model, &mut gov.rate)).await?
+                }
             })
         }
         _ => None,
@@ -370,6 +425,7 @@ async fn route_and_forward(
         started,
     );
     settle.ticket = ticket;
+    settle.meta.client = inbound.client.clone();
     let call = Call::new(&chosen, inbound, model, stream, AttemptCtx::default());
     let headers = std::mem::take(&mut request.headers);
     attempt(&call, headers, &request, fields.as_ref(), settle).await

@@ -252,6 +252,9 @@ pub(super) async fn run(
         started,
     );
     first_settle.ticket = plan.ticket.clone();
+    first_settle.meta.client = inbound.client.clone();
+    // Counted as they are made (none, if every target is refused or open).
+    first_settle.meta.attempts = 0;
     let mut settle = Some(first_settle);
     let deadline_len = plan.overrides.total.or(first_route.deadline);
     let deadline = deadline_len.map(|d| started + d);
@@ -422,6 +425,7 @@ pub(super) async fn run(
                 now,
             ));
             attempts += 1;
+            s.meta.attempts = attempts;
             retries_here += 1;
             let attempt_started = clock_now();
             // Hedging: the first attempt of a model may get a twin on another target.
@@ -744,6 +748,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
     let request_id = settle.request_id.clone();
     let endpoint = settle.endpoint;
     let ticket = settle.ticket.clone();
+    let meta = settle.meta.clone();
     let mut busy = tried;
     busy[primary_idx] = true;
 
@@ -854,6 +859,7 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
                 );
                 twin_settle.race = Some((Arc::clone(&token), id));
                 twin_settle.ticket = ticket.clone();
+                twin_settle.meta = meta.clone();
                 twin_settle.hold = Some(TargetHold::new(
                     Arc::clone(&target.state),
                     permit,

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 
+use crate::governance::table::Principal;
 use crate::pricing::Price;
 use crate::state::AppState;
 use crate::telemetry::metrics::RouteMetrics;
-use crate::telemetry::request_log::RequestRecord;
+use crate::telemetry::request_log::{RecordMeta, RequestRecord};
 use crate::usage::Usage;
 
 /// Keeps the in-flight gauge honest: incremented on creation, decremented on drop.
@@ -57,6 +58,15 @@ pub struct Settle {
     /// A governed request's hold on its key's limits and budgets: charged here with the real
     /// usage, released when the last settle of the request is gone.
     pub ticket: Option<Arc<crate::governance::gate::Ticket>>,
+    /// The rest of the request's record: client, attempts, error (key ids from the ticket).
+    pub meta: RecordMeta,
+}
+
+/// The ids of a key, its team and customer, into a record.
+pub(crate) fn key_ids(p: &Principal, meta: &mut RecordMeta) {
+    meta.key_id = Some(Arc::clone(&p.key.id));
+    meta.team_id = p.team.as_ref().map(|n| Arc::clone(&n.id));
+    meta.customer_id = p.customer.as_ref().map(|n| Arc::clone(&n.id));
 }
 
 impl Settle {
@@ -81,6 +91,10 @@ impl Settle {
             race: None,
             price: None,
             ticket: None,
+            meta: RecordMeta {
+                attempts: 1,
+                ..RecordMeta::default()
+            },
         }
     }
 
@@ -150,7 +164,12 @@ impl Settle {
         if !state.log.enabled() {
             return;
         }
+        let mut meta = std::mem::take(&mut self.meta);
+        if let Some(t) = &self.ticket {
+            key_ids(t.principal(), &mut meta);
+        }
         state.log.push(RequestRecord {
+            meta,
             finished_at: std::time::SystemTime::now(),
             request_id: std::mem::replace(&mut self.request_id, HeaderValue::from_static("-")),
             endpoint: self.endpoint,

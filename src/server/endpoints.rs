@@ -15,6 +15,7 @@ use crate::providers::Endpoint;
 use crate::proxy::error_response;
 use crate::proxy::{self, body::GatewayBody, json_response, Inbound};
 use crate::state::AppState;
+use crate::telemetry::request_log::ClientMeta;
 use crate::translate::ir::Dialect;
 
 /// Which API a request path belongs to: OpenAI paths with or without `/v1` (and under
@@ -92,10 +93,11 @@ pub async fn dispatch(
     // On tokio's clock (the system's in production): the overall deadline starts here.
     let started = tokio::time::Instant::now().into_std();
     let path = req.uri().path();
-    if let Some(inbound) = classify(path) {
+    if let Some(mut inbound) = classify(path) {
         if req.method() != Method::POST {
             return method_not_allowed(&req, inbound.dialect);
         }
+        inbound.client = ClientMeta::of(req.headers(), Some(peer.ip()));
         return proxy::handle(&state, req, inbound, started).await;
     }
     if path.starts_with("/admin/") {

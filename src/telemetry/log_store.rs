@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::time::UNIX_EPOCH;
 
-use super::request_log::RequestRecord;
+use super::request_log::{tags, RequestRecord};
 
 /// Locked by the request log's writer thread (once per batch) and by admin queries only, never
 /// on the request path.
@@ -63,6 +63,14 @@ pub struct LogQuery {
     pub status: Option<StatusFilter>,
     /// Only failed requests (status ≥ 400, or the client left).
     pub errors: bool,
+    /// Only requests that failed with this error code (`rate_limit_exceeded`, …).
+    pub error_code: Option<String>,
+    /// The virtual key, team or customer (by id).
+    pub key: Option<String>,
+    pub team: Option<String>,
+    pub customer: Option<String>,
+    /// A tag the client sent (`x-ferrogate-tags`): `k`, or `k=v`.
+    pub tag: Option<(String, Option<String>)>,
     /// Took at least this long.
     pub min_latency_ms: Option<u64>,
     /// Records older than this cursor (a sequence number from a previous page).
@@ -81,9 +89,29 @@ impl LogQuery {
             && self.status.is_none_or(|s| s.admits(r.status))
             && (!self.errors || r.status >= 400 || r.client_cancelled)
             && self
+                .error_code
+                .as_deref()
+                .is_none_or(|c| r.meta.error == Some(c))
+            && same(&self.key, &r.meta.key_id)
+            && same(&self.team, &r.meta.team_id)
+            && same(&self.customer, &r.meta.customer_id)
+            && self.tag.as_ref().is_none_or(|(k, v)| {
+                r.meta.client.tags.as_ref().is_some_and(|t| {
+                    tags(t.as_bytes())
+                        .any(|(tk, tv)| tk == k && v.as_deref().is_none_or(|v| v == tv))
+                })
+            })
+            && self
                 .min_latency_ms
                 .is_none_or(|ms| r.duration.as_millis() >= u128::from(ms))
     }
+}
+
+/// Whether a wanted id (if any) is the record's.
+fn same(wanted: &Option<String>, id: &Option<std::sync::Arc<str>>) -> bool {
+    wanted
+        .as_deref()
+        .is_none_or(|w| id.as_deref().is_some_and(|id| id == w))
 }
 
 /// When a record's request finished, in Unix milliseconds.
@@ -209,6 +237,7 @@ mod tests {
             duration: Duration::from_millis(ms),
             overhead: Duration::from_micros(10),
             client_cancelled: false,
+            meta: Default::default(),
         }
     }
 
@@ -276,6 +305,43 @@ mod tests {
             ["req-4", "req-3"]
         );
         assert!(q(|q| q.model = Some("nope".into())).is_empty());
+    }
+
+    #[test]
+    fn keys_tags_and_error_codes_filter_too() {
+        let log = MemoryLog::new(10);
+        let mut a = record(1, "m", 200, 1);
+        a.meta.key_id = Some(Arc::from("key_a"));
+        a.meta.team_id = Some(Arc::from("team_x"));
+        a.meta.client.tags = Some(http::HeaderValue::from_static("env=prod, feature=search"));
+        let mut b = record(2, "m", 429, 1);
+        b.meta.key_id = Some(Arc::from("key_b"));
+        b.meta.error = Some("rate_limit_exceeded");
+        b.meta.client.tags = Some(http::HeaderValue::from_static("env=dev"));
+        log.extend([a, b, record(3, "m", 200, 1)]);
+        let q = |f: fn(&mut LogQuery)| {
+            let mut q = LogQuery {
+                limit: 50,
+                ..LogQuery::default()
+            };
+            f(&mut q);
+            ids(&log.query(&q))
+        };
+        assert_eq!(q(|q| q.key = Some("key_a".into())), ["req-1"]);
+        assert_eq!(q(|q| q.team = Some("team_x".into())), ["req-1"]);
+        assert!(q(|q| q.customer = Some("c".into())).is_empty());
+        assert_eq!(
+            q(|q| q.tag = Some(("env".into(), None))),
+            ["req-2", "req-1"]
+        );
+        assert_eq!(
+            q(|q| q.tag = Some(("env".into(), Some("prod".into())))),
+            ["req-1"]
+        );
+        assert_eq!(
+            q(|q| q.error_code = Some("rate_limit_exceeded".into())),
+            ["req-2"]
+        );
     }
 
     #[test]

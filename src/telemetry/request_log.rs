@@ -8,6 +8,7 @@
 //! than the whole proxying work of a bare proxy.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,6 +36,57 @@ pub struct RequestRecord {
     pub overhead: Duration,
     /// Set when the client went away before the response finished.
     pub client_cancelled: bool,
+    pub meta: RecordMeta,
+}
+
+/// Who sent a request, under which key, and how it went beyond its status.
+#[derive(Debug, Clone, Default)]
+pub struct RecordMeta {
+    pub client: ClientMeta,
+    /// The virtual key, its team and customer (with governance on).
+    pub key_id: Option<Arc<str>>,
+    pub team_id: Option<Arc<str>>,
+    pub customer_id: Option<Arc<str>>,
+    /// A refused or failed request's error code (`rate_limit_exceeded`, `model_not_found`, …).
+    pub error: Option<&'static str>,
+    /// Upstream attempts made (0: refused before any).
+    pub attempts: u32,
+}
+
+/// What the client told about itself: kept as the header values it sent (a reference count,
+/// not a copy), formatted only by the writer.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<http::HeaderValue>,
+    /// `x-ferrogate-tags: k=v,k2=v2`.
+    pub tags: Option<http::HeaderValue>,
+}
+
+/// Where a client puts its tags.
+pub static X_FERROGATE_TAGS: http::HeaderName = http::HeaderName::from_static("x-ferrogate-tags");
+
+impl ClientMeta {
+    pub fn of(headers: &http::HeaderMap, ip: Option<IpAddr>) -> Self {
+        ClientMeta {
+            ip,
+            user_agent: headers.get(http::header::USER_AGENT).cloned(),
+            tags: headers.get(&X_FERROGATE_TAGS).cloned(),
+        }
+    }
+}
+
+/// The `k=v` pairs of a tags header (a bare `k` has an empty value), blanks trimmed.
+pub fn tags(value: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    std::str::from_utf8(value)
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let (k, v) = t.split_once('=').unwrap_or((t, ""));
+            (k.trim(), v.trim())
+        })
 }
 
 pub struct RequestLog {
@@ -192,6 +244,44 @@ pub fn format_line(out: &mut Vec<u8>, r: &RequestRecord) {
     if r.client_cancelled {
         out.extend_from_slice(b",\"client_cancelled\":true");
     }
+    let m = &r.meta;
+    if m.attempts != 1 {
+        out.extend_from_slice(b",\"attempts\":");
+        int(out, u64::from(m.attempts));
+    }
+    if let Some(e) = m.error {
+        out.extend_from_slice(b",\"error\":");
+        string(out, e.as_bytes());
+    }
+    for (name, id) in [
+        (&b",\"key_id\":"[..], &m.key_id),
+        (b",\"team_id\":", &m.team_id),
+        (b",\"customer_id\":", &m.customer_id),
+    ] {
+        if let Some(id) = id {
+            out.extend_from_slice(name);
+            string(out, id.as_bytes());
+        }
+    }
+    if let Some(ip) = m.client.ip {
+        let _ = write!(out, ",\"client_ip\":\"{ip}\"");
+    }
+    if let Some(ua) = &m.client.user_agent {
+        out.extend_from_slice(b",\"user_agent\":");
+        string(out, ua.as_bytes());
+    }
+    if let Some(t) = &m.client.tags {
+        out.extend_from_slice(b",\"tags\":{");
+        for (i, (k, v)) in tags(t.as_bytes()).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(out, k.as_bytes());
+            out.push(b':');
+            string(out, v.as_bytes());
+        }
+        out.push(b'}');
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -250,6 +340,20 @@ mod tests {
             duration: Duration::from_micros(1500),
             overhead: Duration::from_micros(12),
             client_cancelled: true,
+            meta: RecordMeta {
+                client: ClientMeta {
+                    ip: Some("10.0.0.7".parse().unwrap()),
+                    user_agent: Some(http::HeaderValue::from_static("OpenAI/Python 1.2")),
+                    tags: Some(http::HeaderValue::from_static(
+                        " team=search , env=prod,bare",
+                    )),
+                },
+                key_id: Some(Arc::from("key_1")),
+                team_id: None,
+                customer_id: Some(Arc::from("cust_1")),
+                error: Some("upstream_timeout"),
+                attempts: 3,
+            },
         };
         let mut out = Vec::new();
         format_line(&mut out, &r);
@@ -262,6 +366,17 @@ mod tests {
         assert_eq!(v["cost_usd"], 0.0000015);
         assert_eq!(v["overhead_us"], 12);
         assert_eq!(v["client_cancelled"], true);
+        assert_eq!(v["attempts"], 3);
+        assert_eq!(v["error"], "upstream_timeout");
+        assert_eq!(v["key_id"], "key_1");
+        assert!(v.get("team_id").is_none());
+        assert_eq!(v["customer_id"], "cust_1");
+        assert_eq!(v["client_ip"], "10.0.0.7");
+        assert_eq!(v["user_agent"], "OpenAI/Python 1.2");
+        assert_eq!(
+            v["tags"],
+            serde_json::json!({"team": "search", "env": "prod", "bare": ""})
+        );
     }
 
     #[test]
@@ -292,6 +407,7 @@ mod tests {
             duration: Duration::from_millis(1),
             overhead: Duration::from_micros(1),
             client_cancelled: false,
+            meta: RecordMeta::default(),
         }
     }
 }
