@@ -71,7 +71,7 @@ pub async fn handle(
             let code = failure.error.kind_and_code().1;
             match failure.settle {
                 Some(mut settle) => {
-                    settle.meta.error = Some(code);
+                    settle.error = Some(code);
                     settle.finish(status.as_u16(), None, false)
                 }
                 None => {
@@ -230,7 +230,7 @@ pub struct Inbound {
     /// Gemini: `:streamGenerateContent`.
     pub path_stream: bool,
     /// The client's address, user agent and tags, for its request record.
-    pub client: ClientMeta,
+    pub client: Option<Arc<ClientMeta>>,
 }
 
 impl Inbound {
@@ -240,7 +240,7 @@ impl Inbound {
             endpoint,
             path_model: None,
             path_stream: false,
-            client: ClientMeta::default(),
+            client: None,
         }
     }
 }
@@ -425,7 +425,7 @@ async fn route_and_forward(
         started,
     );
     settle.ticket = ticket;
-    settle.meta.client = inbound.client.clone();
+    settle.client = inbound.client.clone();
     let call = Call::new(&chosen, inbound, model, stream, AttemptCtx::default());
     let headers = std::mem::take(&mut request.headers);
     attempt(&call, headers, &request, fields.as_ref(), settle).await

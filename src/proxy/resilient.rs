@@ -252,9 +252,9 @@ pub(super) async fn run(
         started,
     );
     first_settle.ticket = plan.ticket.clone();
-    first_settle.meta.client = inbound.client.clone();
+    first_settle.client = inbound.client.clone();
     // Counted as they are made (none, if every target is refused or open).
-    first_settle.meta.attempts = 0;
+    first_settle.attempts = 0;
     let mut settle = Some(first_settle);
     let deadline_len = plan.overrides.total.or(first_route.deadline);
     let deadline = deadline_len.map(|d| started + d);
@@ -425,7 +425,7 @@ pub(super) async fn run(
                 now,
             ));
             attempts += 1;
-            s.meta.attempts = attempts;
+            s.attempts = attempts;
             retries_here += 1;
             let attempt_started = clock_now();
             // Hedging: the first attempt of a model may get a twin on another target.
@@ -748,7 +748,8 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
     let request_id = settle.request_id.clone();
     let endpoint = settle.endpoint;
     let ticket = settle.ticket.clone();
-    let meta = settle.meta.clone();
+    let client = settle.client.clone();
+    let settle_attempts = settle.attempts;
     let mut busy = tried;
     busy[primary_idx] = true;
 
@@ -859,7 +860,8 @@ async fn hedged(race: HedgeRace<'_>) -> (Result<Response<GatewayBody>, Failure>,
                 );
                 twin_settle.race = Some((Arc::clone(&token), id));
                 twin_settle.ticket = ticket.clone();
-                twin_settle.meta = meta.clone();
+                twin_settle.client = client.clone();
+                twin_settle.attempts = settle_attempts;
                 twin_settle.hold = Some(TargetHold::new(
                     Arc::clone(&target.state),
                     permit,

@@ -11,7 +11,7 @@ use crate::governance::table::Principal;
 use crate::pricing::Price;
 use crate::state::AppState;
 use crate::telemetry::metrics::RouteMetrics;
-use crate::telemetry::request_log::{RecordMeta, RequestRecord};
+use crate::telemetry::request_log::{ClientMeta, RecordMeta, RequestRecord};
 use crate::usage::Usage;
 
 /// Keeps the in-flight gauge honest: incremented on creation, decremented on drop.
@@ -58,8 +58,12 @@ pub struct Settle {
     /// A governed request's hold on its key's limits and budgets: charged here with the real
     /// usage, released when the last settle of the request is gone.
     pub ticket: Option<Arc<crate::governance::gate::Ticket>>,
-    /// The rest of the request's record: client, attempts, error (key ids from the ticket).
-    pub meta: RecordMeta,
+    /// For the record (key ids come from the ticket): who asked,
+    pub client: Option<Arc<ClientMeta>>,
+    /// upstream attempts made so far,
+    pub attempts: u32,
+    /// and the error code of a refused or failed request.
+    pub error: Option<&'static str>,
 }
 
 /// The ids of a key, its team and customer, into a record.
@@ -91,10 +95,9 @@ impl Settle {
             race: None,
             price: None,
             ticket: None,
-            meta: RecordMeta {
-                attempts: 1,
-                ..RecordMeta::default()
-            },
+            client: None,
+            attempts: 1,
+            error: None,
         }
     }
 
@@ -164,7 +167,12 @@ impl Settle {
         if !state.log.enabled() {
             return;
         }
-        let mut meta = std::mem::take(&mut self.meta);
+        let mut meta = RecordMeta {
+            client: self.client.take(),
+            attempts: self.attempts,
+            error: self.error,
+            ..RecordMeta::default()
+        };
         if let Some(t) = &self.ticket {
             key_ids(t.principal(), &mut meta);
         }

@@ -97,7 +97,7 @@ pub async fn dispatch(
         if req.method() != Method::POST {
             return method_not_allowed(&req, inbound.dialect);
         }
-        inbound.client = ClientMeta::of(req.headers(), Some(peer.ip()));
+        inbound.client = Some(Arc::new(ClientMeta::of(req.headers(), Some(peer.ip()))));
         return proxy::handle(&state, req, inbound, started).await;
     }
     if path.starts_with("/admin/") {

@@ -96,10 +96,14 @@ impl LogQuery {
             && same(&self.team, &r.meta.team_id)
             && same(&self.customer, &r.meta.customer_id)
             && self.tag.as_ref().is_none_or(|(k, v)| {
-                r.meta.client.tags.as_ref().is_some_and(|t| {
-                    tags(t.as_bytes())
-                        .any(|(tk, tv)| tk == k && v.as_deref().is_none_or(|v| v == tv))
-                })
+                r.meta
+                    .client
+                    .as_ref()
+                    .and_then(|c| c.tags.as_ref())
+                    .is_some_and(|t| {
+                        tags(t.as_bytes())
+                            .any(|(tk, tv)| tk == k && v.as_deref().is_none_or(|v| v == tv))
+                    })
             })
             && self
                 .min_latency_ms
@@ -313,11 +317,17 @@ mod tests {
         let mut a = record(1, "m", 200, 1);
         a.meta.key_id = Some(Arc::from("key_a"));
         a.meta.team_id = Some(Arc::from("team_x"));
-        a.meta.client.tags = Some(http::HeaderValue::from_static("env=prod, feature=search"));
+        a.meta.client = Some(Arc::new(crate::telemetry::request_log::ClientMeta {
+            tags: Some(http::HeaderValue::from_static("env=prod, feature=search")),
+            ..Default::default()
+        }));
         let mut b = record(2, "m", 429, 1);
         b.meta.key_id = Some(Arc::from("key_b"));
         b.meta.error = Some("rate_limit_exceeded");
-        b.meta.client.tags = Some(http::HeaderValue::from_static("env=dev"));
+        b.meta.client = Some(Arc::new(crate::telemetry::request_log::ClientMeta {
+            tags: Some(http::HeaderValue::from_static("env=dev")),
+            ..Default::default()
+        }));
         log.extend([a, b, record(3, "m", 200, 1)]);
         let q = |f: fn(&mut LogQuery)| {
             let mut q = LogQuery {
