@@ -11,7 +11,7 @@ use super::{bad_request, error, params, Reply};
 use crate::config::governance::parse_time;
 use crate::governance::Governor;
 use crate::telemetry::log_store::{LogQuery, MemoryLog, StatusFilter, DEFAULT_PAGE, MAX_PAGE};
-use crate::telemetry::request_log::format_line;
+use crate::telemetry::request_log::{format_line, Fields};
 
 /// Who may read the request log: with governance on, the master key; without it (there is
 /// no master key then), loopback clients only.
@@ -51,7 +51,7 @@ fn list(store: &MemoryLog, query: Option<&str>) -> Reply {
     let mut line = Vec::with_capacity(512);
     for (i, r) in page.records.iter().enumerate() {
         line.clear();
-        format_line(&mut line, r);
+        format_line(&mut line, r, Fields::All);
         if i > 0 {
             body.put_u8(b',');
         }
@@ -75,7 +75,7 @@ fn one(store: &MemoryLog, id: &str) -> Reply {
     match store.get(&id) {
         Some(r) => {
             let mut line = Vec::with_capacity(512);
-            format_line(&mut line, &r);
+            format_line(&mut line, &r, Fields::All);
             if line.last() == Some(&b'\n') {
                 line.pop();
             }

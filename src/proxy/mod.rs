@@ -34,7 +34,7 @@ use crate::providers::Endpoint;
 use crate::routing::snapshot::{ProviderRt, Resolved, Snapshot};
 use crate::state::AppState;
 use crate::telemetry::metrics::RouteMetrics;
-use crate::telemetry::request_log::{ClientMeta, RecordMeta, RequestRecord};
+use crate::telemetry::request_log::{ClientMeta, RecordDetail, RecordMeta, RequestRecord};
 use crate::translate::ir::Dialect;
 use body::GatewayBody;
 use settle::{InFlight, Settle};
@@ -124,9 +124,11 @@ fn refused_record(
     let duration = started.elapsed();
     let mut meta = RecordMeta {
         client: inbound.client.clone(),
-        error: Some(code),
-        attempts: 0,
-        ..RecordMeta::default()
+        detail: Some(Box::new(RecordDetail {
+            error: Some(code),
+            attempts: 0,
+            ..RecordDetail::default()
+        })),
     };
     if let Some(p) = &gov.principal {
         settle::key_ids(p, &mut meta);

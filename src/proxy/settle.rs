@@ -68,9 +68,10 @@ pub struct Settle {
 
 /// The ids of a key, its team and customer, into a record.
 pub(crate) fn key_ids(p: &Principal, meta: &mut RecordMeta) {
-    meta.key_id = Some(Arc::clone(&p.key.id));
-    meta.team_id = p.team.as_ref().map(|n| Arc::clone(&n.id));
-    meta.customer_id = p.customer.as_ref().map(|n| Arc::clone(&n.id));
+    let d = meta.detail_mut();
+    d.key_id = Some(Arc::clone(&p.key.id));
+    d.team_id = p.team.as_ref().map(|n| Arc::clone(&n.id));
+    d.customer_id = p.customer.as_ref().map(|n| Arc::clone(&n.id));
 }
 
 impl Settle {
@@ -169,10 +170,13 @@ impl Settle {
         }
         let mut meta = RecordMeta {
             client: self.client.take(),
-            attempts: self.attempts,
-            error: self.error,
-            ..RecordMeta::default()
+            detail: None,
         };
+        if self.attempts != 1 || self.error.is_some() {
+            let d = meta.detail_mut();
+            d.attempts = self.attempts;
+            d.error = self.error;
+        }
         if let Some(t) = &self.ticket {
             key_ids(t.principal(), &mut meta);
         }

@@ -91,10 +91,10 @@ impl LogQuery {
             && self
                 .error_code
                 .as_deref()
-                .is_none_or(|c| r.meta.error == Some(c))
-            && same(&self.key, &r.meta.key_id)
-            && same(&self.team, &r.meta.team_id)
-            && same(&self.customer, &r.meta.customer_id)
+                .is_none_or(|c| r.meta.error() == Some(c))
+            && same(&self.key, r.meta.key_id())
+            && same(&self.team, r.meta.team_id())
+            && same(&self.customer, r.meta.customer_id())
             && self.tag.as_ref().is_none_or(|(k, v)| {
                 r.meta
                     .client
@@ -112,10 +112,10 @@ impl LogQuery {
 }
 
 /// Whether a wanted id (if any) is the record's.
-fn same(wanted: &Option<String>, id: &Option<std::sync::Arc<str>>) -> bool {
+fn same(wanted: &Option<String>, id: Option<&std::sync::Arc<str>>) -> bool {
     wanted
         .as_deref()
-        .is_none_or(|w| id.as_deref().is_some_and(|id| id == w))
+        .is_none_or(|w| id.is_some_and(|id| **id == *w))
 }
 
 /// When a record's request finished, in Unix milliseconds.
@@ -315,15 +315,15 @@ mod tests {
     fn keys_tags_and_error_codes_filter_too() {
         let log = MemoryLog::new(10);
         let mut a = record(1, "m", 200, 1);
-        a.meta.key_id = Some(Arc::from("key_a"));
-        a.meta.team_id = Some(Arc::from("team_x"));
+        a.meta.detail_mut().key_id = Some(Arc::from("key_a"));
+        a.meta.detail_mut().team_id = Some(Arc::from("team_x"));
         a.meta.client = Some(Arc::new(crate::telemetry::request_log::ClientMeta {
             tags: Some(http::HeaderValue::from_static("env=prod, feature=search")),
             ..Default::default()
         }));
         let mut b = record(2, "m", 429, 1);
-        b.meta.key_id = Some(Arc::from("key_b"));
-        b.meta.error = Some("rate_limit_exceeded");
+        b.meta.detail_mut().key_id = Some(Arc::from("key_b"));
+        b.meta.detail_mut().error = Some("rate_limit_exceeded");
         b.meta.client = Some(Arc::new(crate::telemetry::request_log::ClientMeta {
             tags: Some(http::HeaderValue::from_static("env=dev")),
             ..Default::default()

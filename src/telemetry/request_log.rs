@@ -45,6 +45,13 @@ pub struct RecordMeta {
     /// Shared by every record and settle of the request (one allocation per request; the
     /// request path moves a pointer, not the values).
     pub client: Option<Arc<ClientMeta>>,
+    /// What most requests do not have (a key, an error, other than one attempt): boxed, so a
+    /// plain request's record carries one null pointer for all of it.
+    pub detail: Option<Box<RecordDetail>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordDetail {
     /// The virtual key, its team and customer (with governance on).
     pub key_id: Option<Arc<str>>,
     pub team_id: Option<Arc<str>>,
@@ -53,6 +60,45 @@ pub struct RecordMeta {
     pub error: Option<&'static str>,
     /// Upstream attempts made (0: refused before any).
     pub attempts: u32,
+}
+
+impl Default for RecordDetail {
+    fn default() -> Self {
+        RecordDetail {
+            key_id: None,
+            team_id: None,
+            customer_id: None,
+            error: None,
+            attempts: 1,
+        }
+    }
+}
+
+impl RecordMeta {
+    /// The detail, made when first written.
+    pub fn detail_mut(&mut self) -> &mut RecordDetail {
+        self.detail.get_or_insert_with(Box::default)
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.detail.as_ref().map_or(1, |d| d.attempts)
+    }
+
+    pub fn error(&self) -> Option<&'static str> {
+        self.detail.as_ref().and_then(|d| d.error)
+    }
+
+    pub fn key_id(&self) -> Option<&Arc<str>> {
+        self.detail.as_ref().and_then(|d| d.key_id.as_ref())
+    }
+
+    pub fn team_id(&self) -> Option<&Arc<str>> {
+        self.detail.as_ref().and_then(|d| d.team_id.as_ref())
+    }
+
+    pub fn customer_id(&self) -> Option<&Arc<str>> {
+        self.detail.as_ref().and_then(|d| d.customer_id.as_ref())
+    }
 }
 
 /// What the client told about itself: kept as the header values it sent (a reference count,
@@ -177,7 +223,7 @@ impl RequestLog {
         self.store.fill(|| {
             let r = self.queue.pop()?;
             if stderr {
-                format_line(&mut buf, &r);
+                format_line(&mut buf, &r, Fields::Line);
                 if buf.len() > 1 << 20 {
                     write_stderr(&buf);
                     buf.clear();
@@ -197,8 +243,17 @@ fn write_stderr(buf: &[u8]) {
     let _ = std::io::stderr().lock().write_all(buf);
 }
 
+/// Which fields a record is written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fields {
+    /// The stderr line.
+    Line,
+    /// The query API: the client's address, user agent and tags too.
+    All,
+}
+
 /// One JSON object per line, fields in a fixed order.
-pub fn format_line(out: &mut Vec<u8>, r: &RequestRecord) {
+pub fn format_line(out: &mut Vec<u8>, r: &RequestRecord, fields: Fields) {
     let ts = r
         .finished_at
         .duration_since(UNIX_EPOCH)
@@ -256,26 +311,30 @@ pub fn format_line(out: &mut Vec<u8>, r: &RequestRecord) {
     if r.client_cancelled {
         out.extend_from_slice(b",\"client_cancelled\":true");
     }
-    let m = &r.meta;
-    if m.attempts != 1 {
-        out.extend_from_slice(b",\"attempts\":");
-        int(out, u64::from(m.attempts));
-    }
-    if let Some(e) = m.error {
-        out.extend_from_slice(b",\"error\":");
-        string(out, e.as_bytes());
-    }
-    for (name, id) in [
-        (&b",\"key_id\":"[..], &m.key_id),
-        (b",\"team_id\":", &m.team_id),
-        (b",\"customer_id\":", &m.customer_id),
-    ] {
-        if let Some(id) = id {
-            out.extend_from_slice(name);
-            string(out, id.as_bytes());
+    if let Some(d) = r.meta.detail.as_deref() {
+        if d.attempts != 1 {
+            out.extend_from_slice(b",\"attempts\":");
+            int(out, u64::from(d.attempts));
+        }
+        if let Some(e) = d.error {
+            out.extend_from_slice(b",\"error\":");
+            string(out, e.as_bytes());
+        }
+        for (name, id) in [
+            (&b",\"key_id\":"[..], &d.key_id),
+            (b",\"team_id\":", &d.team_id),
+            (b",\"customer_id\":", &d.customer_id),
+        ] {
+            if let Some(id) = id {
+                out.extend_from_slice(name);
+                string(out, id.as_bytes());
+            }
         }
     }
-    let client = m.client.as_deref();
+    // The client's address, user agent and tags: in the query API's records; the stderr
+    // line leaves them out (the writer formats a line per request, these cost it more than
+    // the rest of the line).
+    let client = r.meta.client.as_deref().filter(|_| fields == Fields::All);
     if let Some(ip) = client.and_then(|c| c.ip) {
         out.extend_from_slice(b",\"client_ip\":\"");
         ip_text(out, ip);
@@ -381,15 +440,22 @@ mod tests {
                         " team=search , env=prod,bare",
                     )),
                 })),
-                key_id: Some(Arc::from("key_1")),
-                team_id: None,
-                customer_id: Some(Arc::from("cust_1")),
-                error: Some("upstream_timeout"),
-                attempts: 3,
+                detail: Some(Box::new(RecordDetail {
+                    key_id: Some(Arc::from("key_1")),
+                    team_id: None,
+                    customer_id: Some(Arc::from("cust_1")),
+                    error: Some("upstream_timeout"),
+                    attempts: 3,
+                })),
             },
         };
+        let mut line = Vec::new();
+        format_line(&mut line, &r, Fields::Line);
+        let line: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert!(line.get("client_ip").is_none() && line.get("user_agent").is_none());
+        assert_eq!(line["key_id"], "key_1");
         let mut out = Vec::new();
-        format_line(&mut out, &r);
+        format_line(&mut out, &r, Fields::All);
         assert_eq!(out.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["request_id"], "id-\"quoted\"\\x");
