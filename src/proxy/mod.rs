@@ -70,10 +70,7 @@ pub async fn handle(
             }
             let code = failure.error.kind_and_code().1;
             match failure.settle {
-                Some(mut settle) => {
-                    settle.error = Some(code);
-                    settle.finish(status.as_u16(), None, false)
-                }
+                Some(settle) => settle.fail(status.as_u16(), code),
                 None => {
                     crate::telemetry::metrics::requests_counter("-", "-", status.as_u16())
                         .increment(1);

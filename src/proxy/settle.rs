@@ -60,10 +60,9 @@ pub struct Settle {
     pub ticket: Option<Arc<crate::governance::gate::Ticket>>,
     /// For the record (key ids come from the ticket): who asked,
     pub client: Option<Arc<ClientMeta>>,
-    /// upstream attempts made so far,
+    /// and the upstream attempts made so far (the error code of a failed request is given
+    /// to `fail`).
     pub attempts: u32,
-    /// and the error code of a refused or failed request.
-    pub error: Option<&'static str>,
 }
 
 /// The ids of a key, its team and customer, into a record.
@@ -98,7 +97,6 @@ impl Settle {
             ticket: None,
             client: None,
             attempts: 1,
-            error: None,
         }
     }
 
@@ -115,10 +113,21 @@ pub const CLIENT_CLOSED: u16 = 499;
 
 impl Settle {
     pub fn finish(mut self, status: u16, usage: Option<Usage>, client_cancelled: bool) {
-        self.record(status, usage, client_cancelled);
+        self.record(status, usage, client_cancelled, None);
     }
 
-    fn record(&mut self, status: u16, usage: Option<Usage>, client_cancelled: bool) {
+    /// Records a request that failed with the gateway's error `code`.
+    pub fn fail(mut self, status: u16, code: &'static str) {
+        self.record(status, None, false, Some(code));
+    }
+
+    fn record(
+        &mut self,
+        status: u16,
+        usage: Option<Usage>,
+        client_cancelled: bool,
+        error: Option<&'static str>,
+    ) {
         if self.recorded {
             return;
         }
@@ -172,10 +181,10 @@ impl Settle {
             client: self.client.take(),
             detail: None,
         };
-        if self.attempts != 1 || self.error.is_some() {
+        if self.attempts != 1 || error.is_some() {
             let d = meta.detail_mut();
             d.attempts = self.attempts;
-            d.error = self.error;
+            d.error = error;
         }
         if let Some(t) = &self.ticket {
             key_ids(t.principal(), &mut meta);
@@ -201,7 +210,7 @@ impl Settle {
 impl Drop for Settle {
     fn drop(&mut self) {
         if !self.recorded {
-            self.record(CLIENT_CLOSED, None, true);
+            self.record(CLIENT_CLOSED, None, true, None);
         }
     }
 }
