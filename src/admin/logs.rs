@@ -30,7 +30,10 @@ pub fn access(g: Option<&Governor>, headers: &HeaderMap, peer: IpAddr) -> Result
 pub fn handle(store: &MemoryLog, rest: &str, query: Option<&str>) -> Reply {
     match rest.strip_prefix('/').filter(|id| !id.is_empty()) {
         None if rest.is_empty() || rest == "/" => list(store, query),
-        Some(id) if !id.contains('/') => one(store, id),
+        Some(id) if !id.contains('/') => match query.filter(|q| !q.is_empty()) {
+            Some(_) => bad_request("a single record takes no query parameters"),
+            None => one(store, id),
+        },
         _ => error(
             StatusCode::NOT_FOUND,
             "not_found_error",
@@ -215,6 +218,9 @@ mod tests {
         let h = HeaderMap::new();
         assert!(access(None, &h, "127.0.0.1".parse().unwrap()).is_ok());
         assert!(access(None, &h, "::1".parse().unwrap()).is_ok());
+        // What the server passes for an IPv4 client of a dual-stack listener.
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(access(None, &h, mapped.to_canonical()).is_ok());
         let refused = access(None, &h, "10.1.2.3".parse().unwrap()).unwrap_err();
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
         assert_eq!(json(&refused)["error"]["type"], "permission_error");
@@ -227,6 +233,10 @@ mod tests {
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(json(&r)["request_id"], "req 2");
         assert_eq!(handle(&s, "/nope", None).status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            handle(&s, "/req%202", Some("limit=1")).status,
+            StatusCode::BAD_REQUEST
+        );
         for bad in [
             "limit=0",
             "limit=5000",

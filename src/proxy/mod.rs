@@ -118,12 +118,15 @@ fn refused_record(
     if !state.log.enabled() {
         return;
     }
+    // No known key: anyone can send these, so the store keeps them apart.
+    let unauthenticated = gov.principal.is_none() && status == StatusCode::UNAUTHORIZED;
     let duration = started.elapsed();
     let mut meta = RecordMeta {
         client: inbound.client.clone(),
         detail: Some(Box::new(RecordDetail {
             error: Some(code),
             attempts: 0,
+            unauthenticated,
             ..RecordDetail::default()
         })),
     };

@@ -97,7 +97,12 @@ pub async fn dispatch(
         if req.method() != Method::POST {
             return method_not_allowed(&req, inbound.dialect);
         }
-        inbound.client = Some(Arc::new(ClientMeta::of(req.headers(), Some(peer.ip()))));
+        // An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d`: written (and
+        // checked for loopback) as the IPv4 address it is.
+        inbound.client = Some(Arc::new(ClientMeta::of(
+            req.headers(),
+            Some(peer.ip().to_canonical()),
+        )));
         return proxy::handle(&state, req, inbound, started).await;
     }
     if path.starts_with("/admin/") {
@@ -167,7 +172,8 @@ async fn admin(
         .strip_prefix("/admin/v1/logs")
         .filter(|r| r.is_empty() || r.starts_with('/'))
     {
-        if let Err(r) = admin::logs::access(state.governor.as_deref(), req.headers(), peer.ip()) {
+        let peer = peer.ip().to_canonical();
+        if let Err(r) = admin::logs::access(state.governor.as_deref(), req.headers(), peer) {
             return to_response(r);
         }
         if req.method() != Method::GET {

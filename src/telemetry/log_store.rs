@@ -101,7 +101,7 @@ impl LogQuery {
                     .as_ref()
                     .and_then(|c| c.tags.as_ref())
                     .is_some_and(|t| {
-                        tags(t.as_bytes())
+                        tags(&String::from_utf8_lossy(t.as_bytes()))
                             .any(|(tk, tv)| tk == k && v.as_deref().is_none_or(|v| v == tv))
                     })
             })
@@ -133,14 +133,37 @@ pub struct Page {
     pub next_cursor: Option<u64>,
 }
 
+type Records = VecDeque<(u64, RequestRecord)>;
+
 struct Ring {
-    records: VecDeque<(u64, RequestRecord)>,
+    records: Records,
+    /// Requests refused for presenting no known key: kept apart, in a smaller ring, so that
+    /// anyone who can reach the gateway cannot push out (or shadow by request id) the records
+    /// of requests that had a key.
+    strangers: Records,
     next_seq: u64,
 }
+
+/// Refusals of unknown clients kept (beside the main ring).
+pub const STRANGERS_CAPACITY: usize = 1_000;
 
 pub struct MemoryLog {
     ring: WriterLock<Ring>,
     capacity: usize,
+}
+
+/// Both rings' records, newest (highest sequence) first.
+fn newest_first<'a>(
+    a: &'a Records,
+    b: &'a Records,
+) -> impl Iterator<Item = &'a (u64, RequestRecord)> {
+    let mut a = a.iter().rev().peekable();
+    let mut b = b.iter().rev().peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x.0 < y.0 => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 impl MemoryLog {
@@ -148,6 +171,7 @@ impl MemoryLog {
         MemoryLog {
             ring: WriterLock::new(Ring {
                 records: VecDeque::with_capacity(capacity.clamp(1, DEFAULT_CAPACITY)),
+                strangers: VecDeque::new(),
                 next_seq: 1,
             }),
             capacity: capacity.max(1),
@@ -163,14 +187,19 @@ impl MemoryLog {
 
     /// Stores records from `next` until it gives none, under one lock.
     pub fn fill(&self, mut next: impl FnMut() -> Option<RequestRecord>) {
-        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let ring = &mut *guard;
         while let Some(r) = next() {
-            if ring.records.len() == self.capacity {
-                ring.records.pop_front();
+            let (records, capacity) = if r.meta.unauthenticated() {
+                (&mut ring.strangers, STRANGERS_CAPACITY.min(self.capacity))
+            } else {
+                (&mut ring.records, self.capacity)
+            };
+            if records.len() >= capacity {
+                records.pop_front();
             }
-            let seq = ring.next_seq;
+            records.push_back((ring.next_seq, r));
             ring.next_seq += 1;
-            ring.records.push_back((seq, r));
         }
     }
 
@@ -181,7 +210,7 @@ impl MemoryLog {
         let mut records = Vec::with_capacity(limit.min(ring.records.len()));
         let mut last = None;
         let mut more = false;
-        for (seq, r) in ring.records.iter().rev() {
+        for (seq, r) in newest_first(&ring.records, &ring.strangers) {
             if q.before.is_some_and(|b| *seq >= b) || !q.admits(r) {
                 continue;
             }
@@ -198,22 +227,23 @@ impl MemoryLog {
         }
     }
 
-    /// The newest record of this request id.
+    /// The newest record of this request id (a request with a key first: an unknown client
+    /// cannot shadow it by sending the same id).
     pub fn get(&self, request_id: &str) -> Option<RequestRecord> {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        ring.records
-            .iter()
-            .rev()
-            .find(|(_, r)| r.request_id.as_bytes() == request_id.as_bytes())
-            .map(|(_, r)| r.clone())
+        let find = |records: &Records| {
+            records
+                .iter()
+                .rev()
+                .find(|(_, r)| r.request_id.as_bytes() == request_id.as_bytes())
+                .map(|(_, r)| r.clone())
+        };
+        find(&ring.records).or_else(|| find(&ring.strangers))
     }
 
     pub fn len(&self) -> usize {
-        self.ring
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .records
-            .len()
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.records.len() + ring.strangers.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -366,6 +396,38 @@ mod tests {
         assert_eq!(ids(&all), ["req-4", "req-3", "req-2"]);
         assert!(log.get("req-0").is_none());
         assert_eq!(log.get("req-3").map(|r| r.status), Some(200));
+    }
+
+    #[test]
+    fn unknown_clients_cannot_push_out_or_shadow_the_records_of_keyed_requests() {
+        let log = MemoryLog::new(5);
+        log.extend((0..3).map(|i| record(i, "m", 200, 1)));
+        let stranger = |i: u64, id: &str| {
+            let mut r = record(i, "-", 401, 1);
+            r.request_id = http::HeaderValue::from_str(id).unwrap();
+            r.meta.detail_mut().unauthenticated = true;
+            r
+        };
+        log.extend((10..40).map(|i| stranger(i, "req-1")));
+        // All three keyed records are still there, the newest strangers beside them.
+        assert_eq!(log.len(), 8);
+        assert_eq!(log.get("req-1").map(|r| r.status), Some(200));
+        let all = log.query(&LogQuery {
+            limit: 100,
+            ..LogQuery::default()
+        });
+        let statuses: Vec<u16> = all.records.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [401, 401, 401, 401, 401, 200, 200, 200]);
+        // Interleaved in time, they are paged in order across both rings.
+        log.extend([record(50, "m", 201, 1)]);
+        let page = log.query(&LogQuery {
+            limit: 2,
+            ..LogQuery::default()
+        });
+        assert_eq!(
+            page.records.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [201, 401]
+        );
     }
 
     #[test]

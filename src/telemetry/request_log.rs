@@ -60,6 +60,8 @@ pub struct RecordDetail {
     pub error: Option<&'static str>,
     /// Upstream attempts made (0: refused before any).
     pub attempts: u32,
+    /// Refused for presenting no known key (governance on): kept apart in the store.
+    pub unauthenticated: bool,
 }
 
 impl Default for RecordDetail {
@@ -70,6 +72,7 @@ impl Default for RecordDetail {
             customer_id: None,
             error: None,
             attempts: 1,
+            unauthenticated: false,
         }
     }
 }
@@ -78,6 +81,10 @@ impl RecordMeta {
     /// The detail, made when first written.
     pub fn detail_mut(&mut self) -> &mut RecordDetail {
         self.detail.get_or_insert_with(Box::default)
+    }
+
+    pub fn unauthenticated(&self) -> bool {
+        self.detail.as_ref().is_some_and(|d| d.unauthenticated)
     }
 
     pub fn attempts(&self) -> u32 {
@@ -135,9 +142,8 @@ impl ClientMeta {
 }
 
 /// The `k=v` pairs of a tags header (a bare `k` has an empty value), blanks trimmed.
-pub fn tags(value: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    std::str::from_utf8(value)
-        .unwrap_or("")
+pub fn tags(value: &str) -> impl Iterator<Item = (&str, &str)> {
+    value
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -220,20 +226,28 @@ impl RequestLog {
         } else {
             0
         });
-        // Each record moves from the queue into the store once; the store's lock is this
-        // thread's for the batch (queries wait, the request path never takes it).
-        self.store.fill(|| {
-            let r = self.queue.pop()?;
-            if stderr {
-                format_line(&mut buf, &r, Fields::Line);
+        // Each record moves from the queue into the store once, under the store's lock (queries
+        // wait, the request path never takes it). Stderr is written with the lock released, a
+        // MiB at a time: a slow stderr must not hold up a query on a runtime thread.
+        loop {
+            let mut full = false;
+            self.store.fill(|| {
                 if buf.len() > 1 << 20 {
-                    write_stderr(&buf);
-                    buf.clear();
+                    full = true;
+                    return None;
                 }
+                let r = self.queue.pop()?;
+                if stderr {
+                    format_line(&mut buf, &r, Fields::Line);
+                }
+                Some(r)
+            });
+            write_stderr(&buf);
+            buf.clear();
+            if !full {
+                break;
             }
-            Some(r)
-        });
-        write_stderr(&buf);
+        }
     }
 }
 
@@ -348,8 +362,16 @@ pub fn format_line(out: &mut Vec<u8>, r: &RequestRecord, fields: Fields) {
     }
     if let Some(t) = client.and_then(|c| c.tags.as_ref()) {
         out.extend_from_slice(b",\"tags\":{");
-        for (i, (k, v)) in tags(t.as_bytes()).enumerate() {
-            if i > 0 {
+        let text = String::from_utf8_lossy(t.as_bytes());
+        let pairs: Vec<(&str, &str)> = tags(&text).collect();
+        // A key given twice is written once (its first value): parsers disagree on which of
+        // two equal keys wins.
+        let firsts = pairs
+            .iter()
+            .enumerate()
+            .filter(|(i, (k, _))| !pairs[..*i].iter().any(|(seen, _)| seen == k));
+        for (n, (_, (k, v))) in firsts.enumerate() {
+            if n > 0 {
                 out.push(b',');
             }
             string(out, k.as_bytes());
@@ -439,7 +461,7 @@ mod tests {
                     ip: Some("10.0.0.7".parse().unwrap()),
                     user_agent: Some(http::HeaderValue::from_static("OpenAI/Python 1.2")),
                     tags: Some(http::HeaderValue::from_static(
-                        " team=search , env=prod,bare",
+                        " team=search , env=prod,bare,team=other",
                     )),
                 })),
                 detail: Some(Box::new(RecordDetail {
@@ -448,6 +470,7 @@ mod tests {
                     customer_id: Some(Arc::from("cust_1")),
                     error: Some("upstream_timeout"),
                     attempts: 3,
+                    unauthenticated: false,
                 })),
             },
         };
