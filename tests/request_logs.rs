@@ -35,6 +35,13 @@ async fn wait_records(gw: &Gateway, n: usize, bearer: Option<&str>) -> Value {
     panic!("fewer than {n} records: {last}");
 }
 
+/// The request ids of the page `query` (after `/admin/v1/logs?`) returns.
+async fn page_ids(gw: &Gateway, query: &str, bearer: Option<&str>) -> Vec<String> {
+    let r = admin_get(gw, &format!("/admin/v1/logs?{query}"), bearer).await;
+    assert_eq!(r.status, 200, "{query}: {}", r.text());
+    ids(&r.json())
+}
+
 fn ids(page: &Value) -> Vec<String> {
     page["data"]
         .as_array()
@@ -81,18 +88,12 @@ async fn requests_are_listed_newest_first_filtered_and_paged() {
     }
     assert_eq!(seen, ids(&all));
 
-    let failed = admin_get(&gw, "/admin/v1/logs?status=5xx", None)
-        .await
-        .json();
-    assert_eq!(ids(&failed), ["log-2"]);
-    let failed = admin_get(&gw, "/admin/v1/logs?error=true", None)
-        .await
-        .json();
-    assert_eq!(ids(&failed), ["log-2"]);
-    let none = admin_get(&gw, "/admin/v1/logs?model=gpt-4o", None)
-        .await
-        .json();
-    assert!(ids(&none).is_empty());
+    let failed = page_ids(&gw, "status=5xx", None).await;
+    assert_eq!(failed, ["log-2"]);
+    let failed = page_ids(&gw, "error=true", None).await;
+    assert_eq!(failed, ["log-2"]);
+    let none = page_ids(&gw, "model=gpt-4o", None).await;
+    assert!(none.is_empty());
 
     let one = admin_get(&gw, "/admin/v1/logs/log-3", None).await;
     assert_eq!(one.status, 200);
@@ -175,6 +176,26 @@ async fn records_say_who_asked_how_it_went_and_refusals_are_recorded_too() {
     );
     assert!(r.get("error").is_none(), "{r}");
 
+    // A streamed answer is recorded when its stream ends, with the usage it carried.
+    up.push(Behavior::sse(fixture(STREAM_TEXT)));
+    let streamed = post_with(
+        &gw.chat_url(),
+        chat_body("gpt-4o-mini", Some(true)),
+        &[("x-request-id", "who-s")],
+    )
+    .await;
+    assert_eq!(streamed.status, 200, "{}", streamed.text());
+    let r = record(&gw, "who-s", None).await;
+    assert_eq!(
+        (r["stream"].as_bool(), r["status"].as_u64()),
+        (Some(true), Some(200))
+    );
+    assert_eq!(r["usage"], "reported", "{r}");
+    assert!(
+        r["completion_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{r}"
+    );
+
     // A retried request: two attempts.
     up.push(overloaded_503());
     let retried = post_with(
@@ -206,14 +227,10 @@ async fn records_say_who_asked_how_it_went_and_refusals_are_recorded_too() {
     assert_eq!(record(&gw, "who-4", None).await["error"], "invalid_request");
 
     // Filters over the new columns.
-    let by_tag = admin_get(&gw, "/admin/v1/logs?tag=team=search", None)
-        .await
-        .json();
-    assert_eq!(ids(&by_tag), ["who-1"]);
-    let by_code = admin_get(&gw, "/admin/v1/logs?error=model_not_found", None)
-        .await
-        .json();
-    assert_eq!(ids(&by_code), ["who-3"]);
+    let by_tag = page_ids(&gw, "tag=team=search", None).await;
+    assert_eq!(by_tag, ["who-1"]);
+    let by_code = page_ids(&gw, "error=model_not_found", None).await;
+    assert_eq!(by_code, ["who-3"]);
 }
 
 const MASTER: &str = "logs-master-key-0123456789";
@@ -263,10 +280,8 @@ async fn governed_records_carry_the_key_and_its_refusals() {
     let unknown = record(&gw, "gk-3", Some(MASTER)).await;
     assert_eq!(unknown["error"], "invalid_api_key");
     assert!(unknown.get("key_id").is_none());
-    let mine = admin_get(&gw, &format!("/admin/v1/logs?key={key_id}"), Some(MASTER))
-        .await
-        .json();
-    assert_eq!(ids(&mine), ["gk-2", "gk-1"]);
+    let mine = page_ids(&gw, &format!("key={key_id}"), Some(MASTER)).await;
+    assert_eq!(mine, ["gk-2", "gk-1"]);
     let everything = admin_get(&gw, "/admin/v1/logs", Some(MASTER)).await.text();
     assert!(!everything.contains(KEY) && !everything.contains("fg-unknown"));
 }

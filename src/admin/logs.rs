@@ -11,7 +11,7 @@ use super::{bad_request, error, params, Reply};
 use crate::config::governance::parse_time;
 use crate::governance::Governor;
 use crate::telemetry::log_store::{LogQuery, MemoryLog, StatusFilter, DEFAULT_PAGE, MAX_PAGE};
-use crate::telemetry::request_log::{format_line, Fields};
+use crate::telemetry::request_log::{format_line, Fields, RequestRecord};
 
 /// Who may read the request log: with governance on, the master key; without it (there is
 /// no master key then), loopback clients only.
@@ -51,14 +51,11 @@ fn list(store: &MemoryLog, query: Option<&str>) -> Reply {
     let page = store.query(&q);
     let mut body = BytesMut::with_capacity(64 + page.records.len() * 400);
     body.put_slice(b"{\"object\":\"list\",\"data\":[");
-    let mut line = Vec::with_capacity(512);
     for (i, r) in page.records.iter().enumerate() {
-        line.clear();
-        format_line(&mut line, r, Fields::All);
         if i > 0 {
             body.put_u8(b',');
         }
-        body.put_slice(line.strip_suffix(b"\n").unwrap_or(&line));
+        body.put_slice(&record_json(r));
     }
     body.put_slice(b"],\"next_cursor\":");
     match page.next_cursor {
@@ -73,20 +70,23 @@ fn list(store: &MemoryLog, query: Option<&str>) -> Reply {
     }
 }
 
+/// A record as one JSON object: the request log's line with every field, without its newline.
+fn record_json(r: &RequestRecord) -> Vec<u8> {
+    let mut line = Vec::with_capacity(512);
+    format_line(&mut line, r, Fields::All);
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    line
+}
+
 fn one(store: &MemoryLog, id: &str) -> Reply {
     let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
     match store.get(&id) {
-        Some(r) => {
-            let mut line = Vec::with_capacity(512);
-            format_line(&mut line, &r, Fields::All);
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            Reply {
-                status: StatusCode::OK,
-                body: Bytes::from(line),
-            }
-        }
+        Some(r) => Reply {
+            status: StatusCode::OK,
+            body: Bytes::from(record_json(&r)),
+        },
         None => error(
             StatusCode::NOT_FOUND,
             "not_found_error",
@@ -162,7 +162,6 @@ fn parse_query(query: Option<&str>) -> Result<LogQuery, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::request_log::RequestRecord;
     use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 

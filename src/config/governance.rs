@@ -24,26 +24,16 @@ pub const DEFAULT_OUTPUT_ALLOWANCE: u64 = 4_096;
 /// gateway's own keys are `fg-` and 43 base62 characters). A value elsewhere in a key header
 /// that is not so shaped is a provider key, not a virtual one.
 pub fn is_virtual_key_shape(s: &str) -> bool {
-    is_virtual_key_bytes(s.as_bytes())
-}
-
-/// The same for raw bytes: a table lookup per byte. (Key headers on the request path are
-/// not checked with it: a known key needs no check, see `governance::keys`.)
-pub fn is_virtual_key_bytes(b: &[u8]) -> bool {
-    static KEY_BYTE: [bool; 256] = {
-        let mut t = [false; 256];
-        let mut i = 0;
-        while i < 256 {
-            let b = i as u8;
-            t[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
-            i += 1;
-        }
-        t
-    };
-    b.strip_prefix(b"fg-").is_some_and(|body| {
-        (20..=128).contains(&body.len()) && body.iter().all(|&c| KEY_BYTE[usize::from(c)])
+    s.strip_prefix("fg-").is_some_and(|body| {
+        VIRTUAL_KEY_BODY_LEN.contains(&body.len())
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
 }
+
+/// How many characters follow a virtual key's `fg-`.
+pub const VIRTUAL_KEY_BODY_LEN: std::ops::RangeInclusive<usize> = 20..=128;
 
 /// The `governance:` section as written.
 #[derive(Deserialize, Default)]

@@ -135,7 +135,8 @@ fn key_in<'v>(name: &http::HeaderName, value: &'v http::HeaderValue) -> Option<&
         }
         v = token.trim_ascii();
     }
-    (v.starts_with(PREFIX.as_bytes()) && (20..=128).contains(&(v.len() - PREFIX.len())))
+    v.strip_prefix(PREFIX.as_bytes())
+        .is_some_and(|body| crate::config::governance::VIRTUAL_KEY_BODY_LEN.contains(&body.len()))
         .then_some(v)
 }
 

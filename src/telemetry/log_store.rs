@@ -282,6 +282,16 @@ mod tests {
             .collect()
     }
 
+    /// The ids of the records a query set up by `f` finds (a page of up to 50).
+    fn matching(log: &MemoryLog, f: fn(&mut LogQuery)) -> Vec<String> {
+        let mut q = LogQuery {
+            limit: 50,
+            ..LogQuery::default()
+        };
+        f(&mut q);
+        ids(&log.query(&q))
+    }
+
     fn filled() -> MemoryLog {
         let log = MemoryLog::new(100);
         log.extend((0..10).map(|i| {
@@ -314,14 +324,7 @@ mod tests {
     #[test]
     fn every_filter_applies() {
         let log = filled();
-        let q = |f: fn(&mut LogQuery)| {
-            let mut q = LogQuery {
-                limit: 50,
-                ..LogQuery::default()
-            };
-            f(&mut q);
-            ids(&log.query(&q))
-        };
+        let q = |f: fn(&mut LogQuery)| matching(&log, f);
         assert_eq!(
             q(|q| q.model = Some("b".into())),
             ["req-9", "req-7", "req-5", "req-3", "req-1"]
@@ -359,14 +362,7 @@ mod tests {
             ..Default::default()
         }));
         log.extend([a, b, record(3, "m", 200, 1)]);
-        let q = |f: fn(&mut LogQuery)| {
-            let mut q = LogQuery {
-                limit: 50,
-                ..LogQuery::default()
-            };
-            f(&mut q);
-            ids(&log.query(&q))
-        };
+        let q = |f: fn(&mut LogQuery)| matching(&log, f);
         assert_eq!(q(|q| q.key = Some("key_a".into())), ["req-1"]);
         assert_eq!(q(|q| q.team = Some("team_x".into())), ["req-1"]);
         assert!(q(|q| q.customer = Some("c".into())).is_empty());
