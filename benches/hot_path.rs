@@ -140,6 +140,7 @@ fn route_pick(c: &mut Criterion) {
         models,
         pricing: Vec::new(),
         governance: None,
+        logs: Default::default(),
     };
     // A config that stops compiling must fail the bench, not silently drop this group.
     let snapshot = match compile(&config, &PoolCache::default(), &HealthRegistry::default()) {

@@ -7,6 +7,7 @@ pub mod error;
 pub mod glob;
 pub mod governance;
 pub mod http_headers;
+pub mod logs;
 pub mod pricing;
 pub mod providers;
 pub mod proxy;

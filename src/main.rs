@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -188,7 +189,15 @@ fn serve(
         if let Some(g) = &governor {
             g.spawn_tasks();
         }
-        let state = AppState::new(&config, path.clone(), governor.clone())
+        // The metrics recorder first: the log queue's drop counter is registered with it.
+        ferrogate::telemetry::metrics::install();
+        let logs = Box::pin(ferrogate::logs::Logs::open(
+            &config.logs,
+            ferrogate::telemetry::request_log::RequestLog::standard(config.server.request_log),
+        ))
+        .await
+        .context("opening the request-log store")?;
+        let state = AppState::new(&config, path.clone(), governor.clone(), Some(logs))
             .context("compiling the configuration")?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -197,7 +206,8 @@ fn serve(
         if let Some(handle) = state.prometheus.clone() {
             ferrogate::telemetry::metrics::spawn_upkeep(handle);
         }
-        state.log.spawn_writer();
+        state.logs.start();
+        let logs = Arc::clone(&state.logs);
         ferrogate::reload::spawn(state.clone());
         // Listen for SIGTERM before announcing readiness, so an early signal still drains.
         let shutdown = shutdown_signal()?;
@@ -214,10 +224,13 @@ fn serve(
                 tracing::warn!("drain deadline passed with requests still running")
             }
         }
-        // Every settled request's spend reaches the store before the process ends.
+        // Every settled request's spend and record reach their stores before the process
+        // ends.
+        Box::pin(logs.flush()).await;
         if let Some(g) = governor {
             Box::pin(g.shutdown()).await;
         }
+        logs.close().await;
         Ok(())
     })
 }

@@ -7,22 +7,25 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::config::logs::LogsConfig;
 use crate::config::Config;
 use crate::governance::Governor;
+use crate::logs::Logs;
 use crate::routing::health::HealthRegistry;
 use crate::routing::{compile, CompileError, Snapshot};
 use crate::telemetry::metrics::GlobalMetrics;
 use crate::telemetry::request_log::RequestLog;
 use crate::upstream::PoolCache;
 
-/// Capacity of the request-log queue; beyond it records are dropped and counted.
-const LOG_QUEUE_CAPACITY: usize = 8_192;
-
 pub struct AppState {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: GlobalMetrics,
     pub prometheus: Option<PrometheusHandle>,
     pub log: Arc<RequestLog>,
+    /// Where the records go: the stores the query API reads, the sinks.
+    pub logs: Arc<Logs>,
+    /// The `logs:` section the stores were opened with (changing it needs a restart).
+    logs_config: LogsConfig,
     pub pools: PoolCache,
     pub health: HealthRegistry,
     /// The file to reload from; `None` in zero-config mode.
@@ -32,11 +35,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// `governor` is started by the caller (it opens a store) when `config.governance` is set.
+    /// `governor` is started by the caller (it opens a store) when `config.governance` is set;
+    /// so are `logs` when the config names a database store (`None`: records in memory).
     pub fn new(
         config: &Config,
         config_path: Option<PathBuf>,
         governor: Option<Arc<Governor>>,
+        logs: Option<Arc<Logs>>,
     ) -> Result<Arc<Self>, CompileError> {
         let prometheus = crate::telemetry::metrics::install();
         crate::telemetry::clock::init();
@@ -44,16 +49,19 @@ impl AppState {
         let pools = PoolCache::default();
         let health = HealthRegistry::default();
         let snapshot = compile(config, &pools, &health)?;
-        let log = RequestLog::new(
-            LOG_QUEUE_CAPACITY,
-            metrics.log_dropped.clone(),
-            config.server.request_log,
-        );
+        let logs = logs.unwrap_or_else(|| {
+            Logs::memory(
+                &config.logs,
+                RequestLog::standard(config.server.request_log),
+            )
+        });
         Ok(Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             prometheus,
-            log,
+            log: Arc::clone(logs.queue()),
+            logs,
+            logs_config: config.logs.clone(),
             pools,
             health,
             config_path,
@@ -77,7 +85,8 @@ impl AppState {
                 Some("changing `governance.flush_interval_ms` or `sync_interval_ms`")
             }
             (Some(_), Some(_)) => None,
-        };
+        }
+        .or((self.logs_config != config.logs).then_some("changing `logs`"));
         if let Some(what) = restart {
             return Err(CompileError::Restart { what });
         }

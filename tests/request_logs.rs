@@ -308,3 +308,59 @@ async fn with_governance_on_the_log_needs_the_master_key() {
     // The virtual key is nowhere in the record.
     assert!(!all.to_string().contains(KEY));
 }
+
+/// `logs:` with an SQLite file and a JSON Lines file: records are queried from the file, are
+/// all there after a SIGTERM right behind the last answer, and outlive the process.
+#[tokio::test]
+async fn records_kept_in_sqlite_outlive_a_restart_and_go_to_the_jsonl_file() {
+    let up = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("logs.db");
+    let jsonl = dir.path().join("requests.jsonl");
+    let yaml = format!(
+        "{}logs:\n  store: \"sqlite:{}\"\n  retention: 7d\n  file: {{ path: \"{}\" }}\n",
+        Cfg::new(&up.base_url()).yaml(),
+        db.display(),
+        jsonl.display()
+    );
+    let mut gw = Gateway::start(&yaml).await;
+    for i in 0..20 {
+        let r = post_with(
+            &gw.chat_url(),
+            chat_body("gpt-4o-mini", None),
+            &[
+                ("x-request-id", &format!("db-{i}")),
+                ("x-ferrogate-tags", "env=test"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // SIGTERM at once: the writer has had no time of its own; the shutdown flush writes them.
+    gw.sigterm();
+    assert!(gw.wait_exit(Duration::from_secs(15)).await.is_some());
+    let lines = std::fs::read_to_string(&jsonl).unwrap();
+    let lines: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 20);
+    assert_eq!(lines[0]["request_id"], "db-0");
+    assert_eq!(lines[0]["tags"]["env"], "test");
+    assert_eq!(lines[19]["request_id"], "db-19");
+
+    let gw = Gateway::start(&yaml).await;
+    let page = admin_get(&gw, "/admin/v1/logs?limit=5&tag=env=test", None).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let page = page.json();
+    assert_eq!(ids(&page), ["db-19", "db-18", "db-17", "db-16", "db-15"]);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let rest = page_ids(&gw, &format!("limit=100&cursor={cursor}"), None).await;
+    assert_eq!(rest.len(), 15);
+    assert_eq!(rest.last().map(String::as_str), Some("db-0"));
+    let one = record(&gw, "db-7", None).await;
+    assert_eq!(one["model"], "gpt-4o-mini");
+    assert_eq!(one["client_ip"], "127.0.0.1");
+    let ready = admin_get(&gw, "/ready", None).await;
+    assert_eq!(ready.json()["request_log"]["store"], "sqlite");
+}

@@ -39,7 +39,7 @@ impl Service {
         let config = ferrogate::config::parse_str(&yaml, &|_| None)
             .unwrap_or_else(|e| panic!("config: {e:?}\n{yaml}"));
         // A second AppState in this process finds the Prometheus recorder installed already.
-        let state = ferrogate::state::AppState::new(&config, None, None).expect("state");
+        let state = ferrogate::state::AppState::new(&config, None, None, None).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -1,6 +1,7 @@
 //! `GET /admin/v1/logs` (a page of request records, newest first) and
-//! `GET /admin/v1/logs/{request_id}` (one record), over the records kept in memory. Records are
-//! written as the request log's JSON lines are (one formatter, one set of field names).
+//! `GET /admin/v1/logs/{request_id}` (one record), over the configured store (memory, SQLite,
+//! PostgreSQL). Records are written as the request log's JSON lines are (one formatter, one
+//! set of field names).
 
 use std::net::IpAddr;
 
@@ -10,7 +11,9 @@ use http::{HeaderMap, StatusCode};
 use super::{bad_request, error, params, Reply};
 use crate::config::governance::parse_time;
 use crate::governance::Governor;
-use crate::telemetry::log_store::{LogQuery, MemoryLog, StatusFilter, DEFAULT_PAGE, MAX_PAGE};
+use crate::logs::query::{Cursor, LogQuery, StatusFilter, DEFAULT_PAGE, MAX_PAGE};
+use crate::logs::sql::LogStoreError;
+use crate::logs::Logs;
 use crate::telemetry::request_log::{format_line, Fields, RequestRecord};
 
 /// Who may read the request log: with governance on, the master key; without it (there is
@@ -27,12 +30,12 @@ pub fn access(g: Option<&Governor>, headers: &HeaderMap, peer: IpAddr) -> Result
 }
 
 /// Answers a logs route; `rest` is the path after `/admin/v1/logs`.
-pub fn handle(store: &MemoryLog, rest: &str, query: Option<&str>) -> Reply {
+pub async fn handle(store: &Logs, rest: &str, query: Option<&str>) -> Reply {
     match rest.strip_prefix('/').filter(|id| !id.is_empty()) {
-        None if rest.is_empty() || rest == "/" => list(store, query),
+        None if rest.is_empty() || rest == "/" => list(store, query).await,
         Some(id) if !id.contains('/') => match query.filter(|q| !q.is_empty()) {
             Some(_) => bad_request("a single record takes no query parameters"),
-            None => one(store, id),
+            None => one(store, id).await,
         },
         _ => error(
             StatusCode::NOT_FOUND,
@@ -43,12 +46,26 @@ pub fn handle(store: &MemoryLog, rest: &str, query: Option<&str>) -> Reply {
     }
 }
 
-fn list(store: &MemoryLog, query: Option<&str>) -> Reply {
+/// The store could not answer (a database that is down): 503, with the reason.
+fn unavailable(e: &LogStoreError) -> Reply {
+    tracing::warn!(error = %e, "request log: a query failed");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "api_error",
+        "log_store_unavailable",
+        &format!("the request-log store cannot answer now: {e}"),
+    )
+}
+
+async fn list(store: &Logs, query: Option<&str>) -> Reply {
     let q = match parse_query(query) {
         Ok(q) => q,
         Err(message) => return bad_request(&message),
     };
-    let page = store.query(&q);
+    let page = match store.query(&q).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(&e),
+    };
     let mut body = BytesMut::with_capacity(64 + page.records.len() * 400);
     body.put_slice(b"{\"object\":\"list\",\"data\":[");
     for (i, r) in page.records.iter().enumerate() {
@@ -80,18 +97,20 @@ fn record_json(r: &RequestRecord) -> Vec<u8> {
     line
 }
 
-fn one(store: &MemoryLog, id: &str) -> Reply {
+async fn one(store: &Logs, id: &str) -> Reply {
     let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
-    match store.get(&id) {
-        Some(r) => Reply {
+    match store.get(&id).await {
+        Err(e) => unavailable(&e),
+        Ok(Some(r)) => Reply {
             status: StatusCode::OK,
             body: Bytes::from(record_json(&r)),
         },
-        None => error(
+        Ok(None) => error(
             StatusCode::NOT_FOUND,
             "not_found_error",
             "not_found",
-            "no record of this request id (only the newest records are kept in memory)",
+            "no record of this request id (the memory store keeps only the newest records; \
+             a database store keeps them for its retention)",
         ),
     }
 }
@@ -149,8 +168,8 @@ fn parse_query(query: Option<&str>) -> Result<LogQuery, String> {
             }
             "cursor" => {
                 q.before = Some(
-                    v.parse()
-                        .map_err(|_| "`cursor` must be a `next_cursor` of an earlier page")?,
+                    Cursor::parse(&v)
+                        .ok_or("`cursor` must be a `next_cursor` of an earlier page")?,
                 )
             }
             _ => return Err(format!("unknown parameter `{k}`")),
@@ -165,9 +184,12 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 
-    fn store() -> MemoryLog {
-        let log = MemoryLog::new(100);
-        log.extend((0..5u64).map(|i| RequestRecord {
+    fn store() -> Arc<Logs> {
+        use crate::config::logs::LogsConfig;
+        use crate::telemetry::request_log::RequestLog;
+        let queue = RequestLog::new(16, metrics::Counter::noop(), false);
+        let logs = Logs::memory(&LogsConfig::default(), Arc::clone(&queue));
+        for r in (0..5u64).map(|i| RequestRecord {
             finished_at: UNIX_EPOCH + Duration::from_secs(1_000 + i),
             request_id: http::HeaderValue::from_str(&format!("req {i}")).unwrap(),
             endpoint: "chat/completions",
@@ -181,24 +203,27 @@ mod tests {
             overhead: Duration::from_micros(9),
             client_cancelled: false,
             meta: Default::default(),
-        }));
-        log
+        }) {
+            queue.push(r);
+        }
+        logs.drain();
+        logs
     }
 
     fn json(r: &Reply) -> serde_json::Value {
         serde_json::from_slice(&r.body).unwrap()
     }
 
-    #[test]
-    fn a_page_is_a_json_list_with_a_cursor_to_the_next() {
+    #[tokio::test]
+    async fn a_page_is_a_json_list_with_a_cursor_to_the_next() {
         let s = store();
-        let r = handle(&s, "", Some("limit=2"));
+        let r = handle(&s, "", Some("limit=2")).await;
         assert_eq!(r.status, StatusCode::OK);
         let v = json(&r);
         assert_eq!(v["data"][0]["request_id"], "req 4");
         assert_eq!(v["data"][1]["request_id"], "req 3");
         let cursor = v["next_cursor"].as_str().unwrap().to_owned();
-        let v = json(&handle(&s, "", Some(&format!("limit=10&cursor={cursor}"))));
+        let v = json(&handle(&s, "", Some(&format!("limit=10&cursor={cursor}"))).await);
         let ids: Vec<_> = v["data"]
             .as_array()
             .unwrap()
@@ -207,7 +232,7 @@ mod tests {
             .collect();
         assert_eq!(ids, ["req 2", "req 1", "req 0"]);
         assert_eq!(v["next_cursor"], serde_json::Value::Null);
-        let v = json(&handle(&s, "", Some("status=5xx")));
+        let v = json(&handle(&s, "", Some("status=5xx")).await);
         assert_eq!(v["data"].as_array().unwrap().len(), 1);
         assert_eq!(v["data"][0]["status"], 502);
     }
@@ -225,15 +250,18 @@ mod tests {
         assert_eq!(json(&refused)["error"]["type"], "permission_error");
     }
 
-    #[test]
-    fn one_record_by_its_id_and_clear_errors_otherwise() {
+    #[tokio::test]
+    async fn one_record_by_its_id_and_clear_errors_otherwise() {
         let s = store();
-        let r = handle(&s, "/req%202", None);
+        let r = handle(&s, "/req%202", None).await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(json(&r)["request_id"], "req 2");
-        assert_eq!(handle(&s, "/nope", None).status, StatusCode::NOT_FOUND);
         assert_eq!(
-            handle(&s, "/req%202", Some("limit=1")).status,
+            handle(&s, "/nope", None).await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            handle(&s, "/req%202", Some("limit=1")).await.status,
             StatusCode::BAD_REQUEST
         );
         for bad in [
@@ -244,7 +272,7 @@ mod tests {
             "cursor=x",
             "colour=red",
         ] {
-            let r = handle(&s, "", Some(bad));
+            let r = handle(&s, "", Some(bad)).await;
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
             assert!(json(&r)["error"]["message"].is_string(), "{bad}");
         }

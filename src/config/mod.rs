@@ -18,6 +18,7 @@ macro_rules! default_listen {
 
 pub mod env;
 pub mod governance;
+pub mod logs;
 pub mod presets;
 mod suggest;
 pub mod types;
@@ -182,6 +183,7 @@ pub fn zero_config(env: &dyn Fn(&str) -> Option<String>) -> (Config, Vec<String>
         models: Vec::new(),
         pricing: Vec::new(),
         governance: None,
+        logs: logs::LogsConfig::default(),
     };
     (config, found)
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub pricing: Vec<PriceOverride>,
     /// Virtual keys, budgets and limits; `None` (the default) governs nothing.
     pub governance: Option<super::governance::GovernanceConfig>,
+    /// Where request records are kept (defaults applied when the file has no `logs:`).
+    pub logs: super::logs::LogsConfig,
 }
 
 /// One `pricing:` entry: `vendor/model` or `provider-id/model` (the model part may be a glob).

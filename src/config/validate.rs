@@ -71,6 +71,7 @@ pub(crate) struct FileConfig {
     models: Vec<ModelConfig>,
     pricing: IndexMap<String, PriceEntry>,
     governance: Option<super::governance::GovernanceFile>,
+    logs: Option<super::logs::LogsFile>,
 }
 
 /// A provider as written; the validation pass turns it into a [`ProviderConfig`].
@@ -178,6 +179,7 @@ pub(crate) fn validate(
     let models = c.models(&file.models, &file.providers, &providers);
     let pricing = c.pricing(&file.pricing);
     let governance = file.governance.and_then(|g| c.governance(g));
+    let logs = c.logs(file.logs, governance.as_ref().map(|g| &g.store));
     let mut problems = c.problems;
     if !problems.is_empty() {
         // File order; problems at one place keep the order they were found in.
@@ -191,6 +193,7 @@ pub(crate) fn validate(
         models,
         pricing,
         governance,
+        logs,
     })
 }
 
@@ -352,6 +355,86 @@ impl Check<'_> {
 }
 
 impl Check<'_> {
+    /// The `logs:` section; without one, memory (or the governance store).
+    fn logs(
+        &mut self,
+        file: Option<super::logs::LogsFile>,
+        governance: Option<&super::governance::StoreUrl>,
+    ) -> super::logs::LogsConfig {
+        use super::governance::StoreUrl;
+        use super::logs::*;
+        let mut out = LogsConfig::default_for(governance);
+        let Some(l) = file else {
+            return out;
+        };
+        match l.store.as_deref().map(str::trim) {
+            None => {}
+            Some("memory") => {
+                out.store = LogStoreUrl::Memory {
+                    capacity: DEFAULT_MEMORY_CAPACITY,
+                }
+            }
+            Some(text) => match StoreUrl::parse(text, self.base_dir) {
+                Ok(url) => out.store = LogStoreUrl::Db(url),
+                Err(e) => self.problem("logs.store", format!("{e}, or `memory`")),
+            },
+        }
+        if let Some(capacity) = l.capacity {
+            match &mut out.store {
+                LogStoreUrl::Memory { capacity: c } => {
+                    *c = usize::try_from(capacity).unwrap_or(usize::MAX)
+                }
+                LogStoreUrl::Db(_) => self.problem(
+                    "logs.capacity",
+                    "applies to the memory store only (a database store keeps `retention`)",
+                ),
+            }
+        }
+        if let Some(text) = &l.retention {
+            match parse_retention(text) {
+                Ok(d) => out.retention = d,
+                Err(e) => self.problem("logs.retention", e),
+            }
+            if matches!(out.store, LogStoreUrl::Memory { .. }) {
+                self.problem(
+                    "logs.retention",
+                    "applies to a database store only (the memory store keeps `capacity` records)",
+                );
+            }
+        }
+        if let Some(size) = l.max_size {
+            if matches!(out.store, LogStoreUrl::Db(StoreUrl::Sqlite(_))) {
+                out.max_size = Some(size);
+            } else {
+                self.problem(
+                    "logs.max_size",
+                    "applies to an SQLite file store only (PostgreSQL is bounded by `retention`)",
+                );
+            }
+        }
+        if let Some(f) = l.file {
+            match f.path.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+                Some(p) => {
+                    let path = PathBuf::from(p);
+                    out.file = Some(FileSinkConfig {
+                        path: match self.base_dir {
+                            Some(dir) if path.is_relative() => dir.join(path),
+                            _ => path,
+                        },
+                        max_size: f.max_size.unwrap_or(DEFAULT_FILE_MAX_SIZE),
+                        keep: f.keep.unwrap_or(DEFAULT_FILE_KEEP),
+                    });
+                }
+                None if self.failed("logs.file.path") => {}
+                None => self.problem(
+                    "logs.file.path",
+                    "is required: the JSON Lines file to write, e.g. `ferrogate-requests.jsonl`",
+                ),
+            }
+        }
+        out
+    }
+
     /// `pricing:` entries, checked as the price table will take them.
     fn pricing(&mut self, entries: &IndexMap<String, PriceEntry>) -> Vec<PriceOverride> {
         let mut out = Vec::new();

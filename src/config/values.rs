@@ -109,6 +109,10 @@ pub(crate) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     d.deserialize_any(V)
 }
 
+pub(crate) fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    size(d).map(|n| Some(n as u64))
+}
+
 /// Parses a byte size: a plain integer, or an integer with a unit (`512KiB`, `32 MiB`, `1MB`;
 /// units are case-insensitive, `KB`/`MB`/`GB` are powers of 1000, `KiB`/`MiB`/`GiB` of 1024).
 /// Zero and overflow give `None`. Bare `K`/`M`/`G` are refused as ambiguous.

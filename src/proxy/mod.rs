@@ -124,7 +124,7 @@ fn refused_record(
     let mut meta = RecordMeta {
         client: inbound.client.clone(),
         detail: Some(Box::new(RecordDetail {
-            error: Some(code),
+            error: Some(std::borrow::Cow::Borrowed(code)),
             attempts: 0,
             unauthenticated,
             ..RecordDetail::default()

@@ -184,7 +184,7 @@ impl Settle {
         if self.attempts != 1 || error.is_some() {
             let d = meta.detail_mut();
             d.attempts = self.attempts;
-            d.error = error;
+            d.error = error.map(std::borrow::Cow::Borrowed);
         }
         if let Some(t) = &self.ticket {
             key_ids(t.principal(), &mut meta);

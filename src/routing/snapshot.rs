@@ -914,6 +914,7 @@ mod tests {
             ],
             pricing: Vec::new(),
             governance: None,
+            logs: Default::default(),
         };
         compile(&config, &PoolCache::default(), &HealthRegistry::default()).unwrap()
     }

@@ -129,14 +129,18 @@ pub async fn dispatch(
             json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
         }
         (&Method::GET, "/ready", _) => {
-            if state.snapshot.load().has_live_target() {
-                json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#))
+            // A request-log store that is down is reported, not fatal: requests are still
+            // served (their records wait in the backlog).
+            let (status, text) = if state.snapshot.load().has_live_target() {
+                (StatusCode::OK, "ready")
             } else {
-                json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Bytes::from_static(br#"{"status":"no live target"}"#),
-                )
-            }
+                (StatusCode::SERVICE_UNAVAILABLE, "no live target")
+            };
+            let body = serde_json::json!({
+                "status": text,
+                "request_log": state.logs.status(),
+            });
+            json_response(status, Bytes::from(body.to_string()))
         }
         (&Method::GET, "/metrics", _) => metrics(&state),
         _ => {
@@ -179,11 +183,7 @@ async fn admin(
         if req.method() != Method::GET {
             return to_response(admin::Reply::method_not_allowed(req.method(), path));
         }
-        return to_response(admin::logs::handle(
-            &state.log.store,
-            rest,
-            req.uri().query(),
-        ));
+        return to_response(admin::logs::handle(&state.logs, rest, req.uri().query()).await);
     }
     match (&state.governor, path) {
         (None, "/admin/health") if req.method() == Method::GET => admin_health(state),

@@ -80,6 +80,6 @@ pub async fn serve(
         _ = graceful.shutdown() => Drained::Clean,
         _ = tokio::time::sleep(drain) => Drained::DeadlinePassed,
     };
-    state.log.drain();
+    state.logs.drain();
     drained
 }

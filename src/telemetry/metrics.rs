@@ -15,6 +15,13 @@ pub const TOKENS: &str = "ferrogate_tokens_total";
 pub const IN_FLIGHT: &str = "ferrogate_requests_in_flight";
 pub const RELOADS: &str = "ferrogate_config_reloads_total";
 pub const LOG_DROPPED: &str = "ferrogate_request_log_dropped_total";
+pub const LOG_QUEUE_DEPTH: &str = "ferrogate_request_log_queue_depth";
+pub const LOG_BACKLOG: &str = "ferrogate_request_log_store_backlog";
+pub const LOG_STORE_UP: &str = "ferrogate_request_log_store_up";
+pub const LOG_WRITTEN: &str = "ferrogate_request_log_written_total";
+pub const LOG_STORE_ERRORS: &str = "ferrogate_request_log_store_errors_total";
+pub const LOG_WRITE_LAG: &str = "ferrogate_request_log_write_lag_seconds";
+pub const LOG_STORE_BYTES: &str = "ferrogate_request_log_store_bytes";
 pub const COST: &str = "ferrogate_cost_usd";
 pub const UNPRICED: &str = "ferrogate_unpriced_requests_total";
 
@@ -71,7 +78,38 @@ fn describe() {
     metrics::describe_counter!(RELOADS, "Configuration reloads by result (ok, failed).");
     metrics::describe_counter!(
         LOG_DROPPED,
-        "Request log records dropped because the log queue was full."
+        "Request log records dropped: the log queue was full, or the store's backlog was \
+         (a store that is down or cannot keep up)."
+    );
+    metrics::describe_gauge!(
+        LOG_QUEUE_DEPTH,
+        "Request records queued for the log writer (sampled as it drains)."
+    );
+    metrics::describe_gauge!(
+        LOG_BACKLOG,
+        "Request records handed to the database store and not yet written."
+    );
+    metrics::describe_gauge!(
+        LOG_STORE_UP,
+        "1 while the request-log database store takes writes, 0 while it is down."
+    );
+    metrics::describe_counter!(
+        LOG_WRITTEN,
+        "Request records written to the database store."
+    );
+    metrics::describe_counter!(
+        LOG_STORE_ERRORS,
+        "Failed writes to the request-log database store (each retried)."
+    );
+    metrics::describe_histogram!(
+        LOG_WRITE_LAG,
+        metrics::Unit::Seconds,
+        "From a request's end to its record being written to the database store (the oldest \
+         record of each batch)."
+    );
+    metrics::describe_gauge!(
+        LOG_STORE_BYTES,
+        "Size of the request-log SQLite file in bytes (after retention)."
     );
     metrics::describe_gauge!(
         COST,
@@ -182,7 +220,6 @@ pub struct GlobalMetrics {
     pub in_flight: Gauge,
     pub reloads_ok: Counter,
     pub reloads_failed: Counter,
-    pub log_dropped: Counter,
 }
 
 impl GlobalMetrics {
@@ -193,7 +230,6 @@ impl GlobalMetrics {
             in_flight: metrics::gauge!(IN_FLIGHT),
             reloads_ok: metrics::counter!(RELOADS, "result" => "ok"),
             reloads_failed: metrics::counter!(RELOADS, "result" => "failed"),
-            log_dropped: metrics::counter!(LOG_DROPPED),
         }
     }
 }

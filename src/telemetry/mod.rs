@@ -2,6 +2,5 @@
 //! critical section (pre-resolved handles, a lock-free queue drained in the background).
 
 pub mod clock;
-pub mod log_store;
 pub mod metrics;
 pub mod request_log;

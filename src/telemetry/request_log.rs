@@ -1,12 +1,13 @@
-//! The request log: one JSON line per request on stderr. The request path pushes a record onto a
-//! bounded lock-free queue; a background task formats and writes whole batches (one `write` per
-//! batch). A full queue drops the record and counts the drop; the request path never blocks,
-//! wakes a task or makes a syscall for logging.
+//! The request log's record and queue. The request path pushes one record per request onto a
+//! bounded lock-free queue; the writer (`logs`) drains it in batches into the stores and sinks.
+//! A full queue drops the record and counts the drop; the request path never blocks, wakes a
+//! task or makes a syscall for logging.
 //!
-//! The line is formatted by hand (integers via `itoa`, strings escaped here) because it runs once
+//! The JSON line (stderr, the JSON Lines file, the query API) is formatted by hand (integers via `itoa`, strings escaped here) because it runs once
 //! per request: going through `tracing`'s formatter cost ~29k instructions per request, more
 //! than the whole proxying work of a bare proxy.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +17,29 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_queue::ArrayQueue;
 use metrics::Counter;
 
-use super::log_store::{MemoryLog, DEFAULT_CAPACITY};
 use crate::usage::Usage;
+
+/// Every endpoint label a record can carry (`proxy::endpoint_label`): a record read back from
+/// a store gets its label from here.
+pub const ENDPOINTS: &[&str] = &[
+    "chat/completions",
+    "messages",
+    "generate_content",
+    "completions",
+    "embeddings",
+    "responses",
+    "count_tokens",
+];
+
+/// The label as stored in a record; a label this build does not know (written by a newer one)
+/// reads as `other`.
+pub fn endpoint_named(name: &str) -> &'static str {
+    ENDPOINTS
+        .iter()
+        .find(|e| **e == name)
+        .copied()
+        .unwrap_or("other")
+}
 
 /// What is logged about one request. Never contains credentials or bodies.
 #[derive(Debug, Clone)]
@@ -56,8 +78,9 @@ pub struct RecordDetail {
     pub key_id: Option<Arc<str>>,
     pub team_id: Option<Arc<str>>,
     pub customer_id: Option<Arc<str>>,
-    /// A refused or failed request's error code (`rate_limit_exceeded`, `model_not_found`, …).
-    pub error: Option<&'static str>,
+    /// A refused or failed request's error code (`rate_limit_exceeded`, `model_not_found`, …);
+    /// owned only in a record read back from a store.
+    pub error: Option<Cow<'static, str>>,
     /// Upstream attempts made (0: refused before any).
     pub attempts: u32,
     /// Refused for presenting no known key (governance on): kept apart in the store.
@@ -91,8 +114,8 @@ impl RecordMeta {
         self.detail.as_ref().map_or(1, |d| d.attempts)
     }
 
-    pub fn error(&self) -> Option<&'static str> {
-        self.detail.as_ref().and_then(|d| d.error)
+    pub fn error(&self) -> Option<&str> {
+        self.detail.as_ref().and_then(|d| d.error.as_deref())
     }
 
     pub fn key_id(&self) -> Option<&Arc<str>> {
@@ -156,22 +179,32 @@ pub fn tags(value: &str) -> impl Iterator<Item = (&str, &str)> {
 pub struct RequestLog {
     queue: ArrayQueue<RequestRecord>,
     dropped: Counter,
-    /// Whether records are queued at all (off only when the writer thread could not start).
+    /// Whether records are queued at all (off only when the writer could not start).
     enabled: AtomicBool,
     /// Whether the writer prints each record on stderr (`server.request_log`).
     stderr: AtomicBool,
-    /// The newest records, for the query API.
-    pub store: MemoryLog,
 }
 
+/// Capacity of the request-log queue; beyond it records are dropped and counted.
+pub const QUEUE_CAPACITY: usize = 8_192;
+
 impl RequestLog {
+    /// The gateway's queue: [`QUEUE_CAPACITY`] records, drops counted in
+    /// `ferrogate_request_log_dropped_total` (install the metrics recorder first).
+    pub fn standard(stderr: bool) -> Arc<Self> {
+        RequestLog::new(
+            QUEUE_CAPACITY,
+            metrics::counter!(super::metrics::LOG_DROPPED),
+            stderr,
+        )
+    }
+
     pub fn new(capacity: usize, dropped: Counter, stderr: bool) -> Arc<Self> {
         Arc::new(Self {
             queue: ArrayQueue::new(capacity.max(1)),
             dropped,
             enabled: AtomicBool::new(true),
             stderr: AtomicBool::new(stderr),
-            store: MemoryLog::new(DEFAULT_CAPACITY),
         })
     }
 
@@ -190,6 +223,11 @@ impl RequestLog {
         self.enabled.load(Ordering::Relaxed)
     }
 
+    /// Stops queueing (the writer could not start: nothing would ever drain the queue).
+    pub fn disable(&self) {
+        self.enabled.store(false, Ordering::Relaxed);
+    }
+
     // Inlined into the settle: the record is written straight into the queue's slot.
     #[inline(always)]
     pub fn push(&self, record: RequestRecord) {
@@ -198,64 +236,28 @@ impl RequestLog {
         }
     }
 
-    /// Drains the queue periodically on a dedicated OS thread, writing each batch with one
-    /// write. A thread of its own, not a runtime task: a slow or full stderr pipe must never
-    /// block the runtime that serves requests.
-    pub fn spawn_writer(self: &Arc<Self>) {
-        let log = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
-            .name("ferrogate-request-log".into())
-            .spawn(move || loop {
-                std::thread::sleep(Duration::from_millis(50));
-                log.drain();
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start the request-log writer; request logs are off");
-            self.enabled.store(false, Ordering::Relaxed);
-        }
+    /// The oldest queued record (the writer's side).
+    pub fn pop(&self) -> Option<RequestRecord> {
+        self.queue.pop()
     }
 
-    /// Writes everything queued so far to stderr (when on) and keeps it for the query API.
-    pub fn drain(&self) {
-        if self.queue.is_empty() {
-            return;
-        }
-        let stderr = self.writes_stderr();
-        let mut buf = Vec::with_capacity(if stderr {
-            self.queue.len().min(4096) * 320
-        } else {
-            0
-        });
-        // Each record moves from the queue into the store once, under the store's lock (queries
-        // wait, the request path never takes it). Stderr is written with the lock released, a
-        // MiB at a time: a slow stderr must not hold up a query on a runtime thread.
-        loop {
-            let mut full = false;
-            self.store.fill(|| {
-                if buf.len() > 1 << 20 {
-                    full = true;
-                    return None;
-                }
-                let r = self.queue.pop()?;
-                if stderr {
-                    format_line(&mut buf, &r, Fields::Line);
-                }
-                Some(r)
-            });
-            write_stderr(&buf);
-            buf.clear();
-            if !full {
-                break;
-            }
-        }
+    /// Records waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Counts records lost after they left the queue (a store that cannot keep up).
+    pub fn count_dropped(&self, n: usize) {
+        self.dropped.increment(n as u64);
     }
 }
 
-fn write_stderr(buf: &[u8]) {
+/// Writes the lines on stderr; a closed stderr just loses them (logging must never take the
+/// gateway down).
+pub fn write_stderr(buf: &[u8]) {
     if buf.is_empty() {
         return;
     }
-    // Logging must never take the gateway down; a closed stderr just loses lines.
     let _ = std::io::stderr().lock().write_all(buf);
 }
 
@@ -300,6 +302,8 @@ pub fn format_line(out: &mut Vec<u8>, r: &RequestRecord, fields: Fields) {
             int(out, u.output);
             out.extend_from_slice(b",\"cached_tokens\":");
             int(out, u.cache_read);
+            out.extend_from_slice(b",\"cache_write_tokens\":");
+            int(out, u.cache_write);
             out.extend_from_slice(b",\"reasoning_tokens\":");
             int(out, u.reasoning);
             out.extend_from_slice(if u.estimated {
@@ -332,7 +336,7 @@ pub fn format_line(out: &mut Vec<u8>, r: &RequestRecord, fields: Fields) {
             out.extend_from_slice(b",\"attempts\":");
             int(out, u64::from(d.attempts));
         }
-        if let Some(e) = d.error {
+        if let Some(e) = &d.error {
             out.extend_from_slice(b",\"error\":");
             string(out, e.as_bytes());
         }
@@ -468,7 +472,7 @@ mod tests {
                     key_id: Some(Arc::from("key_1")),
                     team_id: None,
                     customer_id: Some(Arc::from("cust_1")),
-                    error: Some("upstream_timeout"),
+                    error: Some(Cow::Borrowed("upstream_timeout")),
                     attempts: 3,
                     unauthenticated: false,
                 })),
@@ -537,37 +541,5 @@ mod tests {
         assert_eq!(c.tags.unwrap(), "a=b");
         let c = ClientMeta::of(&http::HeaderMap::new(), None);
         assert!(c.user_agent.is_none() && c.tags.is_none());
-    }
-
-    #[test]
-    fn records_are_kept_for_queries_with_stderr_lines_on_or_off() {
-        let log = RequestLog::new(4, metrics::Counter::noop(), false);
-        assert!(log.enabled() && !log.writes_stderr());
-        log.push(record("a"));
-        log.drain();
-        log.set_stderr(true);
-        assert!(log.writes_stderr());
-        log.push(record("b"));
-        log.drain();
-        assert_eq!(log.store.len(), 2);
-        assert!(log.store.get("a").is_some() && log.store.get("b").is_some());
-    }
-
-    fn record(id: &'static str) -> RequestRecord {
-        RequestRecord {
-            finished_at: UNIX_EPOCH,
-            request_id: http::HeaderValue::from_static(id),
-            endpoint: "chat/completions",
-            model: Arc::from("m"),
-            target: Arc::from("up/m"),
-            status: 200,
-            stream: false,
-            usage: None,
-            cost_usd: None,
-            duration: Duration::from_millis(1),
-            overhead: Duration::from_micros(1),
-            client_cancelled: false,
-            meta: RecordMeta::default(),
-        }
     }
 }

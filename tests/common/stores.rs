@@ -119,6 +119,7 @@ fn template() -> &'static PathBuf {
 pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
+    opts: String,
     pub port: u16,
 }
 
@@ -141,23 +142,51 @@ impl Postgres {
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             dir.path().display()
         );
-        let log = dir.path().join("log");
-        let out = pg_command(&bin.join("pg_ctl"), &["-w", "-t", "30", "-o", &opts, "-l"])
-            .arg(&log)
-            .arg("-D")
-            .arg(&data)
-            .arg("start")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run pg_ctl");
+        let pg = Postgres {
+            dir,
+            bin,
+            opts,
+            port,
+        };
+        pg.resume();
+        pg
+    }
+
+    /// Starts the server (again, after [`Postgres::pause`]) on the same port and data.
+    pub fn resume(&self) {
+        let log = self.dir.path().join("log");
+        let out = pg_command(
+            &self.bin.join("pg_ctl"),
+            &["-w", "-t", "30", "-o", &self.opts, "-l"],
+        )
+        .arg(&log)
+        .arg("-D")
+        .arg(self.dir.path().join("data"))
+        .arg("start")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run pg_ctl");
         assert!(
             out.status.success(),
             "pg_ctl start failed: {}\n{}",
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        Postgres { dir, bin, port }
+    }
+
+    /// Stops the server (its clients' connections break), keeping its data.
+    pub fn pause(&self) {
+        // `fast`: clients are cut off but what they committed is kept (the servers run with
+        // `synchronous_commit=off`, which an immediate stop would lose).
+        let ok = pg_command(&self.bin.join("pg_ctl"), &["-w", "-m", "fast", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "pg_ctl stop");
     }
 
     /// The server's `postgres` database.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod env;
+mod logs;
 mod parse;
 mod presets;
 mod rules;

@@ -1070,7 +1070,7 @@ fn anchors_aliases_and_merges_are_located_where_written() {
     // `defaults` is not a config key; anchors live inside the config's own values.
     assert_eq!(
         problems(yaml),
-        ["defaults: unknown field (expected one of: listen, server, providers, models, pricing, governance)"]
+        ["defaults: unknown field (expected one of: listen, server, providers, models, pricing, governance, logs)"]
     );
     let yaml = "models:\n  - { name: a, targets: [{ provider: mock }], retry: &r { attempts: 0 } }\n  - { name: b, targets: [{ provider: mock }], retry: { <<: *r, backoff_max_ms: x } }\n";
     let err = parse_str(yaml, &|_| None).err();

@@ -1,0 +1,388 @@
+//! Where request records go after the request path queued them: the writer drains the queue
+//! in batches into the sinks (stderr lines, a JSON Lines file) and the store the query API
+//! reads (memory, SQLite or PostgreSQL), and enforces retention. None of it runs on the
+//! request path: a request costs one push onto the lock-free queue.
+//!
+//! The drain runs on a thread of its own (a slow stderr or disk must never block a runtime
+//! thread). A database store is written by a task on the runtime, fed batches through a
+//! channel; while the store is down the task retries with backoff, records wait in a bounded
+//! backlog, and beyond it they are dropped and counted — the gateway keeps serving.
+
+pub mod file_sink;
+pub mod memory;
+pub mod query;
+pub mod sql;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::governance::StoreUrl;
+use crate::config::logs::{LogStoreUrl, LogsConfig};
+use crate::telemetry::metrics as m;
+use crate::telemetry::request_log::{format_line, write_stderr, Fields, RequestLog, RequestRecord};
+use file_sink::FileSink;
+use memory::MemoryLog;
+use query::{LogQuery, Page};
+use sql::{LogStoreError, SqlLog};
+
+/// Held by the writer thread (once per batch), a shutdown flush and status reads only, never
+/// on the request path.
+#[allow(clippy::disallowed_types)]
+type WriterLock<T> = std::sync::Mutex<T>;
+
+/// Records handed to a database store and not yet written, at most; beyond, dropped.
+pub const MAX_BACKLOG: usize = 200_000;
+/// How often the writer thread drains the queue.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How often retention runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// The most records one database write takes.
+const WRITE_BATCH: usize = 5_000;
+/// How long a shutdown waits for the store to take what is left.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub enum LogStore {
+    Memory(MemoryLog),
+    Sql(SqlLog),
+}
+
+enum Feed {
+    Batch(Vec<RequestRecord>),
+    /// Answered once everything sent before it is written (or given up).
+    Flush(oneshot::Sender<()>),
+}
+
+/// What `/ready` and the metrics say about the store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreStatus {
+    pub store: &'static str,
+    pub up: bool,
+    /// Records waiting to be written.
+    pub backlog: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+pub struct Logs {
+    queue: Arc<RequestLog>,
+    store: LogStore,
+    kind: &'static str,
+    /// The JSON Lines file; locked by whoever drains (the writer thread, or a shutdown).
+    drain: WriterLock<Option<FileSink>>,
+    feed: OnceLock<mpsc::UnboundedSender<Feed>>,
+    backlog: AtomicUsize,
+    /// The most records the backlog holds ([`MAX_BACKLOG`] unless set).
+    max_backlog: AtomicUsize,
+    up: AtomicBool,
+    last_error: WriterLock<Option<String>>,
+    retention: Duration,
+    max_size: Option<u64>,
+}
+
+impl Logs {
+    /// Opens the configured store (a database is created and its schema brought up to date).
+    /// The writer does not run until [`Logs::start`].
+    pub async fn open(
+        cfg: &LogsConfig,
+        queue: Arc<RequestLog>,
+    ) -> Result<Arc<Logs>, LogStoreError> {
+        let (store, kind) = match &cfg.store {
+            LogStoreUrl::Memory { capacity } => {
+                (LogStore::Memory(MemoryLog::new(*capacity)), "memory")
+            }
+            LogStoreUrl::Db(url) => (
+                LogStore::Sql(SqlLog::open(url).await?),
+                match url {
+                    StoreUrl::Postgres(_) => "postgres",
+                    _ => "sqlite",
+                },
+            ),
+        };
+        Ok(Logs::with_store(cfg, queue, store, kind))
+    }
+
+    /// The memory store (what `open` makes without a database; needs no runtime).
+    pub fn memory(cfg: &LogsConfig, queue: Arc<RequestLog>) -> Arc<Logs> {
+        let capacity = match cfg.store {
+            LogStoreUrl::Memory { capacity } => capacity,
+            LogStoreUrl::Db(_) => crate::config::logs::DEFAULT_MEMORY_CAPACITY,
+        };
+        Logs::with_store(
+            cfg,
+            queue,
+            LogStore::Memory(MemoryLog::new(capacity)),
+            "memory",
+        )
+    }
+
+    fn with_store(
+        cfg: &LogsConfig,
+        queue: Arc<RequestLog>,
+        store: LogStore,
+        kind: &'static str,
+    ) -> Arc<Logs> {
+        Arc::new(Logs {
+            queue,
+            store,
+            kind,
+            drain: WriterLock::new(cfg.file.as_ref().map(FileSink::new)),
+            feed: OnceLock::new(),
+            backlog: AtomicUsize::new(0),
+            max_backlog: AtomicUsize::new(MAX_BACKLOG),
+            up: AtomicBool::new(true),
+            last_error: WriterLock::new(None),
+            retention: cfg.retention,
+            max_size: cfg.max_size,
+        })
+    }
+
+    /// Bounds the records that wait for a database store (tests use a small one).
+    pub fn set_max_backlog(&self, records: usize) {
+        self.max_backlog.store(records, Ordering::Relaxed);
+    }
+
+    pub fn queue(&self) -> &Arc<RequestLog> {
+        &self.queue
+    }
+
+    pub fn store(&self) -> &LogStore {
+        &self.store
+    }
+
+    /// Starts the drain thread and, for a database store, its writer and retention tasks
+    /// (on the current runtime). Without a writer nothing is queued.
+    pub fn start(self: &Arc<Self>) {
+        if let LogStore::Sql(_) = self.store {
+            let (tx, rx) = mpsc::unbounded_channel();
+            if self.feed.set(tx).is_err() {
+                // Started already: one writer is enough.
+                return;
+            }
+            tokio::spawn(Arc::clone(self).write_store(rx));
+            tokio::spawn(Arc::clone(self).prune_loop());
+        }
+        let logs = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("ferrogate-request-log".into())
+            .spawn(move || loop {
+                std::thread::sleep(DRAIN_EVERY);
+                logs.drain();
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the request-log writer; request logs are off");
+            self.queue.disable();
+        }
+    }
+
+    /// Takes everything queued so far to the sinks and the store.
+    pub fn drain(&self) {
+        let mut file = self.drain.lock().unwrap_or_else(|e| e.into_inner());
+        metrics::gauge!(m::LOG_QUEUE_DEPTH).set(self.queue.queued() as f64);
+        let mut batch = Vec::with_capacity(self.queue.queued());
+        while let Some(r) = self.queue.pop() {
+            batch.push(r);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        if self.queue.writes_stderr() {
+            let mut buf = Vec::with_capacity(batch.len().min(4096) * 320);
+            for r in &batch {
+                format_line(&mut buf, r, Fields::Line);
+                if buf.len() > 1 << 20 {
+                    write_stderr(&buf);
+                    buf.clear();
+                }
+            }
+            write_stderr(&buf);
+        }
+        if let Some(sink) = file.as_mut() {
+            let mut buf = Vec::with_capacity(batch.len() * 400);
+            for r in &batch {
+                format_line(&mut buf, r, Fields::All);
+            }
+            if let Err(e) = sink.write(&buf) {
+                tracing::warn!(error = %e, path = %sink.path().display(), "request log: the JSON Lines file cannot be written");
+            }
+        }
+        drop(file);
+        match (&self.store, self.feed.get()) {
+            (LogStore::Memory(mem), _) => mem.extend(batch),
+            (LogStore::Sql(_), Some(feed)) => {
+                let n = batch.len();
+                if self.backlog.load(Ordering::Relaxed) + n
+                    > self.max_backlog.load(Ordering::Relaxed)
+                {
+                    self.queue.count_dropped(n);
+                    return;
+                }
+                self.backlog.fetch_add(n, Ordering::Relaxed);
+                if feed.send(Feed::Batch(batch)).is_err() {
+                    self.backlog.fetch_sub(n, Ordering::Relaxed);
+                    self.queue.count_dropped(n);
+                }
+            }
+            // Not started: nothing would write it.
+            (LogStore::Sql(_), None) => self.queue.count_dropped(batch.len()),
+        }
+    }
+
+    /// Drains and waits (bounded) until a database store has taken everything: SIGTERM loses
+    /// no record the store can still take.
+    pub async fn flush(&self) {
+        self.drain();
+        let Some(feed) = self.feed.get() else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if feed.send(Feed::Flush(tx)).is_ok()
+            && tokio::time::timeout(FLUSH_TIMEOUT, rx).await.is_err()
+        {
+            tracing::warn!(
+                backlog = self.backlog.load(Ordering::Relaxed),
+                "request log: the store did not take the last records in time"
+            );
+        }
+    }
+
+    /// The writer task of a database store: batches as they come, each retried with backoff
+    /// until the store takes it.
+    async fn write_store(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Feed>) {
+        let LogStore::Sql(db) = &self.store else {
+            return;
+        };
+        let store_up = metrics::gauge!(m::LOG_STORE_UP);
+        let written = metrics::counter!(m::LOG_WRITTEN);
+        let errors = metrics::counter!(m::LOG_STORE_ERRORS);
+        let lag = metrics::histogram!(m::LOG_WRITE_LAG);
+        let backlog = metrics::gauge!(m::LOG_BACKLOG);
+        store_up.set(1.0);
+        let mut flushes = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            while let Some(feed) = next.take() {
+                match feed {
+                    Feed::Batch(b) => batch.extend(b),
+                    Feed::Flush(done) => flushes.push(done),
+                }
+                if batch.len() < WRITE_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            let mut wait = Duration::from_millis(100);
+            while !batch.is_empty() {
+                match db.insert(&batch).await {
+                    Ok(()) => {
+                        let now = SystemTime::now();
+                        if let Some(oldest) = batch.first() {
+                            lag.record(
+                                now.duration_since(oldest.finished_at)
+                                    .unwrap_or_default()
+                                    .as_secs_f64(),
+                            );
+                        }
+                        written.increment(batch.len() as u64);
+                        self.backlog.fetch_sub(batch.len(), Ordering::Relaxed);
+                        if !self.up.swap(true, Ordering::Relaxed) {
+                            tracing::info!("request log: the store is back");
+                        }
+                        store_up.set(1.0);
+                        batch.clear();
+                    }
+                    Err(e) => {
+                        errors.increment(1);
+                        store_up.set(0.0);
+                        if self.up.swap(false, Ordering::Relaxed) {
+                            tracing::warn!(error = %e, "request log: the store is down; retrying");
+                        }
+                        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(e.to_string());
+                        // A shutdown does not wait out a store that is down: what it could not
+                        // take is lost, and counted.
+                        if !flushes.is_empty() {
+                            self.backlog.fetch_sub(batch.len(), Ordering::Relaxed);
+                            self.queue.count_dropped(batch.len());
+                            break;
+                        }
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            backlog.set(self.backlog.load(Ordering::Relaxed) as f64);
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Retention: now, then every minute.
+    async fn prune_loop(self: Arc<Self>) {
+        let LogStore::Sql(db) = &self.store else {
+            return;
+        };
+        loop {
+            let now_ms = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let before = now_ms.saturating_sub(self.retention.as_millis() as u64);
+            match db.prune(before, self.max_size).await {
+                Ok(p) if p.expired + p.over_size > 0 => tracing::info!(
+                    expired = p.expired,
+                    over_size = p.over_size,
+                    "request log: old records deleted"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "request log: retention failed; retrying later")
+                }
+            }
+            if let Ok(Some(bytes)) = db.file_bytes().await {
+                metrics::gauge!(m::LOG_STORE_BYTES).set(bytes as f64);
+            }
+            tokio::time::sleep(PRUNE_EVERY).await;
+        }
+    }
+
+    /// A page of records.
+    pub async fn query(&self, q: &LogQuery) -> Result<Page, LogStoreError> {
+        match &self.store {
+            LogStore::Memory(mem) => Ok(mem.query(q)),
+            LogStore::Sql(db) => db.query(q).await,
+        }
+    }
+
+    /// One record by its request id.
+    pub async fn get(&self, request_id: &str) -> Result<Option<RequestRecord>, LogStoreError> {
+        match &self.store {
+            LogStore::Memory(mem) => Ok(mem.get(request_id)),
+            LogStore::Sql(db) => db.get(request_id).await,
+        }
+    }
+
+    pub fn status(&self) -> StoreStatus {
+        StoreStatus {
+            store: self.kind,
+            up: self.up.load(Ordering::Relaxed),
+            backlog: self.backlog.load(Ordering::Relaxed),
+            last_error: if self.up.load(Ordering::Relaxed) {
+                None
+            } else {
+                self.last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            },
+        }
+    }
+
+    pub async fn close(&self) {
+        if let LogStore::Sql(db) = &self.store {
+            db.close().await;
+        }
+    }
+}
