@@ -364,3 +364,163 @@ async fn records_kept_in_sqlite_outlive_a_restart_and_go_to_the_jsonl_file() {
     let ready = admin_get(&gw, "/ready", None).await;
     assert_eq!(ready.json()["request_log"]["store"], "sqlite");
 }
+
+#[tokio::test]
+async fn stats_group_requests_by_model_and_status_per_period() {
+    let (up, gw) = setup().await;
+    for i in 0..4 {
+        if i == 3 {
+            up.push(overloaded_503());
+        }
+        let r = post_with(
+            &gw.chat_url(),
+            chat_body("gpt-4o-mini", None),
+            &[("x-request-id", &format!("st-{i}"))],
+        )
+        .await;
+        assert_eq!(r.status, if i == 3 { 503 } else { 200 });
+    }
+    wait_records(&gw, 4, None).await;
+    let r = admin_get(
+        &gw,
+        "/admin/v1/stats?group_by=model&granularity=minute",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["group_by"], "model");
+    let rows = v["data"].as_array().unwrap();
+    let requests: u64 = rows.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+    let errors: u64 = rows.iter().map(|r| r["errors"].as_u64().unwrap()).sum();
+    assert_eq!((requests, errors), (4, 1), "{v}");
+    let row = &rows[0];
+    assert_eq!(row["group"], "gpt-4o-mini");
+    assert!(
+        row["p50_ms"].as_f64().is_some() && row["output_tokens"].as_u64() > Some(0),
+        "{row}"
+    );
+    assert_eq!(row["period"].as_u64().unwrap() % 60_000, 0);
+    let by_status = admin_get(&gw, "/admin/v1/stats?group_by=status&granularity=day", None).await;
+    let groups: Vec<String> = by_status.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["group"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(groups, ["200", "503"]);
+    for bad in [
+        "group_by=colour",
+        "granularity=week",
+        "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+        "granularity=minute&from=0",
+        "x=1",
+    ] {
+        let r = admin_get(&gw, &format!("/admin/v1/stats?{bad}"), None).await;
+        assert_openai_error(&r, 400);
+    }
+}
+
+/// The live tail: a record reaches an open stream within a second of its response, filtered
+/// as asked; `ferrogate logs tail` prints it, `ferrogate logs show` finds it.
+#[tokio::test]
+async fn the_live_tail_delivers_records_as_they_are_written() {
+    use futures_util::StreamExt;
+    let (up, gw) = setup().await;
+    let resp = client()
+        .get(gw.url("/admin/v1/logs/stream?error=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut events = resp.bytes_stream();
+    // The CLI tail, from another process, unfiltered.
+    let mut tail = std::process::Command::new(common::gateway::BIN)
+        .args(["logs", "tail", "--json", "--url", &gw.url("")])
+        .env_remove("FERROGATE_MASTER_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give both tails time to subscribe before the requests.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ok = post_with(
+        &gw.chat_url(),
+        chat_body("gpt-4o-mini", None),
+        &[("x-request-id", "live-ok")],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    up.push(overloaded_503());
+    let failed = post_with(
+        &gw.chat_url(),
+        chat_body("gpt-4o-mini", None),
+        &[("x-request-id", "live-503")],
+    )
+    .await;
+    assert_eq!(failed.status, 503);
+    let answered = tokio::time::Instant::now();
+    let mut text = String::new();
+    while !text.contains("\"live-503\"") {
+        let chunk = tokio::time::timeout_at(answered + Duration::from_secs(1), events.next())
+            .await
+            .expect("a record within 1 s of the response")
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    // Only failures on this tail.
+    assert!(text.contains("event: record\ndata: {"), "{text}");
+    assert!(!text.contains("live-ok"), "{text}");
+
+    // The CLI's lines: one JSON record each, both requests.
+    let stdout = tail.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            lines.push(line);
+            if lines.len() == 2 {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(5), lines)
+        .await
+        .expect("the CLI tail printed both records")
+        .unwrap();
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let ids: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["request_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, ["live-ok", "live-503"]);
+
+    let shown = run_cli(&["logs", "show", "live-503", "--url", &gw.url("")]).await;
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let v: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(v["status"], 503);
+    let missing = run_cli(&["logs", "show", "nope", "--url", &gw.url("")]).await;
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    // A cursor makes no sense on a tail.
+    let bad = admin_get(&gw, "/admin/v1/logs/stream?cursor=1-1", None).await;
+    assert_openai_error(&bad, 400);
+}

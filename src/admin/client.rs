@@ -301,7 +301,7 @@ impl Api {
 }
 
 /// `--url`, else `FERROGATE_URL`, else the default; without a trailing `/`.
-fn base_url(flag: Option<&str>, env: Option<String>) -> String {
+pub(crate) fn base_url(flag: Option<&str>, env: Option<String>) -> String {
     let url = match (flag, env) {
         (Some(u), _) => u.to_string(),
         (None, Some(u)) if !u.trim().is_empty() => u,
@@ -312,7 +312,7 @@ fn base_url(flag: Option<&str>, env: Option<String>) -> String {
 
 /// What to say about a non-2xx answer: the status and the gateway's `error.message` (or the
 /// start of the body when it is not the gateway's error shape).
-fn error_message(status: StatusCode, body: &[u8]) -> String {
+pub(crate) fn error_message(status: StatusCode, body: &[u8]) -> String {
     let message = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
         v.pointer("/error/message")
             .and_then(Value::as_str)

@@ -8,11 +8,12 @@ use std::net::IpAddr;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 
-use super::{bad_request, error, params, Reply};
+use super::{error, params, reply, Reply};
 use crate::config::governance::parse_time;
 use crate::governance::Governor;
 use crate::logs::query::{Cursor, LogQuery, StatusFilter, DEFAULT_PAGE, MAX_PAGE};
 use crate::logs::sql::LogStoreError;
+use crate::logs::stats::{Dimension, Granularity, StatsQuery, MAX_PERIODS};
 use crate::logs::Logs;
 use crate::telemetry::request_log::{format_line, Fields, RequestRecord};
 
@@ -44,6 +45,101 @@ pub async fn handle(store: &Logs, rest: &str, query: Option<&str>) -> Reply {
             "no such logs route",
         ),
     }
+}
+
+pub fn bad_request(message: &str) -> Reply {
+    super::bad_request(message)
+}
+
+/// Too many live tails open (429).
+pub fn too_many(message: &str) -> Reply {
+    error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_error",
+        "too_many_tails",
+        message,
+    )
+}
+
+/// `GET /admin/v1/stats`: rows per group and period.
+pub async fn stats(store: &Logs, query: Option<&str>, now_ms: u64) -> Reply {
+    let q = match parse_stats(query, now_ms) {
+        Ok(q) => q,
+        Err(message) => return bad_request(&message),
+    };
+    match store.stats(&q).await {
+        Ok(rows) => reply(
+            StatusCode::OK,
+            &serde_json::json!({
+                "object": "list",
+                "group_by": q.group_by.as_str(),
+                "granularity": match q.granularity {
+                    Granularity::Minute => "minute",
+                    Granularity::Hour => "hour",
+                    Granularity::Day => "day",
+                },
+                "from": q.from_ms / 1000,
+                "to": q.to_ms / 1000,
+                "data": rows,
+            }),
+        ),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// The stats parameters: `group_by` (default `model`), `granularity` (default `hour`), `from`
+/// and `to` (default: the last 24 hours), aligned to whole periods.
+fn parse_stats(query: Option<&str>, now_ms: u64) -> Result<StatsQuery, String> {
+    let mut group_by = Dimension::Model;
+    let mut granularity = Granularity::Hour;
+    let (mut from, mut to) = (None, None);
+    for (k, v) in params(query) {
+        match k.as_str() {
+            "group_by" => {
+                group_by = Dimension::parse(&v)
+                    .ok_or("`group_by` must be model, target, key, team, customer or status")?
+            }
+            "granularity" => {
+                granularity =
+                    Granularity::parse(&v).ok_or("`granularity` must be minute, hour or day")?
+            }
+            "from" => from = Some(ms(&k, &v)?),
+            "to" => to = Some(ms(&k, &v)?),
+            _ => return Err(format!("unknown parameter `{k}`")),
+        }
+    }
+    if granularity == Granularity::Minute && !group_by.by_minute() {
+        return Err(format!(
+            "`granularity=minute` is kept for model, target and status; group by {} per hour or day",
+            group_by.as_str()
+        ));
+    }
+    let g = granularity.millis();
+    let to = to.unwrap_or(now_ms);
+    let from = from.unwrap_or(to.saturating_sub(24 * 3_600_000));
+    if from >= to {
+        return Err("`from` must be before `to`".into());
+    }
+    let (from, to) = (from - from % g, to.div_ceil(g).saturating_mul(g));
+    if (to - from) / g > MAX_PERIODS {
+        return Err(format!(
+            "more than {MAX_PERIODS} periods: narrow `from`/`to` or use a coarser `granularity`"
+        ));
+    }
+    Ok(StatsQuery {
+        group_by,
+        granularity,
+        from_ms: from,
+        to_ms: to,
+    })
+}
+
+/// A time parameter in Unix milliseconds (RFC 3339 or Unix seconds as written).
+fn ms(k: &str, v: &str) -> Result<u64, String> {
+    parse_time(v)
+        .and_then(|secs| u64::try_from(secs).ok())
+        .map(|secs| secs.saturating_mul(1000))
+        .ok_or_else(|| format!("`{k}` must be an RFC 3339 time or Unix seconds"))
 }
 
 /// The store could not answer (a database that is down): 503, with the reason.
@@ -116,16 +212,10 @@ async fn one(store: &Logs, id: &str) -> Reply {
 }
 
 /// The query parameters; an unknown one, or a bad value, is an error (never ignored).
-fn parse_query(query: Option<&str>) -> Result<LogQuery, String> {
+pub fn parse_query(query: Option<&str>) -> Result<LogQuery, String> {
     let mut q = LogQuery {
         limit: DEFAULT_PAGE,
         ..LogQuery::default()
-    };
-    let ms = |k: &str, v: &str| {
-        parse_time(v)
-            .and_then(|secs| u64::try_from(secs).ok())
-            .map(|secs| secs.saturating_mul(1000))
-            .ok_or_else(|| format!("`{k}` must be an RFC 3339 time or Unix seconds"))
     };
     for (k, v) in params(query) {
         match k.as_str() {

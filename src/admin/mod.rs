@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod logs;
+pub mod logs_client;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};

@@ -129,6 +129,18 @@ impl MemoryLog {
         find(&ring.records).or_else(|| find(&ring.strangers))
     }
 
+    /// Stats over the records kept.
+    pub fn stats(&self, q: &super::stats::StatsQuery) -> Vec<super::stats::StatsRow> {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        super::stats::from_records(
+            q,
+            ring.records
+                .iter()
+                .chain(ring.strangers.iter())
+                .map(|(_, r)| r),
+        )
+    }
+
     pub fn len(&self) -> usize {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         ring.records.len() + ring.strangers.len()

@@ -9,9 +9,11 @@
 //! backlog, and beyond it they are dropped and counted — the gateway keeps serving.
 
 pub mod file_sink;
+pub mod live;
 pub mod memory;
 pub mod query;
 pub mod sql;
+pub mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -80,6 +82,8 @@ pub struct Logs {
     last_error: WriterLock<Option<String>>,
     retention: Duration,
     max_size: Option<u64>,
+    /// Live tails (`/admin/v1/logs/stream`).
+    pub live: live::Live,
 }
 
 impl Logs {
@@ -136,6 +140,7 @@ impl Logs {
             last_error: WriterLock::new(None),
             retention: cfg.retention,
             max_size: cfg.max_size,
+            live: live::Live::default(),
         })
     }
 
@@ -209,6 +214,7 @@ impl Logs {
             }
         }
         drop(file);
+        self.live.publish(&batch);
         match (&self.store, self.feed.get()) {
             (LogStore::Memory(mem), _) => mem.extend(batch),
             (LogStore::Sql(_), Some(feed)) => {
@@ -353,6 +359,17 @@ impl Logs {
         match &self.store {
             LogStore::Memory(mem) => Ok(mem.query(q)),
             LogStore::Sql(db) => db.query(q).await,
+        }
+    }
+
+    /// Usage analytics over the records (or their rollups).
+    pub async fn stats(
+        &self,
+        q: &stats::StatsQuery,
+    ) -> Result<Vec<stats::StatsRow>, LogStoreError> {
+        match &self.store {
+            LogStore::Memory(mem) => Ok(mem.stats(q)),
+            LogStore::Sql(db) => db.stats(q).await,
         }
     }
 

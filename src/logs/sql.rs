@@ -18,6 +18,9 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Row};
 
 use super::query::{finished_ms, Cursor, LogQuery, Page, StatusFilter, MAX_PAGE};
+use super::stats::{
+    self, Agg, StatsQuery, StatsRow, BUCKETS, HOUR, MINUTE, MINUTE_ROLLUP_RETENTION,
+};
 use crate::config::governance::StoreUrl;
 use crate::telemetry::request_log::{
     endpoint_named, tags, ClientMeta, RecordDetail, RecordMeta, RequestRecord,
@@ -91,8 +94,39 @@ fn schema(sqlite: bool) -> Vec<String> {
             "CREATE INDEX IF NOT EXISTS {name} ON request_log ({columns}){filter}"
         ));
     }
+    // The stats rollups: one row per span, dimension, period and group, clustered by its key
+    // (a week by model is one range of it).
+    let mut hist = String::new();
+    for prefix in ["l", "t"] {
+        for i in 0..BUCKETS {
+            hist.push_str(&format!(", {prefix}{i} BIGINT NOT NULL DEFAULT 0"));
+        }
+    }
+    ddl.push(format!(
+        "CREATE TABLE IF NOT EXISTS request_stats (span BIGINT NOT NULL, \
+         dimension TEXT NOT NULL, period BIGINT NOT NULL, grp TEXT NOT NULL, \
+         requests BIGINT NOT NULL, errors BIGINT NOT NULL, input_tokens BIGINT NOT NULL, \
+         output_tokens BIGINT NOT NULL, usd {real} NOT NULL{hist}, \
+         PRIMARY KEY (span, dimension, period, grp)){}",
+        if sqlite { " WITHOUT ROWID" } else { "" }
+    ));
     ddl
 }
+
+/// The rollup columns after the key, in order.
+fn stats_columns() -> Vec<String> {
+    let mut c: Vec<String> = ["requests", "errors", "input_tokens", "output_tokens", "usd"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for prefix in ["l", "t"] {
+        c.extend((0..BUCKETS).map(|i| format!("{prefix}{i}")));
+    }
+    c
+}
+
+/// Rollup rows per upsert statement (113 values each: under both backends' bind limits).
+const UPSERT_ROWS: usize = 200;
 
 /// What one retention pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,6 +135,8 @@ pub struct Pruned {
     pub expired: u64,
     /// Records deleted to bring the file under its size cap.
     pub over_size: u64,
+    /// Stats rollup rows past their keeping.
+    pub rollups: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -214,8 +250,7 @@ impl SqlLog {
                     if c > 0 {
                         text.push(',');
                     }
-                    text.push_str(if self.sqlite { "?" } else { "$" });
-                    text.push_str(itoa::Buffer::new().format(n));
+                    placeholder(&mut text, self.sqlite, n);
                 }
                 text.push(')');
             }
@@ -225,8 +260,100 @@ impl SqlLog {
             }
             q.execute(&mut *tx).await?;
         }
+        let rollups: Vec<_> = stats::rollups(batch).into_iter().collect();
+        let columns = stats_columns();
+        for chunk in rollups.chunks(UPSERT_ROWS) {
+            let per_row = 4 + columns.len();
+            let mut text = format!(
+                "INSERT INTO request_stats (span, dimension, period, grp, {}) VALUES ",
+                columns.join(", ")
+            );
+            let mut n = 0;
+            for i in 0..chunk.len() {
+                text.push_str(if i == 0 { "(" } else { ",(" });
+                for c in 0..per_row {
+                    n += 1;
+                    if c > 0 {
+                        text.push(',');
+                    }
+                    placeholder(&mut text, self.sqlite, n);
+                }
+                text.push(')');
+            }
+            text.push_str(" ON CONFLICT (span, dimension, period, grp) DO UPDATE SET ");
+            for (i, c) in columns.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                text.push_str(&format!("{c} = request_stats.{c} + excluded.{c}"));
+            }
+            let mut q = sqlx::query(&text);
+            for ((span, period, dimension, group), a) in chunk {
+                q = q
+                    .bind(to_i64(*span))
+                    .bind(dimension.as_str())
+                    .bind(to_i64(*period))
+                    .bind(group.clone())
+                    .bind(to_i64(a.requests))
+                    .bind(to_i64(a.errors))
+                    .bind(to_i64(a.input_tokens))
+                    .bind(to_i64(a.output_tokens))
+                    .bind(a.usd);
+                for v in a.latency.iter().chain(a.ttft.iter()) {
+                    q = q.bind(to_i64(*v));
+                }
+            }
+            q.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Stats rows for `q` from the rollups, oldest period first, then group.
+    pub async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, LogStoreError> {
+        let g = q.granularity.millis();
+        let mut sums = String::new();
+        for c in stats_columns() {
+            if c == "usd" {
+                sums.push_str(", SUM(usd)");
+            } else {
+                sums.push_str(&format!(", CAST(SUM({c}) AS BIGINT)"));
+            }
+        }
+        let text = self
+            .sql(&format!(
+                "SELECT grp, period - period % {g} AS p{sums} FROM request_stats \
+             WHERE span = $1 AND dimension = $2 AND period >= $3 AND period < $4 \
+             GROUP BY grp, p ORDER BY p, grp"
+            ))
+            .into_owned();
+        let rows = sqlx::query(&text)
+            .bind(to_i64(q.granularity.span()))
+            .bind(q.group_by.as_str())
+            .bind(to_i64(q.from_ms))
+            .bind(to_i64(q.to_ms))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let int = |i: usize| -> Result<u64, LogStoreError> {
+                    Ok(row.try_get::<i64, _>(i)?.max(0) as u64)
+                };
+                let mut a = Agg {
+                    requests: int(2)?,
+                    errors: int(3)?,
+                    input_tokens: int(4)?,
+                    output_tokens: int(5)?,
+                    usd: row.try_get(6)?,
+                    ..Agg::default()
+                };
+                for i in 0..BUCKETS {
+                    a.latency[i] = int(7 + i)?;
+                    a.ttft[i] = int(7 + BUCKETS + i)?;
+                }
+                Ok(StatsRow::of(row.try_get(0)?, int(1)?, &a))
+            })
+            .collect()
     }
 
     /// The newest records matching `q`, up to `q.limit`, older than its cursor.
@@ -359,6 +486,22 @@ impl SqlLog {
             }
             tokio::task::yield_now().await;
         }
+        // Rollups: minutes for two days, hours as long as the records.
+        let rollups = self.sql("DELETE FROM request_stats WHERE span = $1 AND period < $2");
+        for (span, before) in [
+            (
+                MINUTE,
+                before_ms.max(now_ms().saturating_sub(MINUTE_ROLLUP_RETENTION)),
+            ),
+            (HOUR, before_ms.saturating_sub(before_ms % HOUR)),
+        ] {
+            pruned.rollups += sqlx::query(&rollups)
+                .bind(to_i64(span))
+                .bind(to_i64(before))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
         if let (true, Some(cap)) = (self.sqlite, max_size) {
             let oldest = self.sql(
                 "DELETE FROM request_log WHERE seq IN (SELECT seq FROM request_log \
@@ -439,6 +582,24 @@ impl SqlLog {
             .try_get(0)?;
         Ok(n.max(0) as u64)
     }
+}
+
+/// The `n`th value of a long statement. SQLite gets a bare `?` (values bind in order): sqlx
+/// looks up every parameter's name, and SQLite finds a name by a walk over all of them, so
+/// numbered placeholders made a 20,000-value statement take a second.
+fn placeholder(text: &mut String, sqlite: bool, n: usize) {
+    if sqlite {
+        text.push('?');
+    } else {
+        text.push('$');
+        text.push_str(itoa::Buffer::new().format(n));
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn to_i64(n: u64) -> i64 {

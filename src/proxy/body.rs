@@ -20,6 +20,8 @@ pub enum GatewayBody {
     Full(Option<Bytes>),
     Frames(Box<PacedFrames>),
     Stream(Box<UpstreamStream>),
+    /// Chunks from a channel as they come (the request log's live tail).
+    Channel(Box<ChannelBody>),
 }
 
 impl GatewayBody {
@@ -44,6 +46,7 @@ impl Body for GatewayBody {
             GatewayBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             GatewayBody::Frames(f) => f.poll_next(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
             GatewayBody::Stream(s) => Pin::new(s.as_mut()).poll_frame(cx),
+            GatewayBody::Channel(c) => c.poll_next(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -59,6 +62,44 @@ impl Body for GatewayBody {
             GatewayBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             GatewayBody::Full(None) => SizeHint::with_exact(0),
             _ => SizeHint::default(),
+        }
+    }
+}
+
+/// Chunks of a long-lived Server-Sent Events answer, sent as a channel delivers them, with a
+/// comment every `keep_alive` while it is quiet (so proxies and clients see the connection is
+/// alive); ends when the sender goes away.
+pub struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    keep_alive: Duration,
+    quiet: Pin<Box<Sleep>>,
+}
+
+impl ChannelBody {
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Bytes>, keep_alive: Duration) -> Self {
+        ChannelBody {
+            rx,
+            keep_alive,
+            quiet: Box::pin(tokio::time::sleep(keep_alive)),
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(b)) => {
+                let next = tokio::time::Instant::now() + self.keep_alive;
+                self.quiet.as_mut().reset(next);
+                Poll::Ready(Some(b))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.quiet.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let next = tokio::time::Instant::now() + self.keep_alive;
+                    self.quiet.as_mut().reset(next);
+                    Poll::Ready(Some(Bytes::from_static(b": keep-alive\n\n")))
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }

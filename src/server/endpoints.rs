@@ -12,8 +12,9 @@ use http_body_util::BodyExt;
 use crate::admin;
 use crate::error::GatewayError;
 use crate::providers::Endpoint;
+use crate::proxy::body::{ChannelBody, GatewayBody};
 use crate::proxy::error_response;
-use crate::proxy::{self, body::GatewayBody, json_response, Inbound};
+use crate::proxy::{self, json_response, Inbound};
 use crate::state::AppState;
 use crate::telemetry::request_log::ClientMeta;
 use crate::translate::ir::Dialect;
@@ -172,10 +173,10 @@ async fn admin(
 ) -> Response<GatewayBody> {
     let to_response = |r: admin::Reply| json_response(r.status, r.body);
     let path = req.uri().path();
-    if let Some(rest) = path
+    let logs_route = path
         .strip_prefix("/admin/v1/logs")
-        .filter(|r| r.is_empty() || r.starts_with('/'))
-    {
+        .filter(|r| r.is_empty() || r.starts_with('/'));
+    if logs_route.is_some() || path == "/admin/v1/stats" {
         let peer = peer.ip().to_canonical();
         if let Err(r) = admin::logs::access(state.governor.as_deref(), req.headers(), peer) {
             return to_response(r);
@@ -183,7 +184,19 @@ async fn admin(
         if req.method() != Method::GET {
             return to_response(admin::Reply::method_not_allowed(req.method(), path));
         }
-        return to_response(admin::logs::handle(&state.logs, rest, req.uri().query()).await);
+        let query = req.uri().query();
+        if logs_route == Some("/stream") {
+            return live_tail(state, query);
+        }
+        return to_response(match logs_route {
+            Some(rest) => admin::logs::handle(&state.logs, rest, query).await,
+            None => {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                admin::logs::stats(&state.logs, query, now_ms).await
+            }
+        });
     }
     match (&state.governor, path) {
         (None, "/admin/health") if req.method() == Method::GET => admin_health(state),
@@ -237,6 +250,44 @@ async fn admin(
             },
             None,
         ),
+    }
+}
+
+/// `GET /admin/v1/logs/stream`: Server-Sent Events of new records (filters as for the list).
+fn live_tail(state: &Arc<AppState>, query: Option<&str>) -> Response<GatewayBody> {
+    let filter = match admin::logs::parse_query(query) {
+        Ok(q) if q.before.is_none() => q,
+        Ok(_) => {
+            let r = admin::logs::bad_request("the live tail takes no `cursor`");
+            return json_response(r.status, r.body);
+        }
+        Err(message) => {
+            let r = admin::logs::bad_request(&message);
+            return json_response(r.status, r.body);
+        }
+    };
+    match state.logs.live.subscribe(filter) {
+        Ok(rx) => {
+            let body = GatewayBody::Channel(Box::new(ChannelBody::new(
+                rx,
+                std::time::Duration::from_secs(15),
+            )));
+            let mut resp = Response::new(body);
+            let h = resp.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-cache"),
+            );
+            resp
+        }
+        Err(e) => {
+            let r = admin::logs::too_many(&e.to_string());
+            json_response(r.status, r.body)
+        }
     }
 }
 

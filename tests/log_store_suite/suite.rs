@@ -232,3 +232,64 @@ async fn retention_deletes_old_records_in_batches() {
     // Nothing newer is touched.
     assert_eq!(db.prune(1_750_000_000_000, None).await.unwrap().expired, 0);
 }
+
+/// Stats from the rollups are the memory store's stats from the records, for every grouping
+/// and granularity; records spread over two days, written in batches as the writer would.
+#[tokio::test]
+async fn stats_from_rollups_match_stats_from_records() {
+    use ferrogate::logs::stats::{from_records, Dimension, Granularity, StatsQuery};
+    let store = new_store().await;
+    let db = SqlLog::open(&store.url).await.unwrap();
+    let all: Vec<RequestRecord> = (0..600)
+        .map(|i| {
+            let mut r = record(i);
+            // Every 5 minutes, so hours and days hold several (and a minute holds one).
+            r.finished_at = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i * 300);
+            r
+        })
+        .collect();
+    for chunk in all.chunks(37) {
+        db.insert(chunk).await.unwrap();
+    }
+    let from_ms = 1_699_999_200_000; // an hour boundary before the first
+    for granularity in [Granularity::Minute, Granularity::Hour, Granularity::Day] {
+        for group_by in Dimension::ALL {
+            if granularity == Granularity::Minute && !group_by.by_minute() {
+                continue;
+            }
+            let g = match granularity {
+                Granularity::Minute => 60_000,
+                Granularity::Hour => 3_600_000,
+                Granularity::Day => 86_400_000,
+            };
+            let q = StatsQuery {
+                group_by,
+                granularity,
+                from_ms: from_ms - from_ms % g,
+                to_ms: 1_700_200_000_000,
+            };
+            let want = from_records(&q, all.iter());
+            let got = db.stats(&q).await.unwrap();
+            assert!(!want.is_empty(), "{q:?}");
+            assert_eq!(got.len(), want.len(), "{q:?}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g.usd - w.usd).abs() < 1e-8, "{q:?}: {g:?} vs {w:?}");
+                let mut g = g.clone();
+                g.usd = w.usd;
+                assert_eq!(&g, w, "{q:?}");
+            }
+        }
+    }
+    // A window narrower than the data: only its periods.
+    let q = StatsQuery {
+        group_by: Dimension::Model,
+        granularity: Granularity::Hour,
+        from_ms: 1_700_006_400_000,
+        to_ms: 1_700_013_600_000,
+    };
+    let got = db.stats(&q).await.unwrap();
+    assert!(got
+        .iter()
+        .all(|r| r.period >= q.from_ms && r.period < q.to_ms));
+    assert_eq!(got.iter().map(|r| r.requests).sum::<u64>(), 24);
+}
