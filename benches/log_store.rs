@@ -84,6 +84,12 @@ fn record(i: u64, n: u64, end_ms: u64) -> RequestRecord {
         cost_usd: (status == 200).then_some(0.0001 + (i % 7) as f64 * 0.00003),
         duration: Duration::from_millis(100 + (i * 7919) % 5000),
         overhead: Duration::from_micros(20 + i % 30),
+        ttfb_us: (80_000 + (i * 31) % 900_000) as u32,
+        ttft_us: if i % 2 == 0 {
+            (120_000 + (i * 17) % 1_500_000) as u32
+        } else {
+            0
+        },
         client_cancelled: false,
         meta,
     }

@@ -73,7 +73,7 @@ async fn a_whole_answer_carries_its_cost_and_the_metric_and_log_add_it_up() {
 
     let metric = gw
         .wait_metric(
-            "ferrogate_cost_usd",
+            "ferrogate_cost_usd_total",
             &[("model", "gpt-4o-mini")],
             expected,
             Duration::from_secs(5),

@@ -195,6 +195,33 @@ async fn records_say_who_asked_how_it_went_and_refusals_are_recorded_too() {
         r["completion_tokens"].as_u64().is_some_and(|n| n > 0),
         "{r}"
     );
+    // Its upstream's time to the head; a plain pass-through stream's bytes are not read, so
+    // it has no time to first token.
+    assert!(
+        r["ttfb_us"]
+            .as_u64()
+            .is_some_and(|t| t > 0 && t <= r["duration_us"].as_u64().unwrap()),
+        "{r}"
+    );
+    assert!(r.get("ttft_us").is_none(), "{r}");
+    // A translated stream (an Anthropic client, an OpenAI upstream) is read: the client's time
+    // to the first token, after the upstream's head, within the whole request.
+    up.push(Behavior::sse(fixture(STREAM_TEXT)));
+    let translated = post_with(
+        &gw.url("/v1/messages"),
+        br#"{"model":"gpt-4o-mini","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
+        &[("x-request-id", "who-t")],
+    )
+    .await;
+    assert_eq!(translated.status, 200, "{}", translated.text());
+    let r = record(&gw, "who-t", None).await;
+    let (ttfb, ttft, total) = (
+        r["ttfb_us"].as_u64().unwrap(),
+        r["ttft_us"].as_u64().unwrap(),
+        r["duration_us"].as_u64().unwrap(),
+    );
+    assert!(0 < ttfb && ttfb <= ttft && ttft <= total, "{r}");
+    assert_eq!(r["endpoint"], "messages");
 
     // A retried request: two attempts.
     up.push(overloaded_503());

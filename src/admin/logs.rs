@@ -291,6 +291,8 @@ mod tests {
             cost_usd: None,
             duration: Duration::from_millis(5),
             overhead: Duration::from_micros(9),
+            ttfb_us: 0,
+            ttft_us: 0,
             client_cancelled: false,
             meta: Default::default(),
         }) {

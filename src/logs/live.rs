@@ -121,6 +121,8 @@ mod tests {
             cost_usd: None,
             duration: Duration::from_millis(3),
             overhead: Duration::from_micros(5),
+            ttfb_us: 0,
+            ttft_us: 0,
             client_cancelled: false,
             meta: Default::default(),
         }

@@ -171,6 +171,8 @@ mod tests {
             cost_usd: None,
             duration: Duration::from_millis(ms),
             overhead: Duration::from_micros(10),
+            ttfb_us: 0,
+            ttft_us: 0,
             client_cancelled: false,
             meta: Default::default(),
         }

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::governance::StoreUrl;
 use crate::config::logs::{LogStoreUrl, LogsConfig};
-use crate::telemetry::metrics as m;
+use crate::telemetry::metrics::{self as m, RecordMetrics};
 use crate::telemetry::request_log::{format_line, write_stderr, Fields, RequestLog, RequestRecord};
 use file_sink::FileSink;
 use memory::MemoryLog;
@@ -68,12 +68,18 @@ pub struct StoreStatus {
     pub last_error: Option<String>,
 }
 
+/// The JSON Lines file and the histograms filled from the records.
+struct Drainer {
+    file: Option<FileSink>,
+    metrics: RecordMetrics,
+}
+
 pub struct Logs {
     queue: Arc<RequestLog>,
     store: LogStore,
     kind: &'static str,
-    /// The JSON Lines file; locked by whoever drains (the writer thread, or a shutdown).
-    drain: WriterLock<Option<FileSink>>,
+    /// What the drainer owns; locked by whoever drains (the writer thread, or a shutdown).
+    drain: WriterLock<Drainer>,
     feed: OnceLock<mpsc::UnboundedSender<Feed>>,
     backlog: AtomicUsize,
     /// The most records the backlog holds ([`MAX_BACKLOG`] unless set).
@@ -132,7 +138,10 @@ impl Logs {
             queue,
             store,
             kind,
-            drain: WriterLock::new(cfg.file.as_ref().map(FileSink::new)),
+            drain: WriterLock::new(Drainer {
+                file: cfg.file.as_ref().map(FileSink::new),
+                metrics: RecordMetrics::default(),
+            }),
             feed: OnceLock::new(),
             backlog: AtomicUsize::new(0),
             max_backlog: AtomicUsize::new(MAX_BACKLOG),
@@ -184,7 +193,7 @@ impl Logs {
 
     /// Takes everything queued so far to the sinks and the store.
     pub fn drain(&self) {
-        let mut file = self.drain.lock().unwrap_or_else(|e| e.into_inner());
+        let mut drainer = self.drain.lock().unwrap_or_else(|e| e.into_inner());
         metrics::gauge!(m::LOG_QUEUE_DEPTH).set(self.queue.queued() as f64);
         let mut batch = Vec::with_capacity(self.queue.queued());
         while let Some(r) = self.queue.pop() {
@@ -204,7 +213,11 @@ impl Logs {
             }
             write_stderr(&buf);
         }
-        if let Some(sink) = file.as_mut() {
+        for r in &batch {
+            let ttft = (r.ttft_us > 0).then(|| Duration::from_micros(u64::from(r.ttft_us)));
+            drainer.metrics.observe(&r.model, ttft, r.meta.attempts());
+        }
+        if let Some(sink) = drainer.file.as_mut() {
             let mut buf = Vec::with_capacity(batch.len() * 400);
             for r in &batch {
                 format_line(&mut buf, r, Fields::All);
@@ -213,7 +226,7 @@ impl Logs {
                 tracing::warn!(error = %e, path = %sink.path().display(), "request log: the JSON Lines file cannot be written");
             }
         }
-        drop(file);
+        drop(drainer);
         self.live.publish(&batch);
         match (&self.store, self.feed.get()) {
             (LogStore::Memory(mem), _) => mem.extend(batch),

@@ -38,15 +38,15 @@ pub enum LogStoreError {
 /// Rows deleted per statement by retention: small enough that a write lock is held for
 /// milliseconds, large enough that a day of records goes in a few hundred statements.
 const PRUNE_BATCH: i64 = 5_000;
-/// Rows per INSERT statement (27 values each: under SQLite's and PostgreSQL's bind limits).
+/// Rows per INSERT statement (28 values each: under SQLite's and PostgreSQL's bind limits).
 const INSERT_ROWS: usize = 400;
 
 const COLUMNS: &str = "seq, ts_ms, request_id, endpoint, model, target, status, stream, \
     usage_kind, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
-    reasoning_tokens, cost_usd, duration_us, overhead_us, cancelled, attempts, error, key_id, \
-    team_id, customer_id, client_ip, user_agent, tags, unauthenticated";
+    reasoning_tokens, cost_usd, duration_us, overhead_us, ttfb_us, ttft_us, cancelled, attempts, \
+    error, key_id, team_id, customer_id, client_ip, user_agent, tags, unauthenticated";
 /// The columns an INSERT writes (all but `seq`).
-const INSERT_COLUMNS: usize = 26;
+const INSERT_COLUMNS: usize = 28;
 
 /// The schema, written so it reads the same to SQLite and PostgreSQL (bar the key column).
 fn schema(sqlite: bool) -> Vec<String> {
@@ -64,7 +64,7 @@ fn schema(sqlite: bool) -> Vec<String> {
          output_tokens BIGINT NOT NULL, cache_read_tokens BIGINT NOT NULL, \
          cache_write_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL, \
          cost_usd {real}, duration_us BIGINT NOT NULL, overhead_us BIGINT NOT NULL, \
-         cancelled BIGINT NOT NULL, attempts BIGINT NOT NULL, error TEXT, key_id TEXT, \
+         ttfb_us BIGINT NOT NULL, ttft_us BIGINT NOT NULL, cancelled BIGINT NOT NULL, attempts BIGINT NOT NULL, error TEXT, key_id TEXT, \
          team_id TEXT, customer_id TEXT, client_ip TEXT, user_agent TEXT, tags TEXT, \
          unauthenticated BIGINT NOT NULL)"
     )];
@@ -239,7 +239,7 @@ impl SqlLog {
                 "INSERT INTO request_log (ts_ms, request_id, endpoint, model, target, status, \
                  stream, usage_kind, input_tokens, output_tokens, cache_read_tokens, \
                  cache_write_tokens, reasoning_tokens, cost_usd, duration_us, overhead_us, \
-                 cancelled, attempts, error, key_id, team_id, customer_id, client_ip, \
+                 ttfb_us, ttft_us, cancelled, attempts, error, key_id, team_id, customer_id, client_ip, \
                  user_agent, tags, unauthenticated) VALUES ",
             );
             let mut n = 0;
@@ -700,6 +700,8 @@ fn bind_record<'q>(
         ))
         .bind(to_i64(r.duration.as_micros() as u64))
         .bind(to_i64(r.overhead.as_micros() as u64))
+        .bind(i64::from(r.ttfb_us))
+        .bind(i64::from(r.ttft_us))
         .bind(i64::from(r.client_cancelled))
         .bind(i64::from(r.meta.attempts()))
         .bind(d.and_then(|d| d.error.as_deref().map(str::to_owned)))
@@ -791,6 +793,8 @@ fn record_of(row: &AnyRow) -> Result<RequestRecord, LogStoreError> {
         cost_usd: row.try_get("cost_usd")?,
         duration: Duration::from_micros(int("duration_us")?),
         overhead: Duration::from_micros(int("overhead_us")?),
+        ttfb_us: u32::try_from(int("ttfb_us")?).unwrap_or(u32::MAX),
+        ttft_us: u32::try_from(int("ttft_us")?).unwrap_or(u32::MAX),
         client_cancelled: int("cancelled")? != 0,
         meta: RecordMeta {
             client,

@@ -216,6 +216,9 @@ impl Agg {
             }
         }
         self.latency[bucket(r.duration.as_micros() as u64)] += 1;
+        if r.ttft_us > 0 {
+            self.ttft[bucket(u64::from(r.ttft_us))] += 1;
+        }
     }
 
     pub fn merge(&mut self, o: &Agg) {

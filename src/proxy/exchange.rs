@@ -108,10 +108,8 @@ pub(super) async fn send(
         }
     };
     let head_at = tokio::time::Instant::now();
-    settle
-        .metrics
-        .ttfb
-        .record((head_at - sent_at).as_secs_f64());
+    let ttfb = head_at - sent_at;
+    settle.metrics.ttfb.record(ttfb.as_secs_f64());
     let total = call.ctx.total.unwrap_or(provider.total_timeout);
     let (parts, incoming) = resp.into_parts();
     Ok(Exchange {
@@ -145,6 +143,11 @@ fn send_error(provider: &ProviderRt, e: &SendError) -> GatewayError {
 }
 
 impl Exchange {
+    /// The upstream's time to its response head, as the record keeps it.
+    pub fn ttfb_us(&self) -> u32 {
+        crate::telemetry::request_log::micros(self.head_at - self.sent_at)
+    }
+
     pub fn status(&self) -> StatusCode {
         self.parts.status
     }

@@ -127,6 +127,7 @@ async fn pass_through(
         Ok(ex) => ex,
         Err(e) => return Err(Failure::routed(e, settle)),
     };
+    settle.ttfb_us = ex.ttfb_us();
     let status = ex.status();
     if call.stream && status.is_success() && ex.content_type().starts_with(b"text/event-stream") {
         // The provider's decoder watches the events only when content must be detected.

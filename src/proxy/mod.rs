@@ -145,6 +145,8 @@ fn refused_record(
         cost_usd: None,
         duration,
         overhead: duration,
+        ttfb_us: 0,
+        ttft_us: 0,
         client_cancelled: false,
         meta,
     });

@@ -61,8 +61,12 @@ pub struct Settle {
     /// For the record (key ids come from the ticket): who asked,
     pub client: Option<Arc<ClientMeta>>,
     /// and the upstream attempts made so far (the error code of a failed request is given
-    /// to `fail`).
+    /// to `fail`),
     pub attempts: u32,
+    /// the upstream's time to its response head and a stream's time to first content
+    /// (microseconds, 0: none).
+    pub ttfb_us: u32,
+    pub ttft_us: u32,
 }
 
 /// The ids of a key, its team and customer, into a record.
@@ -97,6 +101,8 @@ impl Settle {
             ticket: None,
             client: None,
             attempts: 1,
+            ttfb_us: 0,
+            ttft_us: 0,
         }
     }
 
@@ -202,6 +208,8 @@ impl Settle {
             cost_usd,
             duration,
             overhead: self.overhead,
+            ttfb_us: self.ttfb_us,
+            ttft_us: self.ttft_us,
             client_cancelled,
         });
     }

@@ -147,6 +147,12 @@ impl UpstreamStream {
                     if let Some(clock) = &mut self.clock {
                         clock.on_content();
                     }
+                    if content == 0 {
+                        // The first content: the client's time to first token.
+                        if let Some(s) = &mut self.settle {
+                            s.ttft_us = crate::telemetry::request_log::micros(s.started.elapsed());
+                        }
+                    }
                 }
                 if self.pipeline.ended() {
                     // An error event ended a translated stream: nothing more will be read.

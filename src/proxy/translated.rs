@@ -69,6 +69,7 @@ pub(super) async fn forward_translated(
         Ok(ex) => ex,
         Err(e) => return Err(Failure::routed(e, settle)),
     };
+    settle.ttfb_us = ex.ttfb_us();
     let status = ex.status();
     let upstream_id = ex.upstream_id();
     if call.stream && status.is_success() {

@@ -22,7 +22,9 @@ pub const LOG_WRITTEN: &str = "ferrogate_request_log_written_total";
 pub const LOG_STORE_ERRORS: &str = "ferrogate_request_log_store_errors_total";
 pub const LOG_WRITE_LAG: &str = "ferrogate_request_log_write_lag_seconds";
 pub const LOG_STORE_BYTES: &str = "ferrogate_request_log_store_bytes";
-pub const COST: &str = "ferrogate_cost_usd";
+pub const COST: &str = "ferrogate_cost_usd_total";
+pub const TTFT: &str = "ferrogate_time_to_first_token_seconds";
+pub const REQUEST_ATTEMPTS: &str = "ferrogate_request_attempts";
 pub const UNPRICED: &str = "ferrogate_unpriced_requests_total";
 
 /// Latency buckets in seconds: microseconds (gateway overhead) up to minutes (long streams).
@@ -30,6 +32,9 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
+
+/// Attempts per request: 0 (refused) to well past the resilience loop's usual maximum.
+const ATTEMPT_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -40,6 +45,8 @@ pub fn install() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(REQUEST_ATTEMPTS.into()), ATTEMPT_BUCKETS)
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
@@ -111,6 +118,17 @@ fn describe() {
         LOG_STORE_BYTES,
         "Size of the request-log SQLite file in bytes (after retention)."
     );
+    metrics::describe_histogram!(
+        TTFT,
+        metrics::Unit::Seconds,
+        "Streamed requests: from the request's arrival to the first content sent to the client, \
+         by model (from the request records, off the request path)."
+    );
+    metrics::describe_histogram!(
+        REQUEST_ATTEMPTS,
+        "Upstream attempts per request (0: refused before any; above 1: retries, fallbacks), by \
+         model (from the request records, off the request path)."
+    );
     metrics::describe_gauge!(
         COST,
         "Running total of what requests cost in USD at the configured prices, by model and \
@@ -121,6 +139,30 @@ fn describe() {
         "Requests with usage whose served model has no known price (their cost is unknown, \
          not 0), by model and target."
     );
+}
+
+/// Histograms filled from the request records by the log's drain thread (not the request
+/// path): time to first token and attempts, by the record's model label (bounded as the
+/// request metrics' are). Handles are resolved once per model.
+#[derive(Default)]
+pub struct RecordMetrics {
+    by_model: std::collections::HashMap<Arc<str>, (Histogram, Histogram)>,
+}
+
+impl RecordMetrics {
+    pub fn observe(&mut self, model: &Arc<str>, ttft: Option<Duration>, attempts: u32) {
+        let (ttft_h, attempts_h) = self.by_model.entry(Arc::clone(model)).or_insert_with(|| {
+            let m = model.to_string();
+            (
+                metrics::histogram!(TTFT, "model" => m.clone()),
+                metrics::histogram!(REQUEST_ATTEMPTS, "model" => m),
+            )
+        });
+        if let Some(t) = ttft {
+            ttft_h.record(t.as_secs_f64());
+        }
+        attempts_h.record(f64::from(attempts));
+    }
 }
 
 /// Periodic upkeep the exporter needs: histogram samples are kept raw until drained, so the

@@ -56,9 +56,20 @@ pub struct RequestRecord {
     pub cost_usd: Option<f64>,
     pub duration: Duration,
     pub overhead: Duration,
+    /// The upstream's response head after the request went out, in microseconds (0: no
+    /// upstream answered).
+    pub ttfb_us: u32,
+    /// A stream's first content after the request arrived, in microseconds (0: none, or not
+    /// a stream).
+    pub ttft_us: u32,
     /// Set when the client went away before the response finished.
     pub client_cancelled: bool,
     pub meta: RecordMeta,
+}
+
+/// A duration as the record keeps it: whole microseconds, at most `u32::MAX` (71 minutes).
+pub fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX).max(1)
 }
 
 /// Who sent a request, under which key, and how it went beyond its status.
@@ -328,6 +339,14 @@ pub fn format_line(out: &mut Vec<u8>, r: &RequestRecord, fields: Fields) {
     int(out, r.duration.as_micros() as u64);
     out.extend_from_slice(b",\"overhead_us\":");
     int(out, r.overhead.as_micros() as u64);
+    if r.ttfb_us > 0 {
+        out.extend_from_slice(b",\"ttfb_us\":");
+        int(out, u64::from(r.ttfb_us));
+    }
+    if r.ttft_us > 0 {
+        out.extend_from_slice(b",\"ttft_us\":");
+        int(out, u64::from(r.ttft_us));
+    }
     if r.client_cancelled {
         out.extend_from_slice(b",\"client_cancelled\":true");
     }
@@ -459,6 +478,8 @@ mod tests {
             cost_usd: Some(0.0000015),
             duration: Duration::from_micros(1500),
             overhead: Duration::from_micros(12),
+            ttfb_us: 900,
+            ttft_us: 1_100,
             client_cancelled: true,
             meta: RecordMeta {
                 client: Some(Arc::new(ClientMeta {
@@ -493,6 +514,10 @@ mod tests {
         assert_eq!(v["usage"], "estimated");
         assert_eq!(v["cost_usd"], 0.0000015);
         assert_eq!(v["overhead_us"], 12);
+        assert_eq!(
+            (v["ttfb_us"].as_u64(), v["ttft_us"].as_u64()),
+            (Some(900), Some(1_100))
+        );
         assert_eq!(v["client_cancelled"], true);
         assert_eq!(v["attempts"], 3);
         assert_eq!(v["error"], "upstream_timeout");

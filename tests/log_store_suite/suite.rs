@@ -78,6 +78,8 @@ fn record(i: u64) -> RequestRecord {
         cost_usd: (status == 200 && i % 13 != 0).then_some(0.000_125 * i as f64),
         duration: Duration::from_millis(10 * i),
         overhead: Duration::from_micros(7 + i),
+        ttfb_us: if status == 200 { 5_000 + i as u32 * 13 } else { 0 },
+        ttft_us: if i % 2 == 1 { 20_000 + i as u32 * 777 } else { 0 },
         client_cancelled: i % 17 == 0,
         meta,
     }
