@@ -17,7 +17,7 @@ use crate::procs::{mock_spec, spawn, SpawnSpec, Spawned};
 use crate::resilience::{FaultArgs, FaultyMocks};
 use crate::run::{
     budgeted_config, gateway_config_with, gateway_spec, governed_config, governed_headers,
-    parse_scenarios, priced_config, Resilience, BUDGETED, GOVERNED, PRICED,
+    logged_config, parse_scenarios, priced_config, Resilience, BUDGETED, GOVERNED, LOGGED, PRICED,
 };
 use crate::signals;
 use crate::workload::Scenario;
@@ -27,7 +27,8 @@ pub struct CallgrindArgs {
     /// Subjects to measure, comma-separated: bare, ferrogate, ferrogate-priced (prices for the
     /// mock's models), ferrogate-governed (the same prices and governance on: a virtual key
     /// with a budget and rpm/tpm limits), ferrogate-budgeted (the same key with its budget
-    /// only: no rate limits, so no `x-ratelimit-*` headers).
+    /// only: no rate limits, so no `x-ratelimit-*` headers), ferrogate-logged (request records in
+    /// an SQLite file).
     #[arg(long, default_value = "bare,ferrogate")]
     pub subjects: String,
     /// ferrogate binary (run as `serve --config F --listen A --workers 1`).
@@ -73,6 +74,10 @@ pub struct CallgrindResult {
     pub requests: usize,
     pub total_ir: u64,
     pub ir_per_request: f64,
+    /// The serving thread's share (`--workers 1`: the main thread runs the runtime); the rest
+    /// is background threads (the request-log writer, SQLite's worker).
+    #[serde(default)]
+    pub serving_ir_per_request: f64,
 }
 
 /// Total `Ir` of a callgrind dump (`summary:` line — what callgrind_annotate
@@ -119,21 +124,39 @@ fn dumps(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Dumps and waits for the new dump file to be complete; returns its total Ir.
-fn dump_and_read(pid: u32, dir: &Path, prefix: &str) -> anyhow::Result<u64> {
+/// Dumps and waits for the new dump files (one per thread, `--separate-threads=yes`) to be
+/// complete; returns the total Ir of all threads and of the serving thread (`-01`).
+fn dump_and_read(pid: u32, dir: &Path, prefix: &str) -> anyhow::Result<(u64, u64)> {
     let before = dumps(dir, prefix);
     callgrind_control("-d", pid)?;
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen: Option<(usize, Instant)> = None;
     loop {
         signals::check()?;
-        for path in dumps(dir, prefix) {
-            if before.contains(&path) {
-                continue;
-            }
-            if let Ok(text) = fs::read_to_string(&path) {
-                if let Some(ir) = parse_total_ir(&text) {
-                    return Ok(ir);
+        let fresh: Vec<PathBuf> = dumps(dir, prefix)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        let read: Vec<(PathBuf, u64)> = fresh
+            .iter()
+            .filter_map(|p| Some((p.clone(), parse_total_ir(&fs::read_to_string(p).ok()?)?)))
+            .collect();
+        // Every thread's file is written by the one dump; done once all of them parse and
+        // no new one has appeared for a moment.
+        if !read.is_empty() && read.len() == fresh.len() {
+            match seen {
+                Some((n, since))
+                    if n == read.len() && since.elapsed() > Duration::from_millis(300) =>
+                {
+                    let total = read.iter().map(|(_, ir)| ir).sum();
+                    let serving = read
+                        .iter()
+                        .find(|(p, _)| p.to_string_lossy().ends_with("-01"))
+                        .map_or(total, |(_, ir)| *ir);
+                    return Ok((total, serving));
                 }
+                Some((n, _)) if n == read.len() => {}
+                _ => seen = Some((read.len(), Instant::now())),
             }
         }
         if Instant::now() > deadline {
@@ -150,7 +173,7 @@ fn measure(
     args: &CallgrindArgs,
     dir: &Path,
     prefix: &str,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, u64)> {
     let mut target = Target::new(subject.addr, scenario)?;
     if subject.name == GOVERNED || subject.name == BUDGETED {
         target = target.with_headers(&governed_headers())?;
@@ -223,6 +246,8 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
     fs::write(&budgeted, budgeted_config(&base, &dir))?;
     let priced = dir.join("ferrogate-priced.yaml");
     fs::write(&priced, priced_config(&base))?;
+    let logged = dir.join("ferrogate-logged.yaml");
+    fs::write(&logged, logged_config(&base, &dir))?;
 
     let mut results: Vec<CallgrindResult> = Vec::new();
     for name in &names {
@@ -232,6 +257,7 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
             "--tool=callgrind".into(),
             "--compress-strings=no".into(),
             "--compress-pos=no".into(),
+            "--separate-threads=yes".into(),
             format!("--callgrind-out-file={}/{prefix}.%p", dir.display()),
         ];
         let mut spec = match name.as_str() {
@@ -260,6 +286,7 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
                     GOVERNED => &governed,
                     BUDGETED => &budgeted,
                     PRICED => &priced,
+                    LOGGED => &logged,
                     _ => &config,
                 },
                 mock.addr,
@@ -279,7 +306,7 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
                 );
                 continue;
             }
-            let ir = measure(&subject, sc, args, &dir, &prefix)
+            let (ir, serving) = measure(&subject, sc, args, &dir, &prefix)
                 .with_context(|| format!("{name} {}", sc.name()))?;
             let r = CallgrindResult {
                 subject: name.clone(),
@@ -287,12 +314,14 @@ pub fn run(args: &CallgrindArgs) -> anyhow::Result<()> {
                 requests: args.requests,
                 total_ir: ir,
                 ir_per_request: ir as f64 / args.requests as f64,
+                serving_ir_per_request: serving as f64 / args.requests as f64,
             };
             println!(
-                "{:<10} {:<21} {:>12.0} instructions/request ({} requests, total Ir {})",
+                "{:<10} {:<21} {:>12.0} instructions/request, {:.0} on the serving thread ({} requests, total Ir {})",
                 r.subject,
                 sc.name(),
                 r.ir_per_request,
+                r.serving_ir_per_request,
                 r.requests,
                 r.total_ir
             );
@@ -393,6 +422,34 @@ fn render(
         }
         md.push('\n');
     }
+    // The request log in SQLite against the same gateway keeping it in memory: the whole
+    // process (the writer's inserts included) and the serving thread alone.
+    if names.iter().any(|n| n == LOGGED) && names.iter().any(|n| n == "ferrogate") {
+        let serving = |n: &str, sc: Scenario| {
+            results
+                .iter()
+                .find(|r| r.subject == n && r.scenario == sc)
+                .map(|r| r.serving_ir_per_request)
+        };
+        for (label, f) in [
+            (
+                "whole process",
+                &get as &dyn Fn(&str, Scenario) -> Option<f64>,
+            ),
+            ("serving thread", &serving),
+        ] {
+            let _ = write!(md, "| **{LOGGED} ÷ ferrogate, {label}** |");
+            for &sc in scenarios {
+                let r = f(LOGGED, sc).zip(f("ferrogate", sc)).map(|(g, b)| g / b);
+                let _ = write!(
+                    md,
+                    " {} |",
+                    r.map(|v| format!("{v:.3}×")).unwrap_or_else(|| "–".into())
+                );
+            }
+            md.push('\n');
+        }
+    }
     // Translated scenarios against the gateway's own pass-through of each dialect.
     let rows: Vec<(Scenario, Scenario, f64, f64)> = names
         .iter()
@@ -472,6 +529,7 @@ mod tests {
             requests: 10,
             total_ir: (ir * 10.0) as u64,
             ir_per_request: ir,
+            serving_ir_per_request: ir,
         };
         let results = vec![
             r("bare", Scenario::Stream, 100_000.0),
@@ -522,6 +580,7 @@ mod tests {
             requests: 10,
             total_ir: (ir * 10.0) as u64,
             ir_per_request: ir,
+            serving_ir_per_request: ir,
         };
         let results = vec![
             r(Scenario::NonStream, 50_000.0),

@@ -165,6 +165,17 @@ pub const BUDGETED: &str = "ferrogate-budgeted";
 /// ferrogate with the same prices as the governed subject and no governance: what governance
 /// is compared with (a budget needs prices, and a priced answer carries its cost header).
 pub const PRICED: &str = "ferrogate-priced";
+/// ferrogate keeping its request records in an SQLite file (`logs:`), compared with plain
+/// `ferrogate` (the newest records in memory).
+pub const LOGGED: &str = "ferrogate-logged";
+
+/// `config` with the request log in an SQLite file in `dir`.
+pub fn logged_config(config: &str, dir: &std::path::Path) -> String {
+    format!(
+        "{config}logs:\n  store: \"sqlite:{}\"\n",
+        dir.join("logs.db").display()
+    )
+}
 /// The virtual key the governed subject declares and the load client sends.
 pub const GOVERNED_KEY: &str = "fg-loadtest0governed0key0000000000000000000000";
 
@@ -189,7 +200,11 @@ fn governance_config(config: &str, dir: &std::path::Path, limits: bool) -> Strin
             "  master_key: \"loadtest-master-key\"\n",
             "  store: \"sqlite:{db}\"\n",
             "  keys:\n",
-            "    - {{ name: load, value: \"{key}\", budget: {{ usd: 1000000, period: 1d }}{limits} }}\n"
+            "    - {{ name: load, value: \"{key}\", budget: {{ usd: 1000000, period: 1d }}{limits} }}\n",
+            // Records in memory, as for the other subjects: governance's own cost is measured,
+            // not the governance store's request log (`ferrogate-logged` measures that).
+            "logs:\n",
+            "  store: memory\n"
         ),
         config = priced_config(config),
         db = dir.join(if limits { "governance.db" } else { "budgeted.db" }).display(),
