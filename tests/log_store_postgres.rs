@@ -103,3 +103,47 @@ async fn a_store_that_goes_down_is_retried_and_what_overflows_is_counted() {
     assert!(status.up && status.backlog == 0, "{status:?}");
     assert_eq!(dropped.load(Ordering::Relaxed), 15);
 }
+
+/// A server that is down when the gateway starts: the store opens anyway, records wait, and
+/// the schema is created and the records written once the server answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_down_at_start_is_reached_later() {
+    use ferrogate::config::logs::{LogStoreUrl, LogsConfig};
+    use ferrogate::logs::Logs;
+    use ferrogate::telemetry::request_log::RequestLog;
+
+    let store = new_store().await;
+    store._server.pause();
+    let queue = RequestLog::new(1_024, metrics::Counter::noop(), false);
+    let cfg = LogsConfig {
+        store: LogStoreUrl::Db(store.url.clone()),
+        ..LogsConfig::default()
+    };
+    let logs = Logs::open(&cfg, Arc::clone(&queue))
+        .await
+        .expect("opens lazily");
+    logs.start();
+    for i in 0..5 {
+        queue.push(record(i));
+    }
+    // Queries say the store is not there yet; nothing is lost.
+    let q = LogQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    assert!(logs.query(&q).await.is_err());
+    store._server.resume();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(p) = logs.query(&q).await {
+            if p.records.len() == 5 {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "records after the server came up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -453,7 +453,7 @@ async fn stats_group_requests_by_model_and_status_per_period() {
 #[tokio::test]
 async fn the_live_tail_delivers_records_as_they_are_written() {
     use futures_util::StreamExt;
-    let (up, gw) = setup().await;
+    let (up, mut gw) = setup().await;
     let resp = client()
         .get(gw.url("/admin/v1/logs/stream?error=true"))
         .send()
@@ -550,4 +550,14 @@ async fn the_live_tail_delivers_records_as_they_are_written() {
     // A cursor makes no sense on a tail.
     let bad = admin_get(&gw, "/admin/v1/logs/stream?cursor=1-1", None).await;
     assert_openai_error(&bad, 400);
+    // An open tail does not hold up a graceful shutdown (the drain allows 30 s here).
+    let stopping = tokio::time::Instant::now();
+    gw.sigterm();
+    assert!(gw.wait_exit(Duration::from_secs(10)).await.is_some());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    drop(events);
 }

@@ -144,6 +144,9 @@ fn ms(k: &str, v: &str) -> Result<u64, String> {
 
 /// The store could not answer (a database that is down): 503, with the reason.
 fn unavailable(e: &LogStoreError) -> Reply {
+    if let LogStoreError::TooManyRows(_) = e {
+        return bad_request(&e.to_string());
+    }
     tracing::warn!(error = %e, "request log: a query failed");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -237,6 +240,9 @@ pub fn parse_query(query: Option<&str>) -> Result<LogQuery, String> {
             "key" => q.key = Some(v),
             "team" => q.team = Some(v),
             "customer" => q.customer = Some(v),
+            "tag" if v.contains(',') => {
+                return Err("`tag` is one tag, `k` or `k=v` (no `,`)".into())
+            }
             "tag" => {
                 q.tag = Some(match v.split_once('=') {
                     Some((k, val)) => (k.trim().to_owned(), Some(val.trim().to_owned())),
@@ -363,6 +369,7 @@ mod tests {
             "from=yesterday",
             "cursor=x",
             "colour=red",
+            "tag=a=b,c=d",
         ] {
             let r = handle(&s, "", Some(bad)).await;
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");

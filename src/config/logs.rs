@@ -12,6 +12,8 @@ use super::values as v;
 
 /// Records kept in memory when nothing else is configured.
 pub const DEFAULT_MEMORY_CAPACITY: usize = 10_000;
+/// The most the memory store may keep (queries scan it under a lock).
+pub const MAX_MEMORY_CAPACITY: usize = 100_000;
 /// How long a database store keeps records by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// A JSON Lines file is rotated at this size by default.
@@ -79,10 +81,12 @@ impl LogsConfig {
     pub fn default_for(governance: Option<&StoreUrl>) -> Self {
         LogsConfig {
             store: match governance {
-                Some(url) => LogStoreUrl::Db(url.clone()),
-                None => LogStoreUrl::Memory {
+                // An in-memory governance store keeps nothing across restarts anyway; an
+                // in-memory database would only grow for the retention: the ring instead.
+                Some(StoreUrl::SqliteMemory) | None => LogStoreUrl::Memory {
                     capacity: DEFAULT_MEMORY_CAPACITY,
                 },
+                Some(url) => LogStoreUrl::Db(url.clone()),
             },
             retention: DEFAULT_RETENTION,
             max_size: None,

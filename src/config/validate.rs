@@ -380,6 +380,14 @@ impl Check<'_> {
             },
         }
         if let Some(capacity) = l.capacity {
+            if capacity > MAX_MEMORY_CAPACITY as u64 {
+                self.problem(
+                    "logs.capacity",
+                    format!(
+                        "must be at most {MAX_MEMORY_CAPACITY} (keep more in `sqlite:` or `postgres://`)"
+                    ),
+                );
+            }
             match &mut out.store {
                 LogStoreUrl::Memory { capacity: c } => {
                     *c = usize::try_from(capacity).unwrap_or(usize::MAX)

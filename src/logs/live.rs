@@ -19,8 +19,11 @@ type WriterLock<T> = std::sync::Mutex<T>;
 
 /// Tails open at once, at most.
 pub const MAX_SUBSCRIBERS: usize = 64;
-/// Batches a subscriber may have unread before it misses some.
-const BUFFER: usize = 256;
+/// Chunks a subscriber may have unread before it misses some,
+const BUFFER: usize = 16;
+/// and the most bytes one chunk holds (the rest of a large batch is missed, and counted): a
+/// reader that stalls holds at most 16 × 256 KiB.
+const MAX_CHUNK: usize = 256 << 10;
 
 struct Subscriber {
     filter: LogQuery,
@@ -57,6 +60,13 @@ impl Live {
         Ok(rx)
     }
 
+    /// Lets every tail go: their bodies end once they have sent what is queued.
+    pub fn close(&self) {
+        let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subs.clear();
+        self.count.store(0, Ordering::Relaxed);
+    }
+
     /// Tails open now.
     pub fn subscribers(&self) -> usize {
         self.count.load(Ordering::Relaxed)
@@ -81,14 +91,19 @@ impl Live {
                 out.extend_from_slice(itoa::Buffer::new().format(s.missed).as_bytes());
                 out.extend_from_slice(b"}\n\n");
             }
-            for r in &matching {
+            let mut cut = 0;
+            for (i, r) in matching.iter().enumerate() {
+                if out.len() >= MAX_CHUNK {
+                    cut = (matching.len() - i) as u64;
+                    break;
+                }
                 out.extend_from_slice(b"event: record\ndata: ");
                 format_line(&mut out, r, Fields::All);
                 out.push(b'\n');
             }
             match s.tx.try_send(Bytes::from(out)) {
                 Ok(()) => {
-                    s.missed = 0;
+                    s.missed = cut;
                     true
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -166,6 +181,42 @@ mod tests {
         drop(errors);
         live.publish(&[record("e", 500)]);
         assert_eq!(live.subscribers(), 1);
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_tail_after_what_it_had() {
+        let live = Live::default();
+        let mut tail = live.subscribe(LogQuery::default()).unwrap();
+        live.publish(&[record("a", 200)]);
+        live.close();
+        assert_eq!(live.subscribers(), 0);
+        assert!(tail.recv().await.is_some());
+        assert!(tail.recv().await.is_none(), "the tail ends");
+    }
+
+    #[test]
+    fn large_batches_are_cut_and_the_rest_counted_as_missed() {
+        let live = Live::default();
+        let mut tail = live.subscribe(LogQuery::default()).unwrap();
+        let batch: Vec<RequestRecord> = (0..2_000).map(|_| record("r", 200)).collect();
+        live.publish(&batch);
+        let first = tail.try_recv().unwrap();
+        assert!(first.len() < MAX_CHUNK + 1_000, "{}", first.len());
+        let sent = std::str::from_utf8(&first)
+            .unwrap()
+            .matches("event: record")
+            .count();
+        assert!(sent < 2_000);
+        live.publish(&[record("next", 200)]);
+        let next = tail.try_recv().unwrap();
+        let text = std::str::from_utf8(&next).unwrap();
+        assert!(
+            text.starts_with(&format!(
+                "event: missed\ndata: {{\"records\":{}}}",
+                2_000 - sent
+            )),
+            "{text}"
+        );
     }
 
     #[test]

@@ -226,7 +226,8 @@ impl Logs {
                 tracing::warn!(error = %e, path = %sink.path().display(), "request log: the JSON Lines file cannot be written");
             }
         }
-        drop(drainer);
+        // The lock stays held until the batch is handed on: a shutdown's flush (which drains
+        // and then asks the store task to confirm) can never overtake a batch popped here.
         self.live.publish(&batch);
         match (&self.store, self.feed.get()) {
             (LogStore::Memory(mem), _) => mem.extend(batch),
@@ -247,6 +248,7 @@ impl Logs {
             // Not started: nothing would write it.
             (LogStore::Sql(_), None) => self.queue.count_dropped(batch.len()),
         }
+        drop(drainer);
     }
 
     /// Drains and waits (bounded) until a database store has taken everything: SIGTERM loses
@@ -325,9 +327,18 @@ impl Logs {
                         if !flushes.is_empty() {
                             self.backlog.fetch_sub(batch.len(), Ordering::Relaxed);
                             self.queue.count_dropped(batch.len());
+                            batch.clear();
                             break;
                         }
-                        tokio::time::sleep(wait).await;
+                        // Back off, but hear a shutdown's flush (and take newer batches along).
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            feed = rx.recv() => match feed {
+                                Some(Feed::Batch(b)) => batch.extend(b),
+                                Some(Feed::Flush(done)) => flushes.push(done),
+                                None => {}
+                            },
+                        }
                         wait = (wait * 2).min(Duration::from_secs(5));
                     }
                 }
@@ -394,6 +405,15 @@ impl Logs {
         }
     }
 
+    /// The store's state for `/ready` (public: no error text, which may name database users
+    /// or hosts) — [`Logs::status`] has it, for the authenticated `/admin/health`.
+    pub fn public_status(&self) -> StoreStatus {
+        StoreStatus {
+            last_error: None,
+            ..self.status()
+        }
+    }
+
     pub fn status(&self) -> StoreStatus {
         StoreStatus {
             store: self.kind,
@@ -408,6 +428,12 @@ impl Logs {
                     .clone()
             },
         }
+    }
+
+    /// Ends every live tail (their connections finish, so a graceful shutdown need not wait
+    /// for them).
+    pub fn end_tails(&self) {
+        self.live.close();
     }
 
     pub async fn close(&self) {

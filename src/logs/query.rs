@@ -88,8 +88,10 @@ impl LogQuery {
                     .as_ref()
                     .and_then(|c| c.tags.as_ref())
                     .is_some_and(|t| {
-                        tags(&String::from_utf8_lossy(t.as_bytes()))
-                            .any(|(tk, tv)| tk == k && v.as_deref().is_none_or(|v| v == tv))
+                        // A key given twice counts with its first value (as stored).
+                        let text = String::from_utf8_lossy(t.as_bytes());
+                        let first = tags(&text).find(|(tk, _)| tk == k);
+                        first.is_some_and(|(_, tv)| v.as_deref().is_none_or(|v| v == tv))
                     })
             })
             && self

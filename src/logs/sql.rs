@@ -33,7 +33,14 @@ pub enum LogStoreError {
     Db(#[from] sqlx::Error),
     #[error("a stored request record is damaged: {0}")]
     Corrupt(String),
+    #[error("the answer would have more than {0} rows: narrow `from`/`to` or use a coarser `granularity`")]
+    TooManyRows(usize),
+    #[error("the request-log store has not been reached yet")]
+    NotReady,
 }
+
+/// The most rows a stats answer holds.
+pub const MAX_STATS_ROWS: usize = 100_000;
 
 /// Rows deleted per statement by retention: small enough that a write lock is held for
 /// milliseconds, large enough that a day of records goes in a few hundred statements.
@@ -125,7 +132,7 @@ fn stats_columns() -> Vec<String> {
     c
 }
 
-/// Rollup rows per upsert statement (113 values each: under both backends' bind limits).
+/// Rollup rows per upsert statement (129 values each: under both backends' bind limits).
 const UPSERT_ROWS: usize = 200;
 
 /// What one retention pass did.
@@ -143,11 +150,26 @@ pub struct Pruned {
 pub struct SqlLog {
     pool: AnyPool,
     sqlite: bool,
+    /// The table and indexes exist (false while a PostgreSQL server that was down at start
+    /// has not been reached).
+    ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SqlLog {
-    /// Opens (creating an SQLite file if missing) and creates the table and its indexes.
+    /// Opens (creating an SQLite file if missing) and creates the table and its indexes. A
+    /// PostgreSQL server that cannot be reached is not fatal: the store is opened lazily and
+    /// the writer creates the schema once the server answers (records wait meanwhile).
     pub async fn open(url: &StoreUrl) -> Result<SqlLog, LogStoreError> {
+        match SqlLog::connect(url, false).await {
+            Err(e) if matches!(url, StoreUrl::Postgres(_)) => {
+                tracing::warn!(error = %e, "request log: the PostgreSQL store cannot be reached; retrying in the background");
+                SqlLog::connect(url, true).await
+            }
+            other => other,
+        }
+    }
+
+    async fn connect(url: &StoreUrl, lazy: bool) -> Result<SqlLog, LogStoreError> {
         sqlx::any::install_default_drivers();
         let (text, sqlite, max) = match url {
             StoreUrl::Sqlite(path) => (format!("sqlite://{}?mode=rwc", path.display()), true, 4),
@@ -178,12 +200,37 @@ impl SqlLog {
                     }
                     Ok(())
                 })
-            })
-            .connect(&text)
-            .await?;
-        let log = SqlLog { pool, sqlite };
-        log.create().await?;
+            });
+        let pool = if lazy {
+            pool.connect_lazy(&text)?
+        } else {
+            pool.connect(&text).await?
+        };
+        let log = SqlLog {
+            pool,
+            sqlite,
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        if !lazy {
+            log.create().await?;
+        }
         Ok(log)
+    }
+
+    /// Creates the schema if it was not yet (a store opened lazily).
+    pub async fn ensure_ready(&self) -> Result<(), LogStoreError> {
+        if self.ready.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        self.create().await
+    }
+
+    fn check_ready(&self) -> Result<(), LogStoreError> {
+        if self.ready.load(std::sync::atomic::Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(LogStoreError::NotReady)
+        }
     }
 
     async fn create(&self) -> Result<(), LogStoreError> {
@@ -208,9 +255,23 @@ impl SqlLog {
                 sqlx::query("VACUUM").execute(&mut *conn).await?;
             }
         }
-        for ddl in schema(self.sqlite) {
-            sqlx::query(&ddl).execute(&self.pool).await?;
+        if self.sqlite {
+            for ddl in schema(true) {
+                sqlx::query(&ddl).execute(&self.pool).await?;
+            }
+        } else {
+            // Two instances starting on an empty database would race `CREATE … IF NOT
+            // EXISTS` (PostgreSQL can fail one with a duplicate type): one at a time.
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7270117001)")
+                .execute(&mut *tx)
+                .await?;
+            for ddl in schema(false) {
+                sqlx::query(&ddl).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
         }
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -232,6 +293,7 @@ impl SqlLog {
         if batch.is_empty() {
             return Ok(());
         }
+        self.ensure_ready().await?;
         let mut tx = self.pool.begin().await?;
         for chunk in batch.chunks(INSERT_ROWS) {
             let mut text = String::with_capacity(200 + chunk.len() * INSERT_COLUMNS * 5);
@@ -311,6 +373,7 @@ impl SqlLog {
 
     /// Stats rows for `q` from the rollups, oldest period first, then group.
     pub async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, LogStoreError> {
+        self.check_ready()?;
         let g = q.granularity.millis();
         let mut sums = String::new();
         for c in stats_columns() {
@@ -324,7 +387,8 @@ impl SqlLog {
             .sql(&format!(
                 "SELECT grp, period - period % {g} AS p{sums} FROM request_stats \
              WHERE span = $1 AND dimension = $2 AND period >= $3 AND period < $4 \
-             GROUP BY grp, p ORDER BY p, grp"
+             GROUP BY grp, p ORDER BY p, grp LIMIT {}",
+                MAX_STATS_ROWS + 1
             ))
             .into_owned();
         let rows = sqlx::query(&text)
@@ -334,6 +398,9 @@ impl SqlLog {
             .bind(to_i64(q.to_ms))
             .fetch_all(&self.pool)
             .await?;
+        if rows.len() > MAX_STATS_ROWS {
+            return Err(LogStoreError::TooManyRows(MAX_STATS_ROWS));
+        }
         rows.iter()
             .map(|row| {
                 let int = |i: usize| -> Result<u64, LogStoreError> {
@@ -358,6 +425,7 @@ impl SqlLog {
 
     /// The newest records matching `q`, up to `q.limit`, older than its cursor.
     pub async fn query(&self, q: &LogQuery) -> Result<Page, LogStoreError> {
+        self.check_ready()?;
         let limit = q.limit.clamp(1, MAX_PAGE);
         let mut w = Where::default();
         if let Some(c) = q.before {
@@ -447,6 +515,7 @@ impl SqlLog {
     /// The newest record of this request id (a request with a key first: an unknown client
     /// cannot shadow it by sending the same id).
     pub async fn get(&self, request_id: &str) -> Result<Option<RequestRecord>, LogStoreError> {
+        self.check_ready()?;
         let text = self
             .sql(&format!(
                 "SELECT {COLUMNS} FROM request_log WHERE request_id = $1 \
@@ -468,6 +537,7 @@ impl SqlLog {
         before_ms: u64,
         max_size: Option<u64>,
     ) -> Result<Pruned, LogStoreError> {
+        self.ensure_ready().await?;
         let mut pruned = Pruned::default();
         let expired = self.sql(
             "DELETE FROM request_log WHERE seq IN (SELECT seq FROM request_log \

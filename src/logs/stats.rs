@@ -4,8 +4,8 @@
 //! A database store keeps them as rollups written with the records (one row per span, period,
 //! dimension and group; counts and latency histograms summed by an upsert, so several
 //! instances writing the same row add up), so a week grouped by model reads a few hundred
-//! rows, not the week's records. Percentiles come from log-scale histograms: 52 buckets, each
-//! 2^(1/3) (26%) wider than the one before, from 1 ms to 2 minutes, interpolated within the
+//! rows, not the week's records. Percentiles come from log-scale histograms: 60 buckets, each
+//! 2^(1/3) (26%) wider than the one before, from 1 ms to 11 minutes, interpolated within the
 //! bucket — within about 13% of the exact value. The memory store computes the same rows
 //! from its records with the same histograms. Minute rollups are kept for two days and only
 //! for models, targets and statuses (whose number the configuration bounds); keys, teams and
@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use super::query::finished_ms;
 use crate::telemetry::request_log::RequestRecord;
 
-/// Histogram buckets; bucket `i` holds values up to 2^(i/3) ms (the last: everything above).
-pub const BUCKETS: usize = 52;
+/// Histogram buckets; bucket `i` holds values up to 2^(i/3) ms (the last: everything above
+/// 2^(58/3) ms, about 11 minutes, which it reports as that).
+pub const BUCKETS: usize = 60;
 
 /// Rollup spans (milliseconds): minutes for the last days, hours for the whole retention.
 pub const MINUTE: u64 = 60_000;
@@ -324,6 +325,7 @@ mod tests {
         assert_eq!(bucket(1_001), 1);
         assert_eq!(bucket(2_000), 3);
         assert_eq!(bucket(1_000_000), 30); // 1 s = 2^(29.9/3) ms
+        assert_eq!(bucket(600_000_000), 58); // 10 minutes: still measured
         assert_eq!(bucket(u64::MAX), BUCKETS - 1);
     }
 

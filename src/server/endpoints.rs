@@ -139,7 +139,7 @@ pub async fn dispatch(
             };
             let body = serde_json::json!({
                 "status": text,
-                "request_log": state.logs.status(),
+                "request_log": state.logs.public_status(),
             });
             json_response(status, Bytes::from(body.to_string()))
         }
@@ -351,7 +351,11 @@ fn admin_health(state: &AppState) -> Response<GatewayBody> {
             })
         })
         .collect();
-    let body = serde_json::json!({"targets": targets, "providers": providers});
+    let body = serde_json::json!({
+        "targets": targets,
+        "providers": providers,
+        "request_log": state.logs.status(),
+    });
     json_response(StatusCode::OK, Bytes::from(body.to_string()))
 }
 

@@ -74,6 +74,8 @@ pub async fn serve(
         }
     }
     drop(listener);
+    // Live tails never end by themselves: end them, or the drain would wait them out.
+    state.logs.end_tails();
     let drain = Duration::from_millis(state.snapshot.load().settings.drain_timeout_ms);
     tracing::info!(?drain, "shutting down: draining in-flight requests");
     let drained = tokio::select! {

@@ -34,6 +34,9 @@ fn without_a_section_records_stay_in_memory_or_go_to_the_governance_store() {
         LogStoreUrl::Db(StoreUrl::Sqlite("gov.db".into()))
     );
     assert_eq!(c.logs.retention.as_secs(), 3 * 86_400);
+    // An in-memory governance store: the ring, not an in-memory database that only grows.
+    let c = parse("governance: { master_key: m, store: \"sqlite::memory:\" }\n").unwrap();
+    assert!(matches!(c.logs.store, LogStoreUrl::Memory { .. }));
 }
 
 #[test]
@@ -96,6 +99,10 @@ fn settings_of_another_store_and_bad_values_are_refused() {
             "logs.file.path: is required",
         ),
         ("logs: { content: on }\n", "logs.content: unknown field"),
+        (
+            "logs: { capacity: 1000000 }\n",
+            "logs.capacity: must be at most 100000",
+        ),
     ];
     for (yaml, want) in cases {
         let got = parse(yaml).err().unwrap_or_default();
