@@ -43,6 +43,8 @@ const DRAIN_EVERY: Duration = Duration::from_millis(50);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// The most records one database write takes.
 const WRITE_BATCH: usize = 5_000;
+/// Stats rollups are written with the records at most this often.
+const ROLLUP_EVERY: Duration = Duration::from_secs(1);
 /// How long a shutdown waits for the store to take what is left.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -88,6 +90,8 @@ pub struct Logs {
     last_error: WriterLock<Option<String>>,
     retention: Duration,
     max_size: Option<u64>,
+    /// A database store's address: the writer opens a pool of its own on its own runtime.
+    url: Option<StoreUrl>,
     /// Live tails (`/admin/v1/logs/stream`).
     pub live: live::Live,
 }
@@ -111,7 +115,11 @@ impl Logs {
                 },
             ),
         };
-        Ok(Logs::with_store(cfg, queue, store, kind))
+        let mut logs = Logs::with_store(cfg, queue, store, kind);
+        if let (LogStoreUrl::Db(url), Some(l)) = (&cfg.store, Arc::get_mut(&mut logs)) {
+            l.url = Some(url.clone());
+        }
+        Ok(logs)
     }
 
     /// The memory store (what `open` makes without a database; needs no runtime).
@@ -149,6 +157,7 @@ impl Logs {
             last_error: WriterLock::new(None),
             retention: cfg.retention,
             max_size: cfg.max_size,
+            url: None,
             live: live::Live::default(),
         })
     }
@@ -166,17 +175,40 @@ impl Logs {
         &self.store
     }
 
-    /// Starts the drain thread and, for a database store, its writer and retention tasks
-    /// (on the current runtime). Without a writer nothing is queued.
+    /// Starts the drain thread and, for a database store, its writer and retention tasks on a
+    /// runtime of their own (one thread): building statements and binding values costs more
+    /// per record than the request itself, and must not run on the threads that serve
+    /// requests. Without a writer nothing is queued.
     pub fn start(self: &Arc<Self>) {
-        if let LogStore::Sql(_) = self.store {
+        if let (LogStore::Sql(_), Some(url)) = (&self.store, self.url.clone()) {
             let (tx, rx) = mpsc::unbounded_channel();
             if self.feed.set(tx).is_err() {
                 // Started already: one writer is enough.
                 return;
             }
-            tokio::spawn(Arc::clone(self).write_store(rx));
-            tokio::spawn(Arc::clone(self).prune_loop());
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("ferrogate-log-store")
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(rt) => {
+                    // Lives as long as the process (a runtime may not be dropped from within
+                    // another's async context, where the last `Logs` may go).
+                    let rt: &'static tokio::runtime::Runtime = Box::leak(Box::new(rt));
+                    let logs = Arc::clone(self);
+                    rt.spawn(async move {
+                        let db = logs.open_writer(&url).await;
+                        tokio::spawn(Arc::clone(&logs).prune_loop(db.clone()));
+                        logs.write_store(db, rx).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "request log: cannot start the store writer; records are dropped");
+                    self.queue.disable();
+                    return;
+                }
+            }
         }
         let logs = Arc::clone(self);
         let spawned = std::thread::Builder::new()
@@ -217,6 +249,7 @@ impl Logs {
             let ttft = (r.ttft_us > 0).then(|| Duration::from_micros(u64::from(r.ttft_us)));
             drainer.metrics.observe(&r.model, ttft, r.meta.attempts());
         }
+        drainer.metrics.flush();
         if let Some(sink) = drainer.file.as_mut() {
             let mut buf = Vec::with_capacity(batch.len() * 400);
             for r in &batch {
@@ -269,12 +302,36 @@ impl Logs {
         }
     }
 
+    /// The writer's pool: SQLite's is shared (its connections are threads of their own, not
+    /// tied to a runtime, and `:memory:` is one database per pool); PostgreSQL gets a pool of
+    /// its own on the writer's runtime (a socket answers to the runtime that opened it),
+    /// retried until the server can be reached.
+    async fn open_writer(&self, url: &StoreUrl) -> SqlLog {
+        if let (LogStore::Sql(db), false) = (&self.store, matches!(url, StoreUrl::Postgres(_))) {
+            return db.clone();
+        }
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match SqlLog::open(url).await {
+                Ok(db) => return db,
+                Err(e) => {
+                    self.up.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "request log: the writer cannot open the store; retrying");
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(e.to_string());
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
     /// The writer task of a database store: batches as they come, each retried with backoff
-    /// until the store takes it.
-    async fn write_store(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Feed>) {
-        let LogStore::Sql(db) = &self.store else {
-            return;
-        };
+    /// until the store takes it. Stats rollups are gathered and written with the records at
+    /// most once a second (and on a flush).
+    async fn write_store(self: Arc<Self>, db: SqlLog, mut rx: mpsc::UnboundedReceiver<Feed>) {
+        let mut rollups = stats::Rollups::new();
+        let mut rollups_written = tokio::time::Instant::now();
         let store_up = metrics::gauge!(m::LOG_STORE_UP);
         let written = metrics::counter!(m::LOG_WRITTEN);
         let errors = metrics::counter!(m::LOG_STORE_ERRORS);
@@ -282,12 +339,29 @@ impl Logs {
         let backlog = metrics::gauge!(m::LOG_BACKLOG);
         store_up.set(1.0);
         let mut flushes = Vec::new();
-        while let Some(first) = rx.recv().await {
+        loop {
+            // Pending rollups are written within a second even when no record follows them.
+            let first = if rollups.is_empty() {
+                rx.recv().await
+            } else {
+                tokio::select! {
+                    feed = rx.recv() => feed,
+                    _ = tokio::time::sleep_until(rollups_written + ROLLUP_EVERY) => {
+                        Some(Feed::Batch(Vec::new()))
+                    }
+                }
+            };
+            let Some(first) = first else {
+                break;
+            };
             let mut batch = Vec::new();
             let mut next = Some(first);
             while let Some(feed) = next.take() {
                 match feed {
-                    Feed::Batch(b) => batch.extend(b),
+                    Feed::Batch(b) => {
+                        stats::add_rollups(&mut rollups, &b);
+                        batch.extend(b);
+                    }
                     Feed::Flush(done) => flushes.push(done),
                 }
                 if batch.len() < WRITE_BATCH {
@@ -295,9 +369,18 @@ impl Logs {
                 }
             }
             let mut wait = Duration::from_millis(100);
-            while !batch.is_empty() {
-                match db.insert(&batch).await {
+            loop {
+                let due = !rollups.is_empty()
+                    && (!flushes.is_empty() || rollups_written.elapsed() >= ROLLUP_EVERY);
+                if batch.is_empty() && !due {
+                    break;
+                }
+                match db.insert_with(&batch, due.then_some(&rollups)).await {
                     Ok(()) => {
+                        if due {
+                            rollups.clear();
+                            rollups_written = tokio::time::Instant::now();
+                        }
                         let now = SystemTime::now();
                         if let Some(oldest) = batch.first() {
                             lag.record(
@@ -328,13 +411,17 @@ impl Logs {
                             self.backlog.fetch_sub(batch.len(), Ordering::Relaxed);
                             self.queue.count_dropped(batch.len());
                             batch.clear();
+                            rollups.clear();
                             break;
                         }
                         // Back off, but hear a shutdown's flush (and take newer batches along).
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
                             feed = rx.recv() => match feed {
-                                Some(Feed::Batch(b)) => batch.extend(b),
+                                Some(Feed::Batch(b)) => {
+                                    stats::add_rollups(&mut rollups, &b);
+                                    batch.extend(b);
+                                }
                                 Some(Feed::Flush(done)) => flushes.push(done),
                                 None => {}
                             },
@@ -351,10 +438,7 @@ impl Logs {
     }
 
     /// Retention: now, then every minute.
-    async fn prune_loop(self: Arc<Self>) {
-        let LogStore::Sql(db) = &self.store else {
-            return;
-        };
+    async fn prune_loop(self: Arc<Self>, db: SqlLog) {
         loop {
             let now_ms = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)

@@ -35,8 +35,6 @@ pub enum LogStoreError {
     Corrupt(String),
     #[error("the answer would have more than {0} rows: narrow `from`/`to` or use a coarser `granularity`")]
     TooManyRows(usize),
-    #[error("the request-log store has not been reached yet")]
-    NotReady,
 }
 
 /// The most rows a stats answer holds.
@@ -225,14 +223,6 @@ impl SqlLog {
         self.create().await
     }
 
-    fn check_ready(&self) -> Result<(), LogStoreError> {
-        if self.ready.load(std::sync::atomic::Ordering::Acquire) {
-            Ok(())
-        } else {
-            Err(LogStoreError::NotReady)
-        }
-    }
-
     async fn create(&self) -> Result<(), LogStoreError> {
         if self.sqlite {
             let exists: i64 = sqlx::query(
@@ -290,7 +280,17 @@ impl SqlLog {
 
     /// Stores a batch in one transaction.
     pub async fn insert(&self, batch: &[RequestRecord]) -> Result<(), LogStoreError> {
-        if batch.is_empty() {
+        self.insert_with(batch, Some(&stats::rollups(batch))).await
+    }
+
+    /// Stores a batch and, when given, stats rollups (the writer gathers a second's worth
+    /// before writing them: fewer upserts when batches are small), in one transaction.
+    pub async fn insert_with(
+        &self,
+        batch: &[RequestRecord],
+        rollups: Option<&stats::Rollups>,
+    ) -> Result<(), LogStoreError> {
+        if batch.is_empty() && rollups.is_none_or(|r| r.is_empty()) {
             return Ok(());
         }
         self.ensure_ready().await?;
@@ -322,7 +322,7 @@ impl SqlLog {
             }
             q.execute(&mut *tx).await?;
         }
-        let rollups: Vec<_> = stats::rollups(batch).into_iter().collect();
+        let rollups: Vec<_> = rollups.into_iter().flatten().collect();
         let columns = stats_columns();
         for chunk in rollups.chunks(UPSERT_ROWS) {
             let per_row = 4 + columns.len();
@@ -373,7 +373,7 @@ impl SqlLog {
 
     /// Stats rows for `q` from the rollups, oldest period first, then group.
     pub async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, LogStoreError> {
-        self.check_ready()?;
+        self.ensure_ready().await?;
         let g = q.granularity.millis();
         let mut sums = String::new();
         for c in stats_columns() {
@@ -425,7 +425,7 @@ impl SqlLog {
 
     /// The newest records matching `q`, up to `q.limit`, older than its cursor.
     pub async fn query(&self, q: &LogQuery) -> Result<Page, LogStoreError> {
-        self.check_ready()?;
+        self.ensure_ready().await?;
         let limit = q.limit.clamp(1, MAX_PAGE);
         let mut w = Where::default();
         if let Some(c) = q.before {
@@ -515,7 +515,7 @@ impl SqlLog {
     /// The newest record of this request id (a request with a key first: an unknown client
     /// cannot shadow it by sending the same id).
     pub async fn get(&self, request_id: &str) -> Result<Option<RequestRecord>, LogStoreError> {
-        self.check_ready()?;
+        self.ensure_ready().await?;
         let text = self
             .sql(&format!(
                 "SELECT {COLUMNS} FROM request_log WHERE request_id = $1 \

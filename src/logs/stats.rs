@@ -276,6 +276,12 @@ pub type Rollups = BTreeMap<(u64, u64, Dimension, String), Agg>;
 
 pub fn rollups(batch: &[RequestRecord]) -> Rollups {
     let mut out = Rollups::new();
+    add_rollups(&mut out, batch);
+    out
+}
+
+/// Adds a batch's rollups to `out`.
+pub fn add_rollups(out: &mut Rollups, batch: &[RequestRecord]) {
     for r in batch {
         let at = finished_ms(r);
         for span in [MINUTE, HOUR] {
@@ -290,7 +296,6 @@ pub fn rollups(batch: &[RequestRecord]) -> Rollups {
             }
         }
     }
-    out
 }
 
 /// Rows for `q` from records (the memory store's answer), oldest period first, then group.

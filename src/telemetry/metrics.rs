@@ -143,25 +143,63 @@ fn describe() {
 
 /// Histograms filled from the request records by the log's drain thread (not the request
 /// path): time to first token and attempts, by the record's model label (bounded as the
-/// request metrics' are). Handles are resolved once per model.
+/// request metrics' are). Handles are resolved once per model; attempts are counted per batch
+/// and recorded once per model and value (most requests make one attempt).
 #[derive(Default)]
 pub struct RecordMetrics {
-    by_model: std::collections::HashMap<Arc<str>, (Histogram, Histogram)>,
+    models: Vec<ModelHistograms>,
+}
+
+struct ModelHistograms {
+    model: Arc<str>,
+    ttft: Histogram,
+    attempts: Histogram,
+    /// This batch's requests by attempts made (0..=7; more are recorded one by one).
+    counts: [usize; 8],
 }
 
 impl RecordMetrics {
+    /// Observes one record: its model's histograms found by pointer first (a route's records
+    /// share its label), then by name.
     pub fn observe(&mut self, model: &Arc<str>, ttft: Option<Duration>, attempts: u32) {
-        let (ttft_h, attempts_h) = self.by_model.entry(Arc::clone(model)).or_insert_with(|| {
-            let m = model.to_string();
-            (
-                metrics::histogram!(TTFT, "model" => m.clone()),
-                metrics::histogram!(REQUEST_ATTEMPTS, "model" => m),
-            )
-        });
+        let i = match self
+            .models
+            .iter()
+            .position(|m| Arc::ptr_eq(&m.model, model))
+            .or_else(|| self.models.iter().position(|m| *m.model == **model))
+        {
+            Some(i) => i,
+            None => {
+                let m = model.to_string();
+                self.models.push(ModelHistograms {
+                    model: Arc::clone(model),
+                    ttft: metrics::histogram!(TTFT, "model" => m.clone()),
+                    attempts: metrics::histogram!(REQUEST_ATTEMPTS, "model" => m),
+                    counts: [0; 8],
+                });
+                self.models.len() - 1
+            }
+        };
+        let h = &mut self.models[i];
         if let Some(t) = ttft {
-            ttft_h.record(t.as_secs_f64());
+            h.ttft.record(t.as_secs_f64());
         }
-        attempts_h.record(f64::from(attempts));
+        match h.counts.get_mut(attempts as usize) {
+            Some(c) => *c += 1,
+            None => h.attempts.record(f64::from(attempts)),
+        }
+    }
+
+    /// Records the batch's attempt counts.
+    pub fn flush(&mut self) {
+        for h in &mut self.models {
+            for (attempts, count) in h.counts.iter_mut().enumerate() {
+                if *count > 0 {
+                    h.attempts.record_many(attempts as f64, *count);
+                    *count = 0;
+                }
+            }
+        }
     }
 }
 
