@@ -390,6 +390,22 @@ async fn records_kept_in_sqlite_outlive_a_restart_and_go_to_the_jsonl_file() {
     assert_eq!(one["client_ip"], "127.0.0.1");
     let ready = admin_get(&gw, "/ready", None).await;
     assert_eq!(ready.json()["request_log"]["store"], "sqlite");
+    assert!(ready.json()["request_log"].get("last_error").is_none());
+    // The stats rollups the writer gathers were written by the shutdown's flush.
+    let stats = admin_get(
+        &gw,
+        "/admin/v1/stats?group_by=model&granularity=minute",
+        None,
+    )
+    .await;
+    assert_eq!(stats.status, 200, "{}", stats.text());
+    let requests: u64 = stats.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(requests, 20, "{}", stats.text());
 }
 
 #[tokio::test]

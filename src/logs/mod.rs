@@ -312,8 +312,14 @@ impl Logs {
         }
         let mut wait = Duration::from_millis(100);
         loop {
-            match SqlLog::open(url).await {
-                Ok(db) => return db,
+            // A fresh pool per try, opened only once the server answers (not a lazy one).
+            match SqlLog::open_now(url).await {
+                Ok(db) => {
+                    if !self.up.swap(true, Ordering::Relaxed) {
+                        tracing::info!("request log: the store is reached");
+                    }
+                    return db;
+                }
                 Err(e) => {
                     self.up.store(false, Ordering::Relaxed);
                     tracing::warn!(error = %e, "request log: the writer cannot open the store; retrying");
@@ -330,7 +336,10 @@ impl Logs {
     /// until the store takes it. Stats rollups are gathered and written with the records at
     /// most once a second (and on a flush).
     async fn write_store(self: Arc<Self>, db: SqlLog, mut rx: mpsc::UnboundedReceiver<Feed>) {
+        // Rollups of records already written (theirs are pending), and of the batch being
+        // written: a batch that is given up takes only its own rollups with it.
         let mut rollups = stats::Rollups::new();
+        let mut batch_rollups = stats::Rollups::new();
         let mut rollups_written = tokio::time::Instant::now();
         let store_up = metrics::gauge!(m::LOG_STORE_UP);
         let written = metrics::counter!(m::LOG_WRITTEN);
@@ -341,7 +350,7 @@ impl Logs {
         let mut flushes = Vec::new();
         loop {
             // Pending rollups are written within a second even when no record follows them.
-            let first = if rollups.is_empty() {
+            let first = if rollups.is_empty() && batch_rollups.is_empty() {
                 rx.recv().await
             } else {
                 tokio::select! {
@@ -359,7 +368,7 @@ impl Logs {
             while let Some(feed) = next.take() {
                 match feed {
                     Feed::Batch(b) => {
-                        stats::add_rollups(&mut rollups, &b);
+                        stats::add_rollups(&mut batch_rollups, &b);
                         batch.extend(b);
                     }
                     Feed::Flush(done) => flushes.push(done),
@@ -370,17 +379,26 @@ impl Logs {
             }
             let mut wait = Duration::from_millis(100);
             loop {
-                let due = !rollups.is_empty()
-                    && (!flushes.is_empty() || rollups_written.elapsed() >= ROLLUP_EVERY);
+                let pending = !rollups.is_empty() || !batch_rollups.is_empty();
+                let due =
+                    pending && (!flushes.is_empty() || rollups_written.elapsed() >= ROLLUP_EVERY);
                 if batch.is_empty() && !due {
                     break;
                 }
-                match db.insert_with(&batch, due.then_some(&rollups)).await {
+                let all = due.then(|| {
+                    let mut all = rollups.clone();
+                    stats::merge_rollups(&mut all, &batch_rollups);
+                    all
+                });
+                match db.insert_with(&batch, all.as_ref()).await {
                     Ok(()) => {
                         if due {
                             rollups.clear();
                             rollups_written = tokio::time::Instant::now();
+                        } else {
+                            stats::merge_rollups(&mut rollups, &batch_rollups);
                         }
+                        batch_rollups.clear();
                         let now = SystemTime::now();
                         if let Some(oldest) = batch.first() {
                             lag.record(
@@ -411,7 +429,14 @@ impl Logs {
                             self.backlog.fetch_sub(batch.len(), Ordering::Relaxed);
                             self.queue.count_dropped(batch.len());
                             batch.clear();
-                            rollups.clear();
+                            batch_rollups.clear();
+                            if !rollups.is_empty() {
+                                tracing::warn!(
+                                    rows = rollups.len(),
+                                    "request log: stats of the last second's stored records were not written"
+                                );
+                                rollups.clear();
+                            }
                             break;
                         }
                         // Back off, but hear a shutdown's flush (and take newer batches along).
@@ -419,7 +444,7 @@ impl Logs {
                             _ = tokio::time::sleep(wait) => {}
                             feed = rx.recv() => match feed {
                                 Some(Feed::Batch(b)) => {
-                                    stats::add_rollups(&mut rollups, &b);
+                                    stats::add_rollups(&mut batch_rollups, &b);
                                     batch.extend(b);
                                 }
                                 Some(Feed::Flush(done)) => flushes.push(done),

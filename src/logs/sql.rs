@@ -167,6 +167,12 @@ impl SqlLog {
         }
     }
 
+    /// Opens a pool that has reached the store, and the schema; an error when the store
+    /// cannot be reached now (the writer retries this until it can).
+    pub async fn open_now(url: &StoreUrl) -> Result<SqlLog, LogStoreError> {
+        SqlLog::connect(url, false).await
+    }
+
     async fn connect(url: &StoreUrl, lazy: bool) -> Result<SqlLog, LogStoreError> {
         sqlx::any::install_default_drivers();
         let (text, sqlite, max) = match url {

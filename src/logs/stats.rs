@@ -280,6 +280,13 @@ pub fn rollups(batch: &[RequestRecord]) -> Rollups {
     out
 }
 
+/// Adds `from`'s rows to `into`.
+pub fn merge_rollups(into: &mut Rollups, from: &Rollups) {
+    for (k, a) in from {
+        into.entry(k.clone()).or_default().merge(a);
+    }
+}
+
 /// Adds a batch's rollups to `out`.
 pub fn add_rollups(out: &mut Rollups, batch: &[RequestRecord]) {
     for r in batch {
