@@ -146,7 +146,10 @@ pub struct Pruned {
 
 #[derive(Debug, Clone)]
 pub struct SqlLog {
-    pool: AnyPool,
+    /// Replaced by a fresh pool when a store that was down at start is reached: a lazy pool
+    /// whose first connections failed was seen to stay unusable after the server came up.
+    pool: Arc<arc_swap::ArcSwap<AnyPool>>,
+    url: StoreUrl,
     sqlite: bool,
     /// The table and indexes exist (false while a PostgreSQL server that was down at start
     /// has not been reached).
@@ -211,7 +214,8 @@ impl SqlLog {
             pool.connect(&text).await?
         };
         let log = SqlLog {
-            pool,
+            pool: Arc::new(arc_swap::ArcSwap::from_pointee(pool)),
+            url: url.clone(),
             sqlite,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
@@ -226,7 +230,17 @@ impl SqlLog {
         if self.ready.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(());
         }
-        self.create().await
+        // Not reached yet: a fresh pool, opened now (with the schema), replaces the lazy one.
+        let fresh = SqlLog::connect(&self.url, false).await?;
+        let old = self.pool.swap(fresh.pool.load_full());
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
+        old.close().await;
+        Ok(())
+    }
+
+    /// The current pool (a cheap handle).
+    fn pool(&self) -> AnyPool {
+        AnyPool::clone(&self.pool.load())
     }
 
     async fn create(&self) -> Result<(), LogStoreError> {
@@ -234,17 +248,17 @@ impl SqlLog {
             let exists: i64 = sqlx::query(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'request_log'",
             )
-            .fetch_one(&self.pool)
+            .fetch_one(&self.pool())
             .await?
             .try_get(0)?;
             let mode: i64 = sqlx::query("PRAGMA auto_vacuum")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.pool())
                 .await?
                 .try_get(0)?;
             // A file made without it (the governance store of an older version): converted
             // once, while it holds no records yet, so retention can give space back.
             if exists == 0 && mode != 2 {
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.pool().acquire().await?;
                 sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
                     .execute(&mut *conn)
                     .await?;
@@ -253,12 +267,12 @@ impl SqlLog {
         }
         if self.sqlite {
             for ddl in schema(true) {
-                sqlx::query(&ddl).execute(&self.pool).await?;
+                sqlx::query(&ddl).execute(&self.pool()).await?;
             }
         } else {
             // Two instances starting on an empty database would race `CREATE … IF NOT
             // EXISTS` (PostgreSQL can fail one with a duplicate type): one at a time.
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool().begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock(7270117001)")
                 .execute(&mut *tx)
                 .await?;
@@ -272,7 +286,7 @@ impl SqlLog {
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.pool().close().await;
     }
 
     /// `$1`-style placeholders as the backend spells them (`?1` for SQLite).
@@ -300,7 +314,7 @@ impl SqlLog {
             return Ok(());
         }
         self.ensure_ready().await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         for chunk in batch.chunks(INSERT_ROWS) {
             let mut text = String::with_capacity(200 + chunk.len() * INSERT_COLUMNS * 5);
             text.push_str(
@@ -402,7 +416,7 @@ impl SqlLog {
             .bind(q.group_by.as_str())
             .bind(to_i64(q.from_ms))
             .bind(to_i64(q.to_ms))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.pool())
             .await?;
         if rows.len() > MAX_STATS_ROWS {
             return Err(LogStoreError::TooManyRows(MAX_STATS_ROWS));
@@ -499,7 +513,7 @@ impl SqlLog {
                 Arg::Text(s) => query.bind(s),
             };
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&self.pool()).await?;
         let more = rows.len() > limit;
         let mut records = Vec::with_capacity(limit.min(rows.len()));
         let mut last = None;
@@ -530,7 +544,7 @@ impl SqlLog {
             .into_owned();
         let row = sqlx::query(&text)
             .bind(request_id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.pool())
             .await?;
         row.as_ref().map(record_of).transpose()
     }
@@ -553,7 +567,7 @@ impl SqlLog {
             let n = sqlx::query(&expired)
                 .bind(to_i64(before_ms))
                 .bind(PRUNE_BATCH)
-                .execute(&self.pool)
+                .execute(&self.pool())
                 .await?
                 .rows_affected();
             pruned.expired += n;
@@ -574,7 +588,7 @@ impl SqlLog {
             pruned.rollups += sqlx::query(&rollups)
                 .bind(to_i64(span))
                 .bind(to_i64(before))
-                .execute(&self.pool)
+                .execute(&self.pool())
                 .await?
                 .rows_affected();
         }
@@ -586,7 +600,7 @@ impl SqlLog {
             while self.used_bytes().await? > cap {
                 let n = sqlx::query(&oldest)
                     .bind(PRUNE_BATCH / 5)
-                    .execute(&self.pool)
+                    .execute(&self.pool())
                     .await?
                     .rows_affected();
                 pruned.over_size += n;
@@ -624,7 +638,7 @@ impl SqlLog {
 
     async fn pragma(&self, name: &str) -> Result<u64, LogStoreError> {
         let v: i64 = sqlx::query(&format!("PRAGMA {name}"))
-            .fetch_one(&self.pool)
+            .fetch_one(&self.pool())
             .await?
             .try_get(0)?;
         Ok(v.max(0) as u64)
@@ -636,7 +650,7 @@ impl SqlLog {
         while self.pragma("freelist_count").await? > 0 {
             let before = self.pragma("page_count").await?;
             sqlx::query("PRAGMA incremental_vacuum(1000)")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.pool())
                 .await?;
             if self.pragma("page_count").await? >= before {
                 // Not an incremental auto-vacuum file: the pages are reused, not released.
@@ -645,7 +659,7 @@ impl SqlLog {
             tokio::task::yield_now().await;
         }
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.pool())
             .await?;
         Ok(())
     }
@@ -653,7 +667,7 @@ impl SqlLog {
     /// Records stored.
     pub async fn count(&self) -> Result<u64, LogStoreError> {
         let n: i64 = sqlx::query("SELECT count(*) FROM request_log")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.pool())
             .await?
             .try_get(0)?;
         Ok(n.max(0) as u64)
