@@ -313,7 +313,7 @@ impl Logs {
         let mut wait = Duration::from_millis(100);
         loop {
             // A fresh pool per try, opened only once the server answers (not a lazy one).
-            match SqlLog::open_now(url).await {
+            match SqlLog::open(url).await {
                 Ok(db) => {
                     if !self.up.swap(true, Ordering::Relaxed) {
                         tracing::info!("request log: the store is reached");

@@ -146,37 +146,23 @@ pub struct Pruned {
 
 #[derive(Debug, Clone)]
 pub struct SqlLog {
-    /// Replaced by a fresh pool when a store that was down at start is reached: a lazy pool
-    /// whose first connections failed was seen to stay unusable after the server came up.
-    pool: Arc<arc_swap::ArcSwap<AnyPool>>,
-    url: StoreUrl,
+    pool: AnyPool,
     sqlite: bool,
-    /// The table and indexes exist (false while a PostgreSQL server that was down at start
-    /// has not been reached).
+    /// The table and indexes exist.
     ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SqlLog {
-    /// Opens (creating an SQLite file if missing) and creates the table and its indexes. A
-    /// PostgreSQL server that cannot be reached is not fatal: the store is opened lazily and
-    /// the writer creates the schema once the server answers (records wait meanwhile).
+    /// Opens (creating an SQLite file if missing) and creates the table and its indexes; an
+    /// error when the store cannot be reached now. (A lazy pool for a PostgreSQL server that
+    /// was down at start was tried, and left queries timing out after the server came up in
+    /// about half the runs: a store unreachable at start stops the start, as the governance
+    /// store's does; once running, a store that goes down is retried.)
     pub async fn open(url: &StoreUrl) -> Result<SqlLog, LogStoreError> {
-        match SqlLog::connect(url, false).await {
-            Err(e) if matches!(url, StoreUrl::Postgres(_)) => {
-                tracing::warn!(error = %e, "request log: the PostgreSQL store cannot be reached; retrying in the background");
-                SqlLog::connect(url, true).await
-            }
-            other => other,
-        }
+        SqlLog::connect(url).await
     }
 
-    /// Opens a pool that has reached the store, and the schema; an error when the store
-    /// cannot be reached now (the writer retries this until it can).
-    pub async fn open_now(url: &StoreUrl) -> Result<SqlLog, LogStoreError> {
-        SqlLog::connect(url, false).await
-    }
-
-    async fn connect(url: &StoreUrl, lazy: bool) -> Result<SqlLog, LogStoreError> {
+    async fn connect(url: &StoreUrl) -> Result<SqlLog, LogStoreError> {
         sqlx::any::install_default_drivers();
         let (text, sqlite, max) = match url {
             StoreUrl::Sqlite(path) => (format!("sqlite://{}?mode=rwc", path.display()), true, 4),
@@ -208,20 +194,13 @@ impl SqlLog {
                     Ok(())
                 })
             });
-        let pool = if lazy {
-            pool.connect_lazy(&text)?
-        } else {
-            pool.connect(&text).await?
-        };
+        let pool = pool.connect(&text).await?;
         let log = SqlLog {
-            pool: Arc::new(arc_swap::ArcSwap::from_pointee(pool)),
-            url: url.clone(),
+            pool,
             sqlite,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
-        if !lazy {
-            log.create().await?;
-        }
+        log.create().await?;
         Ok(log)
     }
 
@@ -230,17 +209,12 @@ impl SqlLog {
         if self.ready.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(());
         }
-        // Not reached yet: a fresh pool, opened now (with the schema), replaces the lazy one.
-        let fresh = SqlLog::connect(&self.url, false).await?;
-        let old = self.pool.swap(fresh.pool.load_full());
-        self.ready.store(true, std::sync::atomic::Ordering::Release);
-        old.close().await;
-        Ok(())
+        self.create().await
     }
 
-    /// The current pool (a cheap handle).
+    /// The pool (a cheap handle).
     fn pool(&self) -> AnyPool {
-        AnyPool::clone(&self.pool.load())
+        self.pool.clone()
     }
 
     async fn create(&self) -> Result<(), LogStoreError> {
