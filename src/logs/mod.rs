@@ -115,11 +115,7 @@ impl Logs {
                 },
             ),
         };
-        let mut logs = Logs::with_store(cfg, queue, store, kind);
-        if let (LogStoreUrl::Db(url), Some(l)) = (&cfg.store, Arc::get_mut(&mut logs)) {
-            l.url = Some(url.clone());
-        }
-        Ok(logs)
+        Ok(Logs::with_store(cfg, queue, store, kind))
     }
 
     /// The memory store (what `open` makes without a database; needs no runtime).
@@ -142,6 +138,12 @@ impl Logs {
         store: LogStore,
         kind: &'static str,
     ) -> Arc<Logs> {
+        // The writer's address, for a database store (`Logs::memory` makes none, whatever the
+        // config says).
+        let url = match (&cfg.store, &store) {
+            (LogStoreUrl::Db(url), LogStore::Sql(_)) => Some(url.clone()),
+            _ => None,
+        };
         Arc::new(Logs {
             queue,
             store,
@@ -157,7 +159,7 @@ impl Logs {
             last_error: WriterLock::new(None),
             retention: cfg.retention,
             max_size: cfg.max_size,
-            url: None,
+            url,
             live: live::Live::default(),
         })
     }

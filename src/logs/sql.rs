@@ -148,8 +148,6 @@ pub struct Pruned {
 pub struct SqlLog {
     pool: AnyPool,
     sqlite: bool,
-    /// The table and indexes exist.
-    ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SqlLog {
@@ -195,26 +193,9 @@ impl SqlLog {
                 })
             });
         let pool = pool.connect(&text).await?;
-        let log = SqlLog {
-            pool,
-            sqlite,
-            ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        };
+        let log = SqlLog { pool, sqlite };
         log.create().await?;
         Ok(log)
-    }
-
-    /// Creates the schema if it was not yet (a store opened lazily).
-    pub async fn ensure_ready(&self) -> Result<(), LogStoreError> {
-        if self.ready.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(());
-        }
-        self.create().await
-    }
-
-    /// The pool (a cheap handle).
-    fn pool(&self) -> AnyPool {
-        self.pool.clone()
     }
 
     async fn create(&self) -> Result<(), LogStoreError> {
@@ -222,17 +203,17 @@ impl SqlLog {
             let exists: i64 = sqlx::query(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'request_log'",
             )
-            .fetch_one(&self.pool())
+            .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
             let mode: i64 = sqlx::query("PRAGMA auto_vacuum")
-                .fetch_one(&self.pool())
+                .fetch_one(&self.pool)
                 .await?
                 .try_get(0)?;
             // A file made without it (the governance store of an older version): converted
             // once, while it holds no records yet, so retention can give space back.
             if exists == 0 && mode != 2 {
-                let mut conn = self.pool().acquire().await?;
+                let mut conn = self.pool.acquire().await?;
                 sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
                     .execute(&mut *conn)
                     .await?;
@@ -241,12 +222,12 @@ impl SqlLog {
         }
         if self.sqlite {
             for ddl in schema(true) {
-                sqlx::query(&ddl).execute(&self.pool()).await?;
+                sqlx::query(&ddl).execute(&self.pool).await?;
             }
         } else {
             // Two instances starting on an empty database would race `CREATE … IF NOT
             // EXISTS` (PostgreSQL can fail one with a duplicate type): one at a time.
-            let mut tx = self.pool().begin().await?;
+            let mut tx = self.pool.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock(7270117001)")
                 .execute(&mut *tx)
                 .await?;
@@ -255,12 +236,11 @@ impl SqlLog {
             }
             tx.commit().await?;
         }
-        self.ready.store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
     pub async fn close(&self) {
-        self.pool().close().await;
+        self.pool.close().await;
     }
 
     /// `$1`-style placeholders as the backend spells them (`?1` for SQLite).
@@ -287,8 +267,7 @@ impl SqlLog {
         if batch.is_empty() && rollups.is_none_or(|r| r.is_empty()) {
             return Ok(());
         }
-        self.ensure_ready().await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         for chunk in batch.chunks(INSERT_ROWS) {
             let mut text = String::with_capacity(200 + chunk.len() * INSERT_COLUMNS * 5);
             text.push_str(
@@ -298,18 +277,7 @@ impl SqlLog {
                  ttfb_us, ttft_us, cancelled, attempts, error, key_id, team_id, customer_id, client_ip, \
                  user_agent, tags, unauthenticated) VALUES ",
             );
-            let mut n = 0;
-            for i in 0..chunk.len() {
-                text.push_str(if i == 0 { "(" } else { ",(" });
-                for c in 0..INSERT_COLUMNS {
-                    n += 1;
-                    if c > 0 {
-                        text.push(',');
-                    }
-                    placeholder(&mut text, self.sqlite, n);
-                }
-                text.push(')');
-            }
+            values(&mut text, chunk.len(), INSERT_COLUMNS, self.sqlite);
             let mut q = sqlx::query(&text);
             for r in chunk {
                 q = bind_record(q, r);
@@ -324,18 +292,7 @@ impl SqlLog {
                 "INSERT INTO request_stats (span, dimension, period, grp, {}) VALUES ",
                 columns.join(", ")
             );
-            let mut n = 0;
-            for i in 0..chunk.len() {
-                text.push_str(if i == 0 { "(" } else { ",(" });
-                for c in 0..per_row {
-                    n += 1;
-                    if c > 0 {
-                        text.push(',');
-                    }
-                    placeholder(&mut text, self.sqlite, n);
-                }
-                text.push(')');
-            }
+            values(&mut text, chunk.len(), per_row, self.sqlite);
             text.push_str(" ON CONFLICT (span, dimension, period, grp) DO UPDATE SET ");
             for (i, c) in columns.iter().enumerate() {
                 if i > 0 {
@@ -367,7 +324,6 @@ impl SqlLog {
 
     /// Stats rows for `q` from the rollups, oldest period first, then group.
     pub async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, LogStoreError> {
-        self.ensure_ready().await?;
         let g = q.granularity.millis();
         let mut sums = String::new();
         for c in stats_columns() {
@@ -390,7 +346,7 @@ impl SqlLog {
             .bind(q.group_by.as_str())
             .bind(to_i64(q.from_ms))
             .bind(to_i64(q.to_ms))
-            .fetch_all(&self.pool())
+            .fetch_all(&self.pool)
             .await?;
         if rows.len() > MAX_STATS_ROWS {
             return Err(LogStoreError::TooManyRows(MAX_STATS_ROWS));
@@ -419,7 +375,6 @@ impl SqlLog {
 
     /// The newest records matching `q`, up to `q.limit`, older than its cursor.
     pub async fn query(&self, q: &LogQuery) -> Result<Page, LogStoreError> {
-        self.ensure_ready().await?;
         let limit = q.limit.clamp(1, MAX_PAGE);
         let mut w = Where::default();
         if let Some(c) = q.before {
@@ -487,7 +442,7 @@ impl SqlLog {
                 Arg::Text(s) => query.bind(s),
             };
         }
-        let rows = query.fetch_all(&self.pool()).await?;
+        let rows = query.fetch_all(&self.pool).await?;
         let more = rows.len() > limit;
         let mut records = Vec::with_capacity(limit.min(rows.len()));
         let mut last = None;
@@ -509,7 +464,6 @@ impl SqlLog {
     /// The newest record of this request id (a request with a key first: an unknown client
     /// cannot shadow it by sending the same id).
     pub async fn get(&self, request_id: &str) -> Result<Option<RequestRecord>, LogStoreError> {
-        self.ensure_ready().await?;
         let text = self
             .sql(&format!(
                 "SELECT {COLUMNS} FROM request_log WHERE request_id = $1 \
@@ -518,7 +472,7 @@ impl SqlLog {
             .into_owned();
         let row = sqlx::query(&text)
             .bind(request_id.to_string())
-            .fetch_optional(&self.pool())
+            .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(record_of).transpose()
     }
@@ -531,7 +485,6 @@ impl SqlLog {
         before_ms: u64,
         max_size: Option<u64>,
     ) -> Result<Pruned, LogStoreError> {
-        self.ensure_ready().await?;
         let mut pruned = Pruned::default();
         let expired = self.sql(
             "DELETE FROM request_log WHERE seq IN (SELECT seq FROM request_log \
@@ -541,7 +494,7 @@ impl SqlLog {
             let n = sqlx::query(&expired)
                 .bind(to_i64(before_ms))
                 .bind(PRUNE_BATCH)
-                .execute(&self.pool())
+                .execute(&self.pool)
                 .await?
                 .rows_affected();
             pruned.expired += n;
@@ -562,7 +515,7 @@ impl SqlLog {
             pruned.rollups += sqlx::query(&rollups)
                 .bind(to_i64(span))
                 .bind(to_i64(before))
-                .execute(&self.pool())
+                .execute(&self.pool)
                 .await?
                 .rows_affected();
         }
@@ -574,7 +527,7 @@ impl SqlLog {
             while self.used_bytes().await? > cap {
                 let n = sqlx::query(&oldest)
                     .bind(PRUNE_BATCH / 5)
-                    .execute(&self.pool())
+                    .execute(&self.pool)
                     .await?
                     .rows_affected();
                 pruned.over_size += n;
@@ -612,7 +565,7 @@ impl SqlLog {
 
     async fn pragma(&self, name: &str) -> Result<u64, LogStoreError> {
         let v: i64 = sqlx::query(&format!("PRAGMA {name}"))
-            .fetch_one(&self.pool())
+            .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
         Ok(v.max(0) as u64)
@@ -624,7 +577,7 @@ impl SqlLog {
         while self.pragma("freelist_count").await? > 0 {
             let before = self.pragma("page_count").await?;
             sqlx::query("PRAGMA incremental_vacuum(1000)")
-                .fetch_all(&self.pool())
+                .fetch_all(&self.pool)
                 .await?;
             if self.pragma("page_count").await? >= before {
                 // Not an incremental auto-vacuum file: the pages are reused, not released.
@@ -633,7 +586,7 @@ impl SqlLog {
             tokio::task::yield_now().await;
         }
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_all(&self.pool())
+            .fetch_all(&self.pool)
             .await?;
         Ok(())
     }
@@ -641,22 +594,33 @@ impl SqlLog {
     /// Records stored.
     pub async fn count(&self) -> Result<u64, LogStoreError> {
         let n: i64 = sqlx::query("SELECT count(*) FROM request_log")
-            .fetch_one(&self.pool())
+            .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
         Ok(n.max(0) as u64)
     }
 }
 
-/// The `n`th value of a long statement. SQLite gets a bare `?` (values bind in order): sqlx
-/// looks up every parameter's name, and SQLite finds a name by a walk over all of them, so
-/// numbered placeholders made a 20,000-value statement take a second.
-fn placeholder(text: &mut String, sqlite: bool, n: usize) {
-    if sqlite {
-        text.push('?');
-    } else {
-        text.push('$');
-        text.push_str(itoa::Buffer::new().format(n));
+/// `rows` groups of `columns` placeholders: `(?,?),(?,?)`. SQLite gets bare `?` (values bind
+/// in order): sqlx looks up every parameter's name, and SQLite finds a name by a walk over all
+/// of them, so numbered placeholders made a 20,000-value statement take a second.
+fn values(text: &mut String, rows: usize, columns: usize, sqlite: bool) {
+    let mut n = 0;
+    for row in 0..rows {
+        text.push_str(if row == 0 { "(" } else { ",(" });
+        for c in 0..columns {
+            n += 1;
+            if c > 0 {
+                text.push(',');
+            }
+            if sqlite {
+                text.push('?');
+            } else {
+                text.push('$');
+                text.push_str(itoa::Buffer::new().format(n));
+            }
+        }
+        text.push(')');
     }
 }
 
